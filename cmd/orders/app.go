@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxevent"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+const startStopTimeout = 15 * time.Second
+
+// provide supplies the parsed configuration to an fx app.
+func (c config) provide() fx.Option {
+	return fx.Options(
+		fx.Supply(c.client, c.topology, c.rule, c.options, c.log),
+		fx.WithLogger(func() fxevent.Logger {
+			l := &fxevent.ZapLogger{Logger: c.log.Named("fx")}
+			l.UseLogLevel(zapcore.DebugLevel)
+			return l
+		}),
+	)
+}
+
+// runApp starts an fx app and runs it until ctx ends, the app shuts itself
+// down, or until (if not nil) is closed; then it stops the app.
+func runApp(ctx context.Context, log *zap.Logger, until <-chan struct{}, opts ...fx.Option) error {
+	app := fx.New(opts...)
+	if err := app.Err(); err != nil {
+		return err
+	}
+	startCtx, cancel := context.WithTimeout(ctx, startStopTimeout)
+	defer cancel()
+	if err := app.Start(startCtx); err != nil {
+		return err
+	}
+	code := 0
+	select {
+	case <-ctx.Done():
+		log.Info("stopping on signal")
+	case sig := <-app.Wait():
+		code = sig.ExitCode
+	case <-until:
+	}
+	stopCtx, cancelStop := context.WithTimeout(context.Background(), startStopTimeout)
+	defer cancelStop()
+	if err := app.Stop(stopCtx); err != nil {
+		return err
+	}
+	if code != 0 {
+		return exitError{code}
+	}
+	return nil
+}

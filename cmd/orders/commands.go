@@ -1,0 +1,180 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/fx"
+
+	"github.com/orderflow/orders/services/admin"
+	"github.com/orderflow/orders/services/aggregator"
+	"github.com/orderflow/orders/services/broker"
+	"github.com/orderflow/orders/services/processor"
+	"github.com/orderflow/orders/services/producer"
+	"github.com/orderflow/orders/services/retry"
+)
+
+func brokerCmd(s *settings) *cobra.Command {
+	var cfg broker.Config
+	cmd := &cobra.Command{
+		Use:   "broker",
+		Short: "Run an embedded single-node Kafka-protocol broker",
+		Long: `Run an embedded single-node Kafka-protocol broker (franz-go's kfake) for machines
+without Kafka. With --data-dir, topics, records, committed offsets and groups
+survive a restart. Stops on SIGINT or SIGTERM.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := s.logger()
+			if err != nil {
+				return err
+			}
+			b, err := broker.Start(cfg, log)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "broker listening on %s\n", b.Addr())
+			<-cmd.Context().Done()
+			b.Close()
+			fmt.Fprintln(cmd.OutOrStdout(), "broker stopped")
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&cfg.Listen, "listen", "127.0.0.1:9092", "address to listen on; port 0 picks a free port")
+	cmd.Flags().StringVar(&cfg.DataDir, "data-dir", "", "directory that keeps the broker's data across restarts (default: in memory)")
+	return cmd
+}
+
+func topicsCmd(s *settings) *cobra.Command {
+	return &cobra.Command{
+		Use:   "topics",
+		Short: "Create every pipeline topic (idempotent)",
+		Long: `Create orders, the retry topics, the DLQ, orders_processed and the aggregator's
+state topic with PARTITIONS partitions and REPLICATION replicas. Topics that
+exist are left alone and reported; one with fewer partitions than configured
+is an error.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := s.load()
+			if err != nil {
+				return err
+			}
+			res, err := admin.EnsureTopics(cmd.Context(), c.client, c.topology)
+			out := cmd.OutOrStdout()
+			for _, r := range res {
+				switch {
+				case r.Problem != "":
+					fmt.Fprintf(out, "problem  %-28s %s\n", r.Topic, r.Problem)
+				case r.Created:
+					fmt.Fprintf(out, "created  %-28s %d partitions\n", r.Topic, r.Partitions)
+				default:
+					fmt.Fprintf(out, "exists   %-28s %d partitions\n", r.Topic, r.Partitions)
+				}
+			}
+			return err
+		},
+	}
+}
+
+func produceCmd(s *settings) *cobra.Command {
+	var cfg producer.Config
+	cmd := &cobra.Command{
+		Use:   "produce",
+		Short: "Produce random orders to the orders topic",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := s.load()
+			if err != nil {
+				return err
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			var p *producer.Producer
+			done := make(chan struct{})
+			err = runApp(cmd.Context(), c.log, done,
+				c.provide(), fx.Supply(cfg), producer.Module, fx.Populate(&p),
+				fx.Invoke(func() { go func() { <-p.Done(); close(done) }() }),
+			)
+			if p != nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "produced %d orders to %s\n", p.Sent(), c.topology.Orders)
+			}
+			return err
+		},
+	}
+	cmd.Flags().IntVar(&cfg.Count, "count", 10, "orders to produce; 0 produces until interrupted")
+	cmd.Flags().Float64Var(&cfg.Rate, "rate", 0, "orders per second; 0 is as fast as the broker takes them")
+	cmd.Flags().Uint64Var(&cfg.StartID, "start-id", 1001, "first orderId")
+	cmd.Flags().Uint64Var(&cfg.Seed, "seed", 0, "seed of products and prices; 0 picks one")
+	return cmd
+}
+
+func runCmd(s *settings) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run one pipeline stage as a long-lived process",
+		Long: `Run one stage as a member of its consumer group. Start more processes of the
+same stage to share its partitions.`,
+	}
+	stageCmd := func(use, short string, module func(config) (fx.Option, error)) *cobra.Command {
+		return &cobra.Command{
+			Use:   use,
+			Short: short,
+			Args:  cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				c, err := s.load()
+				if err != nil {
+					return err
+				}
+				m, err := module(c)
+				if err != nil {
+					return err
+				}
+				return runApp(cmd.Context(), c.log, nil, c.provide(), m)
+			},
+		}
+	}
+	var stage int
+	retryCmd := stageCmd("retry", "Run retry stage --stage K: orders_retry_K -> processed | next retry | DLQ",
+		func(c config) (fx.Option, error) { return retry.Module(c.topology, stage) })
+	retryCmd.Flags().IntVar(&stage, "stage", 1, "retry stage number, 1 to the number of RETRY_DELAYS")
+	cmd.AddCommand(
+		stageCmd("main", "Run the main stage: orders -> processed | orders_retry_1 | DLQ",
+			func(config) (fx.Option, error) { return processor.Module, nil }),
+		retryCmd,
+		stageCmd("aggregator", "Run the aggregator: orders_processed -> running average",
+			func(config) (fx.Option, error) { return aggregator.Module, nil }),
+	)
+	return cmd
+}
+
+func statsCmd(s *settings) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "stats",
+		Short: "Print the running average price as the aggregator's state holds it",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := s.load()
+			if err != nil {
+				return err
+			}
+			if err := c.client.Ping(cmd.Context()); err != nil {
+				return err
+			}
+			t, err := aggregator.ReadTotals(cmd.Context(), c.client, c.topology)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(t)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "orders: %d  sum: %s  average price: %s\n",
+				t.Count, strconv.FormatFloat(t.Sum, 'f', 2, 64), strconv.FormatFloat(t.Average, 'f', 4, 64))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"count": N, "sum": S, "average": A} on one line`)
+	return cmd
+}

@@ -1,0 +1,91 @@
+package schemas_test
+
+import (
+	"encoding/hex"
+	"errors"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/orderflow/orders/schemas"
+)
+
+// The seed's DLQ example: raw_value_hex of order 1006, Item3, 39.79.
+const seedHex = "08313030360a4974656d33f6281f42"
+
+func TestSeedVectorDecodes(t *testing.T) {
+	raw, _ := hex.DecodeString(seedHex)
+	o, err := schemas.Decode(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := schemas.Order{OrderID: "1006", Product: "Item3", Price: 39.79}
+	if o != want {
+		t.Fatalf("decoded %+v, want %+v", o, want)
+	}
+}
+
+func TestSeedVectorEncodes(t *testing.T) {
+	b, err := schemas.Encode(schemas.Order{OrderID: "1006", Product: "Item3", Price: 39.79})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := hex.EncodeToString(b); got != seedHex {
+		t.Fatalf("encoded %s, want %s", got, seedHex)
+	}
+}
+
+func TestDecodeRejectsBadBytes(t *testing.T) {
+	raw, _ := hex.DecodeString(seedHex)
+	cases := map[string][]byte{
+		"empty":          nil,
+		"not avro":       []byte("hello, world"),
+		"truncated":      raw[:len(raw)-2],
+		"trailing":       append(append([]byte{}, raw...), 0x01),
+		"huge length":    {0xfe, 0xff, 0xff, 0xff, 0x0f},
+		"negative len":   {0x01},
+		"only the id":    raw[:5],
+		"truncated more": raw[:1],
+	}
+	for name, b := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := schemas.Decode(b)
+			if !errors.Is(err, schemas.ErrDecode) {
+				t.Fatalf("Decode(%x) = %v, want ErrDecode", b, err)
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	ok := schemas.Order{OrderID: "1", Product: "Item1", Price: 10}
+	if err := schemas.Validate(ok); err != nil {
+		t.Fatal(err)
+	}
+	bad := map[string]schemas.Order{
+		"empty id": {Product: "Item1", Price: 1},
+		"nan":      {OrderID: "1", Price: float32(math.NaN())},
+		"+inf":     {OrderID: "1", Price: float32(math.Inf(1))},
+		"-inf":     {OrderID: "1", Price: float32(math.Inf(-1))},
+		"negative": {OrderID: "1", Price: -1},
+		"absurd":   {OrderID: "1", Price: 1e30},
+	}
+	for name, o := range bad {
+		err := schemas.Validate(o)
+		if !errors.Is(err, schemas.ErrInvalid) {
+			t.Errorf("%s: Validate = %v, want ErrInvalid", name, err)
+		}
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	in := schemas.Order{OrderID: strings.Repeat("9", 40), Product: "Item4", Price: 99.99}
+	b, err := schemas.Encode(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := schemas.Decode(b)
+	if err != nil || out != in {
+		t.Fatalf("round trip: %+v, %v", out, err)
+	}
+}

@@ -1,0 +1,181 @@
+package envelope
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Header names of the retry history. Every hop replaces them all.
+const (
+	HeaderAttempts          = "x-retry-attempts"
+	HeaderOriginalTopic     = "x-retry-original-topic"
+	HeaderOriginalPartition = "x-retry-original-partition"
+	HeaderOriginalOffset    = "x-retry-original-offset"
+	HeaderFirstFailureAt    = "x-retry-first-failure-at"
+	HeaderLastFailureAt     = "x-retry-last-failure-at"
+	HeaderLastStage         = "x-retry-last-stage"
+	HeaderLastError         = "x-retry-last-error"
+	HeaderDueAt             = "x-retry-due-at"
+	HeaderErrors            = "x-retry-errors"
+)
+
+// HeaderProcessedBy names the stage that processed an order, on records of
+// the processed topic, beside HeaderAttempts.
+const HeaderProcessedBy = "x-processed-by"
+
+// MaxErrors is how many of the latest failures the history keeps.
+const MaxErrors = 5
+
+// MaxErrorLen bounds one error message in the history, in bytes.
+const MaxErrorLen = 256
+
+// maxHeaderLen bounds a history header read from an untrusted record.
+const maxHeaderLen = 8 << 10
+
+// ErrHeaders marks a retry record whose history headers are missing or garbled.
+var ErrHeaders = errors.New("retry headers")
+
+// Failure is one failed processing attempt.
+type Failure struct {
+	Stage   string    `json:"stage"`
+	Attempt int       `json:"attempt"`
+	At      time.Time `json:"at"`
+	Error   string    `json:"error"`
+}
+
+// History is where an order came from and how it failed so far.
+type History struct {
+	// Attempts is the number of processing attempts made so far.
+	Attempts          int
+	OriginalTopic     string
+	OriginalPartition int
+	OriginalOffset    int64
+	FirstFailureAt    time.Time
+	LastFailureAt     time.Time
+	LastStage         string
+	LastError         string
+	// DueAt is when the next stage may process the record.
+	DueAt time.Time
+	// Errors holds the latest failures, oldest first, at most MaxErrors.
+	Errors []Failure
+}
+
+// Begin starts the history of a record read from the input topic.
+func Begin(r Record) History {
+	return History{OriginalTopic: r.Topic, OriginalPartition: r.Partition, OriginalOffset: r.Offset}
+}
+
+// Failed records one more failed attempt in stage at time at.
+func (h History) Failed(stage string, at time.Time, err error) History {
+	msg := truncate(err.Error(), MaxErrorLen)
+	h.Attempts++
+	if h.FirstFailureAt.IsZero() {
+		h.FirstFailureAt = at
+	}
+	h.LastFailureAt = at
+	h.LastStage = stage
+	h.LastError = msg
+	errs := make([]Failure, 0, MaxErrors)
+	if n := len(h.Errors); n >= MaxErrors {
+		errs = append(errs, h.Errors[n-MaxErrors+1:]...)
+	} else {
+		errs = append(errs, h.Errors...)
+	}
+	h.Errors = append(errs, Failure{Stage: stage, Attempt: h.Attempts, At: at, Error: msg})
+	return h
+}
+
+// Headers encodes h as record headers.
+func (h History) Headers() []Header {
+	errs, _ := json.Marshal(h.Errors) // a slice of plain structs always marshals
+	return []Header{
+		{HeaderAttempts, []byte(strconv.Itoa(h.Attempts))},
+		{HeaderOriginalTopic, []byte(h.OriginalTopic)},
+		{HeaderOriginalPartition, []byte(strconv.Itoa(h.OriginalPartition))},
+		{HeaderOriginalOffset, []byte(strconv.FormatInt(h.OriginalOffset, 10))},
+		{HeaderFirstFailureAt, []byte(formatTime(h.FirstFailureAt))},
+		{HeaderLastFailureAt, []byte(formatTime(h.LastFailureAt))},
+		{HeaderLastStage, []byte(h.LastStage)},
+		{HeaderLastError, []byte(h.LastError)},
+		{HeaderDueAt, []byte(formatTime(h.DueAt))},
+		{HeaderErrors, errs},
+	}
+}
+
+// ParseHistory reads the history headers of a record on a retry topic. A
+// missing or garbled header is an error wrapping ErrHeaders.
+func ParseHistory(r Record) (History, error) {
+	var h History
+	var err error
+	get := func(key string) string {
+		if err != nil {
+			return ""
+		}
+		v, ok := r.Header(key)
+		switch {
+		case !ok:
+			err = fmt.Errorf("%w: missing %s", ErrHeaders, key)
+		case len(v) > maxHeaderLen:
+			err = fmt.Errorf("%w: %s is %d bytes long", ErrHeaders, key, len(v))
+		}
+		return string(v)
+	}
+	num := func(key string) int64 {
+		s := get(key)
+		if err != nil {
+			return 0
+		}
+		n, perr := strconv.ParseInt(s, 10, 64)
+		if perr != nil || n < 0 {
+			err = fmt.Errorf("%w: %s is not a count: %q", ErrHeaders, key, truncate(s, 32))
+		}
+		return n
+	}
+	when := func(key string) time.Time {
+		s := get(key)
+		if err != nil {
+			return time.Time{}
+		}
+		t, perr := time.Parse(time.RFC3339Nano, s)
+		if perr != nil {
+			err = fmt.Errorf("%w: %s is not an RFC 3339 time: %q", ErrHeaders, key, truncate(s, 40))
+		}
+		return t
+	}
+	h.Attempts = int(num(HeaderAttempts))
+	h.OriginalTopic = get(HeaderOriginalTopic)
+	h.OriginalPartition = int(num(HeaderOriginalPartition))
+	h.OriginalOffset = num(HeaderOriginalOffset)
+	h.FirstFailureAt = when(HeaderFirstFailureAt)
+	h.LastFailureAt = when(HeaderLastFailureAt)
+	h.LastStage = get(HeaderLastStage)
+	h.LastError = get(HeaderLastError)
+	h.DueAt = when(HeaderDueAt)
+	if err != nil {
+		return History{}, err
+	}
+	if h.Attempts < 1 {
+		return History{}, fmt.Errorf("%w: %s is %d, want at least 1", ErrHeaders, HeaderAttempts, h.Attempts)
+	}
+	if v, ok := r.Header(HeaderErrors); ok && len(v) <= maxHeaderLen {
+		// The error history is informative only: a garbled one is dropped,
+		// not a reason to dead-letter the order.
+		var errs []Failure
+		if json.Unmarshal(v, &errs) == nil && len(errs) <= MaxErrors {
+			h.Errors = errs
+		}
+	}
+	return h, nil
+}
+
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

@@ -1,0 +1,139 @@
+// Package pipeline is the consume-handle-produce-commit loop every stage
+// runs, and the Kafka wiring it needs: one consumer group per stage, one
+// reader per assigned partition, a synchronous writer with acks from all
+// replicas, and offsets committed only after the writes they cover.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+)
+
+// Client is how every command reaches the Kafka cluster.
+type Client struct {
+	// Brokers are the bootstrap addresses. Required.
+	Brokers []string
+	// DialTimeout bounds one connection attempt. Optional, default 5s.
+	DialTimeout time.Duration
+}
+
+// ErrNoBroker means no bootstrap broker answered.
+var ErrNoBroker = errors.New("no broker reachable")
+
+// Validate reports a client setting a user must fix.
+func (c Client) Validate() error {
+	if len(c.Brokers) == 0 {
+		return errors.New("KAFKA_BROKERS: no broker address given")
+	}
+	for _, b := range c.Brokers {
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			return fmt.Errorf("KAFKA_BROKERS: %q is not host:port", b)
+		}
+	}
+	return nil
+}
+
+func (c Client) dialTimeout() time.Duration {
+	if c.DialTimeout <= 0 {
+		return 5 * time.Second
+	}
+	return c.DialTimeout
+}
+
+// Dialer is the dialer readers and consumer groups use.
+func (c Client) Dialer() *kafka.Dialer {
+	return &kafka.Dialer{Timeout: c.dialTimeout(), DualStack: true, ClientID: "orders"}
+}
+
+// Transport is the transport writers and admin requests use.
+func (c Client) Transport() *kafka.Transport {
+	return &kafka.Transport{DialTimeout: c.dialTimeout(), ClientID: "orders", MetadataTTL: 10 * time.Second}
+}
+
+// Admin is a client for metadata and admin requests.
+func (c Client) Admin() *kafka.Client {
+	return &kafka.Client{Addr: kafka.TCP(c.Brokers...), Transport: c.Transport(), Timeout: 10 * time.Second}
+}
+
+// Ping fails with ErrNoBroker, naming the addresses, when no broker answers.
+func (c Client) Ping(ctx context.Context) error {
+	var errs []error
+	for _, b := range c.Brokers {
+		conn, err := c.Dialer().DialContext(ctx, "tcp", b)
+		if err == nil {
+			_, err = conn.ApiVersions()
+			conn.Close()
+			if err == nil {
+				return nil
+			}
+		}
+		errs = append(errs, err)
+	}
+	return fmt.Errorf("%w at %s: %w", ErrNoBroker, strings.Join(c.Brokers, ","), errors.Join(errs...))
+}
+
+// WriterConfig tunes the writer of a stage.
+type WriterConfig struct {
+	// BatchSize is the most records sent in one produce request per
+	// partition. Optional, default 1000.
+	BatchSize int
+	// BatchTimeout is how long a partial batch waits for more records.
+	// Optional, default 2ms: writes are synchronous, so a long wait would
+	// stall every batch that does not fill up.
+	BatchTimeout time.Duration
+}
+
+func (w *WriterConfig) setDefaults() {
+	if w.BatchSize <= 0 {
+		w.BatchSize = 1000
+	}
+	if w.BatchTimeout <= 0 {
+		w.BatchTimeout = 2 * time.Millisecond
+	}
+}
+
+// NewWriter returns a synchronous writer that waits for all in-sync
+// replicas, partitions by key with the Java client's murmur2 hash unless a
+// record names its partition, and never creates topics.
+func (c Client) NewWriter(wc WriterConfig, log *zap.Logger) *kafka.Writer {
+	wc.setDefaults()
+	return &kafka.Writer{
+		Addr:                   kafka.TCP(c.Brokers...),
+		Balancer:               partitioner{},
+		RequiredAcks:           kafka.RequireAll,
+		BatchSize:              wc.BatchSize,
+		BatchBytes:             16 << 20,
+		BatchTimeout:           wc.BatchTimeout,
+		MaxAttempts:            3,
+		WriteBackoffMin:        50 * time.Millisecond,
+		WriteBackoffMax:        time.Second,
+		AllowAutoTopicCreation: false,
+		Transport:              c.Transport(),
+		ErrorLogger:            kafkaLogger(log, true),
+	}
+}
+
+// partitioner sends a record to the partition it names, if any, else by key.
+type partitioner struct{ hash kafka.Murmur2Balancer }
+
+func (p partitioner) Balance(msg kafka.Message, partitions ...int) int {
+	if msg.Partition >= 0 {
+		return msg.Partition
+	}
+	return p.hash.Balance(msg, partitions...)
+}
+
+func kafkaLogger(log *zap.Logger, errs bool) kafka.LoggerFunc {
+	s := log.WithOptions(zap.AddCallerSkip(1)).Sugar().With("component", "kafka-go")
+	if errs {
+		return func(msg string, args ...any) { s.Warnf(msg, args...) }
+	}
+	return func(msg string, args ...any) { s.Debugf(msg, args...) }
+}

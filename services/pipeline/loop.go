@@ -1,0 +1,446 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+
+	"github.com/orderflow/orders/services/envelope"
+)
+
+// Stage is what a loop runs: it opens a handler for each partition the
+// process is assigned.
+type Stage interface {
+	// Open prepares the handling of one assigned partition and returns the
+	// offset to read from, usually a.Committed.
+	Open(ctx context.Context, a Assignment) (Partition, int64, error)
+}
+
+// Assignment is one partition given to this process by its consumer group.
+type Assignment struct {
+	Topic      string
+	Partition  int
+	Committed  int64 // kafka.FirstOffset when the group has not committed yet
+	Generation int32
+}
+
+// Partition handles the records of one partition, in order.
+type Partition interface {
+	// Handle returns the records to produce for a batch of consecutive
+	// records. The loop writes them, waits for their acknowledgement and only
+	// then commits the batch. An error stops the loop: business failures are
+	// outputs (a retry or DLQ record), not errors.
+	Handle(ctx context.Context, batch []envelope.Record) ([]envelope.Output, error)
+}
+
+// Delayer is implemented by partitions whose records may not be handled
+// before a due time. The loop never hands Handle a record before its due
+// time and waits without holding back other partitions.
+type Delayer interface {
+	DueAt(r envelope.Record) time.Time
+}
+
+// Acker is implemented by partitions that want to know when a batch's
+// outputs are acknowledged and its offsets committed.
+type Acker interface {
+	Acked(batch []envelope.Record)
+}
+
+// Config is the consumer side of a stage.
+type Config struct {
+	Client Client
+	// Group is the consumer group. Required.
+	Group string
+	// Topic is the input topic. Required.
+	Topic string
+	Options
+}
+
+// Options tune every loop of a process.
+type Options struct {
+	// MaxBatch is the most records handled, written and committed together.
+	// Optional, default 500.
+	MaxBatch int
+	// SessionTimeout after which the group gives a silent member's
+	// partitions to others. Optional, default 10s.
+	SessionTimeout time.Duration
+	// Writer tunes the output writer.
+	Writer WriterConfig
+	// StopGrace is how long a stopping loop may take to write and commit the
+	// batch in hand, so a stop does not make the next owner repeat it.
+	// Optional, default 5s.
+	StopGrace time.Duration
+	// Now is the clock for due times. Optional, default time.Now.
+	Now func() time.Time
+}
+
+func (c *Options) setDefaults() {
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 500
+	}
+	if c.SessionTimeout <= 0 {
+		c.SessionTimeout = 10 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.StopGrace <= 0 {
+		c.StopGrace = 5 * time.Second
+	}
+	c.Writer.setDefaults()
+}
+
+func (c Config) validate() error {
+	if err := c.Client.Validate(); err != nil {
+		return err
+	}
+	if c.Group == "" || c.Topic == "" {
+		return errors.New("pipeline: group and topic are required")
+	}
+	return nil
+}
+
+// Loop consumes one topic as one member of a consumer group.
+type Loop struct {
+	cfg    Config
+	stage  Stage
+	log    *zap.Logger
+	writer *kafka.Writer
+
+	commitMu sync.Mutex
+	joined   chan struct{}
+	joinOnce sync.Once
+}
+
+// NewLoop checks cfg and returns a loop that runs stage.
+func NewLoop(cfg Config, stage Stage, log *zap.Logger) (*Loop, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &Loop{
+		cfg:    cfg,
+		stage:  stage,
+		log:    log,
+		writer: cfg.Client.NewWriter(cfg.Writer, log),
+		joined: make(chan struct{}),
+	}, nil
+}
+
+// Joined is closed once the loop has joined its group the first time.
+func (l *Loop) Joined() <-chan struct{} { return l.joined }
+
+// Run consumes until ctx is done. It returns nil on cancellation and an
+// error only for a failure that restarting the loop would not fix. When ctx
+// ends, the batch in hand is still written and committed, for at most
+// Config.StopGrace.
+func (l *Loop) Run(ctx context.Context) error {
+	defer l.writer.Close()
+	hard, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hardCancel()
+	grace := context.AfterFunc(ctx, func() { time.AfterFunc(l.cfg.StopGrace, hardCancel) })
+	defer grace()
+	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                    l.cfg.Group,
+		Brokers:               l.cfg.Client.Brokers,
+		Dialer:                l.cfg.Client.Dialer(),
+		Topics:                []string{l.cfg.Topic},
+		HeartbeatInterval:     time.Second,
+		SessionTimeout:        l.cfg.SessionTimeout,
+		RebalanceTimeout:      l.cfg.SessionTimeout,
+		JoinGroupBackoff:      time.Second,
+		WatchPartitionChanges: true,
+		StartOffset:           kafka.FirstOffset,
+		Logger:                kafkaLogger(l.log, false),
+		ErrorLogger:           kafkaLogger(l.log, true),
+	})
+	if err != nil {
+		return fmt.Errorf("consumer group: %w", err)
+	}
+	defer group.Close()
+
+	fatal := make(chan error, 1)
+	for {
+		gen, err := group.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			select {
+			case err := <-fatal:
+				return err
+			default:
+			}
+			l.log.Warn("joining consumer group; retrying", zap.String("group", l.cfg.Group), zap.Error(err))
+			continue
+		}
+		l.joinOnce.Do(func() { close(l.joined) })
+		var parts []int
+		for _, a := range gen.Assignments[l.cfg.Topic] {
+			a := Assignment{Topic: l.cfg.Topic, Partition: a.ID, Committed: a.Offset, Generation: gen.ID}
+			parts = append(parts, a.Partition)
+			gen.Start(func(gctx context.Context) {
+				pctx, cancel := context.WithCancel(ctx)
+				defer cancel()
+				defer context.AfterFunc(gctx, cancel)()
+				if err := l.runPartition(pctx, hard, gen, a); err != nil {
+					select {
+					case fatal <- err:
+					default:
+					}
+				}
+			})
+		}
+		l.log.Info("assigned partitions", zap.String("group", l.cfg.Group), zap.String("topic", l.cfg.Topic),
+			zap.Ints("partitions", parts), zap.Int32("generation", gen.ID))
+		select {
+		case err := <-fatal:
+			return err
+		default:
+		}
+	}
+}
+
+// runPartition is the loop of one partition for one generation. ctx ends
+// when the process stops or the generation ends; hard bounds the write and
+// commit of the batch in hand after that. It returns an error only for a
+// fatal handler failure.
+func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a Assignment) error {
+	log := l.log.With(zap.String("topic", a.Topic), zap.Int("partition", a.Partition))
+	var (
+		p     Partition
+		start int64
+		err   error
+	)
+	for b := newBackoff(); ; {
+		p, start, err = l.stage.Open(ctx, a)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		log.Warn("opening partition; retrying", zap.Error(err))
+		if !b.wait(ctx) {
+			return nil
+		}
+	}
+
+	reader := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:        l.cfg.Client.Brokers,
+		Dialer:         l.cfg.Client.Dialer(),
+		Topic:          a.Topic,
+		Partition:      a.Partition,
+		MinBytes:       1,
+		MaxBytes:       4 << 20,
+		MaxWait:        250 * time.Millisecond,
+		QueueCapacity:  l.cfg.MaxBatch,
+		ReadBackoffMin: 50 * time.Millisecond,
+		ReadBackoffMax: time.Second,
+		Logger:         kafkaLogger(log, false),
+		ErrorLogger:    kafkaLogger(log, true),
+	})
+	if err := reader.SetOffset(start); err != nil {
+		reader.Close()
+		return fmt.Errorf("set offset %d: %w", start, err)
+	}
+
+	// The fetcher keeps a bounded queue of this partition's records so that
+	// handling can take everything already fetched as one batch.
+	fctx, stopFetch := context.WithCancel(ctx)
+	queue := make(chan kafka.Message, l.cfg.MaxBatch)
+	var fetcher sync.WaitGroup
+	fetcher.Add(1)
+	go func() {
+		defer fetcher.Done()
+		defer close(queue)
+		for {
+			m, err := reader.FetchMessage(fctx)
+			if err != nil {
+				if fctx.Err() == nil {
+					log.Error("fetch message", zap.Error(err))
+				}
+				return
+			}
+			select {
+			case queue <- m:
+			case <-fctx.Done():
+				return
+			}
+		}
+	}()
+	defer func() {
+		stopFetch()
+		reader.Close()
+		fetcher.Wait()
+	}()
+
+	delayer, _ := p.(Delayer)
+	acker, _ := p.(Acker)
+	var (
+		head  *kafka.Message
+		batch []envelope.Record
+		msgs  []kafka.Message
+	)
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if head == nil {
+			select {
+			case m, ok := <-queue:
+				if !ok {
+					return nil
+				}
+				head = &m
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		batch, msgs = batch[:0], msgs[:0]
+		now := l.cfg.Now()
+		if delayer != nil {
+			rec := toRecord(*head)
+			if due := delayer.DueAt(rec); due.After(now) {
+				if !sleepUntil(ctx, l.cfg.Now, due) {
+					return nil
+				}
+				now = l.cfg.Now()
+			}
+		}
+		msgs = append(msgs, *head)
+		head = nil
+	drain:
+		for len(msgs) < l.cfg.MaxBatch {
+			select {
+			case m, ok := <-queue:
+				if !ok {
+					break drain
+				}
+				if delayer != nil && delayer.DueAt(toRecord(m)).After(now) {
+					head = &m
+					break drain
+				}
+				msgs = append(msgs, m)
+			default:
+				break drain
+			}
+		}
+		for _, m := range msgs {
+			batch = append(batch, toRecord(m))
+		}
+		outs, err := p.Handle(ctx, batch)
+		if err != nil {
+			return fmt.Errorf("handle %s/%d@%d: %w", a.Topic, a.Partition, msgs[0].Offset, err)
+		}
+		if !l.write(hard, log, outs) {
+			return nil
+		}
+		last := msgs[len(msgs)-1]
+		if err := l.commit(gen, a, last.Offset+1); err != nil {
+			// The generation is over or the coordinator is gone: whoever
+			// owns the partition next reads these records again.
+			if ctx.Err() == nil {
+				log.Warn("commit offsets; leaving the partition to the next generation", zap.Error(err))
+			}
+			return nil
+		}
+		if acker != nil {
+			acker.Acked(batch)
+		}
+	}
+}
+
+// write produces outs synchronously, retrying until every record is
+// acknowledged. It returns false if ctx ends first.
+func (l *Loop) write(ctx context.Context, log *zap.Logger, outs []envelope.Output) bool {
+	if len(outs) == 0 {
+		return true
+	}
+	msgs := Messages(outs)
+	for b := newBackoff(); ; {
+		err := l.writer.WriteMessages(ctx, msgs...)
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		log.Warn("produce; retrying", zap.Int("records", len(msgs)), zap.Error(err))
+		if !b.wait(ctx) {
+			return false
+		}
+	}
+}
+
+func (l *Loop) commit(gen *kafka.Generation, a Assignment, next int64) error {
+	l.commitMu.Lock()
+	defer l.commitMu.Unlock()
+	return gen.CommitOffsets(map[string]map[int]int64{a.Topic: {a.Partition: next}})
+}
+
+// Messages converts outputs to kafka-go messages for a writer made by
+// Client.NewWriter.
+func Messages(outs []envelope.Output) []kafka.Message {
+	msgs := make([]kafka.Message, len(outs))
+	for i, o := range outs {
+		hs := make([]kafka.Header, len(o.Headers))
+		for j, h := range o.Headers {
+			hs[j] = kafka.Header{Key: h.Key, Value: h.Value}
+		}
+		msgs[i] = kafka.Message{Topic: o.Topic, Partition: o.Partition, Key: o.Key, Value: o.Value, Headers: hs}
+	}
+	return msgs
+}
+
+func toRecord(m kafka.Message) envelope.Record {
+	hs := make([]envelope.Header, len(m.Headers))
+	for i, h := range m.Headers {
+		hs[i] = envelope.Header{Key: h.Key, Value: h.Value}
+	}
+	return envelope.Record{
+		Topic: m.Topic, Partition: m.Partition, Offset: m.Offset,
+		Key: m.Key, Value: m.Value, Headers: hs, Time: m.Time,
+	}
+}
+
+// sleepUntil waits until now() reaches t, or ctx ends (false). It checks the
+// clock again after the timer fires, so a record is never handled early.
+func sleepUntil(ctx context.Context, now func() time.Time, t time.Time) bool {
+	for {
+		d := t.Sub(now())
+		if d <= 0 {
+			return true
+		}
+		timer := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return false
+		case <-timer.C:
+		}
+	}
+}
+
+type backoff struct{ d time.Duration }
+
+func newBackoff() *backoff { return &backoff{d: 100 * time.Millisecond} }
+
+func (b *backoff) wait(ctx context.Context) bool {
+	t := time.NewTimer(b.d)
+	defer t.Stop()
+	if b.d *= 2; b.d > 5*time.Second {
+		b.d = 5 * time.Second
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,62 @@
+// Package processor is the main stage: it decides the outcome of each order
+// (processed, retried later, or dead-lettered) by the processing rule. The
+// retry stages reuse the same decision with their own place in the ladder.
+package processor
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"slices"
+	"strconv"
+
+	"github.com/orderflow/orders/schemas"
+)
+
+// Rule is the business processing of one order, as in the original
+// assignment: some products always fail, and optionally any attempt fails
+// transiently with a fixed probability.
+type Rule struct {
+	// FailProducts always fail. Optional, default none.
+	FailProducts []string
+	// FlakyRate is the probability in [0, 1] that an attempt fails
+	// transiently. It is decided by a hash of orderId and attempt, so a run
+	// repeats exactly. Optional, default 0.
+	FlakyRate float64
+}
+
+// Validate reports a setting a user must fix.
+func (r Rule) Validate() error {
+	if math.IsNaN(r.FlakyRate) || r.FlakyRate < 0 || r.FlakyRate > 1 {
+		return fmt.Errorf("FLAKY_RATE: %v is not a probability between 0 and 1", r.FlakyRate)
+	}
+	return nil
+}
+
+// ErrFailingProduct is the failure of a product listed in FailProducts.
+var ErrFailingProduct = errors.New("product fails processing")
+
+// ErrTransient is a flaky failure that a later attempt may not see.
+var ErrTransient = errors.New("transient processing failure")
+
+// Process handles one valid order on its attempt-th try (1-based). A non-nil
+// error is retryable.
+func (r Rule) Process(o schemas.Order, attempt int) error {
+	if slices.Contains(r.FailProducts, o.Product) {
+		return fmt.Errorf("%w: %s", ErrFailingProduct, o.Product)
+	}
+	if r.FlakyRate > 0 && flakyDraw(o.OrderID, attempt) < r.FlakyRate {
+		return fmt.Errorf("%w (attempt %d)", ErrTransient, attempt)
+	}
+	return nil
+}
+
+// flakyDraw maps (orderId, attempt) to a number in [0, 1).
+func flakyDraw(orderID string, attempt int) float64 {
+	h := fnv.New64a()
+	h.Write([]byte(orderID))
+	h.Write([]byte{0})
+	h.Write([]byte(strconv.Itoa(attempt)))
+	return float64(h.Sum64()>>11) / (1 << 53)
+}

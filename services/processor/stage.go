@@ -1,0 +1,112 @@
+package processor
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/orderflow/orders/schemas"
+	"github.com/orderflow/orders/services/envelope"
+	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/topology"
+)
+
+// Stage decides the outcome of orders read at one step of the retry ladder:
+// step 0 is the main stage, step k the k-th retry stage.
+type Stage struct {
+	Step     int
+	Topology topology.Topology
+	Rule     Rule
+	Log      *zap.Logger
+	// Now is the clock. Optional, default time.Now.
+	Now func() time.Time
+}
+
+// Open serves every partition with the same stateless stage.
+func (s *Stage) Open(_ context.Context, a pipeline.Assignment) (pipeline.Partition, int64, error) {
+	return s, a.Committed, nil
+}
+
+// Handle returns one output per input record.
+func (s *Stage) Handle(_ context.Context, batch []envelope.Record) ([]envelope.Output, error) {
+	outs := make([]envelope.Output, 0, len(batch))
+	for _, r := range batch {
+		outs = append(outs, s.Decide(r))
+	}
+	return outs, nil
+}
+
+// DueAt is when a retry record may be handled: the due time in its
+// headers. Records without a readable one are due at once, and Decide
+// dead-letters them.
+func (s *Stage) DueAt(r envelope.Record) time.Time {
+	if s.Step == 0 {
+		return time.Time{}
+	}
+	h, err := envelope.ParseHistory(r)
+	if err != nil {
+		return time.Time{}
+	}
+	return h.DueAt
+}
+
+func (s *Stage) now() time.Time {
+	if s.Now == nil {
+		return time.Now()
+	}
+	return s.Now()
+}
+
+// Decide returns where record r goes from this stage.
+func (s *Stage) Decide(r envelope.Record) envelope.Output {
+	name := s.Topology.StageName(s.Step)
+	now := s.now()
+	var h envelope.History
+	if s.Step == 0 {
+		h = envelope.Begin(r)
+	} else {
+		var err error
+		if h, err = envelope.ParseHistory(r); err != nil {
+			h = envelope.Begin(r).Failed(name, now, err)
+			return s.deadLetter(r, h, envelope.ReasonBadHeaders)
+		}
+	}
+	o, err := schemas.Decode(r.Value)
+	if err != nil {
+		return s.deadLetter(r, h.Failed(name, now, err), envelope.ReasonUndecodable)
+	}
+	if err := schemas.Validate(o); err != nil {
+		return s.deadLetter(r, h.Failed(name, now, err), envelope.ReasonInvalid)
+	}
+	attempt := h.Attempts + 1
+	if err := s.Rule.Process(o, attempt); err != nil {
+		h = h.Failed(name, now, err)
+		next, retry := s.Topology.NextOnFailure(s.Step)
+		if !retry {
+			return s.deadLetter(r, h, envelope.ReasonRetriesExhausted)
+		}
+		h.DueAt = now.Add(s.Topology.Delay(s.Step + 1))
+		s.Log.Info("retry scheduled", zap.String("stage", name), zap.String("orderId", o.OrderID),
+			zap.Int("attempt", attempt), zap.String("next", next), zap.Time("due", h.DueAt), zap.Error(err))
+		return envelope.Output{Topic: next, Partition: envelope.AnyPartition, Key: r.Key, Value: r.Value, Headers: h.Headers()}
+	}
+	s.Log.Info("order processed", zap.String("stage", name), zap.String("orderId", o.OrderID),
+		zap.Int("attempt", attempt), zap.String("product", o.Product), zap.Float32("price", o.Price))
+	return envelope.Output{
+		Topic: s.Topology.Processed, Partition: envelope.AnyPartition,
+		Key: []byte(o.OrderID), Value: r.Value,
+		Headers: []envelope.Header{
+			{Key: envelope.HeaderAttempts, Value: []byte(strconv.Itoa(attempt))},
+			{Key: envelope.HeaderProcessedBy, Value: []byte(name)},
+		},
+	}
+}
+
+func (s *Stage) deadLetter(r envelope.Record, h envelope.History, reason string) envelope.Output {
+	dl := envelope.NewDeadLetter(r, h, reason)
+	s.Log.Warn("order dead-lettered", zap.String("stage", h.LastStage), zap.String("key", string(r.Key)),
+		zap.Int("attempt", h.Attempts), zap.String("reason", reason), zap.String("error", h.LastError))
+	return envelope.Output{Topic: s.Topology.DLQ, Partition: envelope.AnyPartition, Key: r.Key, Value: dl.Marshal(), Headers: h.Headers()}
+}

@@ -1,0 +1,16 @@
+package producer
+
+import (
+	"go.uber.org/fx"
+	"go.uber.org/zap"
+
+	"github.com/orderflow/orders/services/pipeline"
+)
+
+// Module runs a producer with the Config supplied to the app.
+var Module = fx.Module("producer",
+	fx.Provide(New),
+	fx.Invoke(func(lc fx.Lifecycle, sh fx.Shutdowner, log *zap.Logger, p *Producer) {
+		pipeline.RunInBackground(lc, sh, log, "producer", p)
+	}),
+)
