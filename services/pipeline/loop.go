@@ -150,7 +150,7 @@ func (l *Loop) Run(ctx context.Context) error {
 		Brokers:               l.cfg.Client.Brokers,
 		Dialer:                l.cfg.Client.Dialer(),
 		Topics:                []string{l.cfg.Topic},
-		HeartbeatInterval:     time.Second,
+		HeartbeatInterval:     min(time.Second, l.cfg.SessionTimeout/3),
 		SessionTimeout:        l.cfg.SessionTimeout,
 		RebalanceTimeout:      l.cfg.SessionTimeout,
 		JoinGroupBackoff:      time.Second,

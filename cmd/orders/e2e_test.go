@@ -1,0 +1,296 @@
+package main_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/orderflow/orders/schemas"
+	"github.com/orderflow/orders/services/aggregator"
+	"github.com/orderflow/orders/services/broker"
+	"github.com/orderflow/orders/services/envelope"
+	"github.com/orderflow/orders/services/outcome"
+	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/producer"
+	"github.com/orderflow/orders/services/testkit"
+	"github.com/orderflow/orders/topology"
+)
+
+var testDelays = []time.Duration{300 * time.Millisecond, 500 * time.Millisecond, 700 * time.Millisecond}
+
+type cluster struct {
+	t      *testing.T
+	bin    string
+	env    []string
+	client pipeline.Client
+	top    topology.Topology
+}
+
+func newCluster(t *testing.T, delays []time.Duration) *cluster {
+	b := testkit.Broker(t, broker.Config{})
+	var ds []string
+	for _, d := range delays {
+		ds = append(ds, d.String())
+	}
+	top, err := topology.New(topology.Topology{Delays: delays})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{
+		t:      t,
+		bin:    testkit.Binary(t),
+		env:    []string{"KAFKA_BROKERS=" + b.Addr(), "RETRY_DELAYS=" + strings.Join(ds, ","), "SESSION_TIMEOUT=3s", "LOG_LEVEL=info"},
+		client: pipeline.Client{Brokers: []string{b.Addr()}},
+		top:    top,
+	}
+	out, err := testkit.Run(t, c.bin, c.env, "topics")
+	if err != nil {
+		t.Fatalf("orders topics: %v\n%s", err, out)
+	}
+	return c
+}
+
+func (c *cluster) start(args ...string) *testkit.Proc {
+	return testkit.Start(c.t, c.bin, c.env, args...)
+}
+
+// startAll starts n processes of main and of every retry stage, and one aggregator.
+func (c *cluster) startAll(n int) map[string][]*testkit.Proc {
+	procs := map[string][]*testkit.Proc{}
+	for range n {
+		procs["main"] = append(procs["main"], c.start("run", "main"))
+		for k := 1; k <= c.top.Stages(); k++ {
+			name := topology.RetryStageName(k)
+			procs[name] = append(procs[name], c.start("run", "retry", "--stage", fmt.Sprint(k)))
+		}
+	}
+	procs["aggregator"] = append(procs["aggregator"], c.start("run", "aggregator"))
+	return procs
+}
+
+// expected regenerates the orders `orders produce --seed` wrote.
+func expected(n int, seed uint64) []schemas.Order {
+	g := producer.NewGenerator(1001, seed)
+	out := make([]schemas.Order, n)
+	for i := range out {
+		out[i] = g.Next()
+	}
+	return out
+}
+
+// wait returns the tally once want orders have an outcome and the
+// aggregator has counted every processed one.
+func (c *cluster) wait(want int, timeout time.Duration) (*outcome.Tally, outcome.Totals) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	tally, tot, err := outcome.Wait(ctx, c.client, c.top, want, 200*time.Millisecond, func(ctx context.Context) (outcome.Totals, error) {
+		t, err := aggregator.ReadTotals(ctx, c.client, c.top)
+		return outcome.Totals{Count: t.Count, Average: t.Average}, err
+	})
+	if err != nil {
+		c.t.Fatalf("waiting for %d outcomes: %v (have %d: %d processed, %d dead, aggregator count %d)",
+			want, err, tally.Final(), len(tally.Processed), len(tally.Dead), tot.Count)
+	}
+	return tally, tot
+}
+
+// checkOutcomes asserts every order has exactly the outcome its product
+// calls for and the aggregator's average is exact.
+func (c *cluster) checkOutcomes(orders []schemas.Order, tally *outcome.Tally) {
+	c.t.Helper()
+	var sum float64
+	var good int
+	for _, o := range orders {
+		p, processed := tally.Processed[o.OrderID]
+		d, dead := tally.Dead[o.OrderID]
+		switch {
+		case processed && dead:
+			c.t.Errorf("order %s is both processed and dead-lettered", o.OrderID)
+		case !processed && !dead:
+			c.t.Errorf("order %s lost", o.OrderID)
+		case o.Product == "Item3" && processed:
+			c.t.Errorf("failing order %s processed by %s", o.OrderID, p.By)
+		case o.Product != "Item3" && dead:
+			c.t.Errorf("good order %s dead-lettered: %s", o.OrderID, d.Letter.Error)
+		case processed && p.Order != o:
+			c.t.Errorf("order %s processed as %+v, produced as %+v", o.OrderID, p.Order, o)
+		}
+		if o.Product != "Item3" {
+			sum += float64(o.Price)
+			good++
+		}
+	}
+	out, err := testkit.Run(c.t, c.bin, c.env, "stats", "--json")
+	if err != nil {
+		c.t.Fatalf("orders stats: %v\n%s", err, out)
+	}
+	var st struct {
+		Count   int64   `json:"count"`
+		Sum     float64 `json:"sum"`
+		Average float64 `json:"average"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		c.t.Fatalf("orders stats --json printed %q: %v", out, err)
+	}
+	exact := sum / float64(good)
+	if st.Count != int64(good) || math.Abs(st.Average-exact)/exact > 1e-9 {
+		c.t.Errorf("stats: count %d average %.12f, want count %d average %.12f", st.Count, st.Average, good, exact)
+	}
+}
+
+// checkDeadLetter asserts an order that failed everywhere went through
+// every retry stage, each no earlier than its delay after the last failure.
+func (c *cluster) checkDeadLetter(key string, d envelope.DeadLetter) {
+	c.t.Helper()
+	stages := []string{}
+	for _, f := range d.Errors {
+		stages = append(stages, f.Stage)
+	}
+	want := []string{"main", "retry-1", "retry-2", "retry-3"}
+	if d.Attempts != 4 || d.Reason != envelope.ReasonRetriesExhausted || !slices.Equal(stages, want) || d.Stage != "retry-3" {
+		c.t.Errorf("DLQ record of %s: attempts %d reason %s stage %s history %v; want 4 %s retry-3 %v",
+			key, d.Attempts, d.Reason, d.Stage, stages, envelope.ReasonRetriesExhausted, want)
+		return
+	}
+	if d.Topic != c.top.Orders || d.Key != key || d.RawValueHex == "" {
+		c.t.Errorf("DLQ record of %s: topic %q key %q raw %q", key, d.Topic, d.Key, d.RawValueHex)
+	}
+	for k := 1; k < len(d.Errors); k++ {
+		due := d.Errors[k-1].At.Add(c.top.Delay(k))
+		if early := due.Sub(d.Errors[k].At); early > 0 {
+			c.t.Errorf("order %s handled by %s %v before it was due", key, d.Errors[k].Stage, early)
+		}
+	}
+}
+
+func TestPipelineEndToEnd(t *testing.T) {
+	c := newCluster(t, testDelays)
+	out, err := testkit.Run(t, c.bin, c.env, "topics")
+	if err != nil || strings.Count(out, "exists") != len(c.top.Topics()) {
+		t.Fatalf("second orders topics should find every topic: %v\n%s", err, out)
+	}
+	c.startAll(2)
+
+	// Bytes that are not an order, on the input topic, before the orders.
+	w := c.client.NewWriter(pipeline.WriterConfig{}, testLogger(t))
+	defer w.Close()
+	if err := w.WriteMessages(context.Background(), pipeline.Messages([]envelope.Output{{
+		Topic: c.top.Orders, Partition: envelope.AnyPartition, Key: []byte("garbage-1"), Value: []byte("this is not avro"),
+	}})...); err != nil {
+		t.Fatal(err)
+	}
+
+	const n = 1000
+	if out, err := testkit.Run(t, c.bin, c.env, "produce", "--count", fmt.Sprint(n), "--seed", "42"); err != nil {
+		t.Fatalf("orders produce: %v\n%s", err, out)
+	}
+	orders := expected(n, 42)
+	tally, _ := c.wait(n+1, 2*time.Minute)
+	c.checkOutcomes(orders, tally)
+
+	failing := 0
+	for _, o := range orders {
+		if o.Product == "Item3" {
+			failing++
+			if d := tally.Dead[o.OrderID]; d != nil {
+				c.checkDeadLetter(o.OrderID, d.Letter)
+			}
+		}
+	}
+	if failing == 0 {
+		t.Fatal("no Item3 order among the produced ones: the test proves nothing")
+	}
+
+	garbage := tally.Dead["garbage-1"]
+	if garbage == nil {
+		t.Fatal("undecodable record not dead-lettered")
+	}
+	if g := garbage.Letter; g.Reason != envelope.ReasonUndecodable || g.Attempts != 1 || g.Stage != "main" ||
+		!strings.Contains(g.Error, "decode order") || g.RawValueHex != fmt.Sprintf("%x", "this is not avro") {
+		t.Errorf("undecodable record's DLQ entry: %+v", g)
+	}
+
+	// Every failing order passed through each retry topic, once per stage.
+	seen := map[string]map[string]int{}
+	next := map[string]map[int]int64{}
+	var retryTopics []string
+	for k := 1; k <= c.top.Stages(); k++ {
+		retryTopics = append(retryTopics, c.top.RetryTopic(k))
+	}
+	err = pipeline.ReadNew(context.Background(), c.client, retryTopics, next, func(m kafka.Message) error {
+		if seen[m.Topic] == nil {
+			seen[m.Topic] = map[string]int{}
+		}
+		seen[m.Topic][string(m.Key)]++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range retryTopics {
+		if len(seen[topic]) != failing {
+			t.Errorf("%s holds %d distinct orders, want %d", topic, len(seen[topic]), failing)
+		}
+		if _, ok := seen[topic]["garbage-1"]; ok {
+			t.Errorf("undecodable record was retried through %s", topic)
+		}
+	}
+	t.Logf("%d orders: %d processed, %d dead-lettered, %d duplicate records", n, len(tally.Processed), len(tally.Dead), tally.Duplicates())
+}
+
+func TestKilledStagesLoseNothing(t *testing.T) {
+	delays := []time.Duration{200 * time.Millisecond, 200 * time.Millisecond, 200 * time.Millisecond}
+	c := newCluster(t, delays)
+	procs := c.startAll(1)
+	const n = 3000
+	prod := c.start("produce", "--count", fmt.Sprint(n), "--rate", "1000", "--seed", "7")
+
+	// Kill every stage once while orders flow, and start it again.
+	order := []string{"main", "retry-1", "aggregator", "retry-2", "retry-3"}
+	tally := outcome.NewTally()
+	for i, name := range order {
+		threshold := (i + 1) * n / 8
+		testkit.Eventually(t, time.Minute, func() (bool, string) {
+			if err := tally.Poll(context.Background(), c.client, c.top); err != nil {
+				return false, err.Error()
+			}
+			return tally.Final() >= threshold, fmt.Sprintf("%d of %d outcomes before killing %s", tally.Final(), threshold, name)
+		})
+		p := procs[name][0]
+		p.Kill()
+		t.Logf("killed %s after %d outcomes", name, tally.Final())
+		switch {
+		case name == "main":
+			procs[name][0] = c.start("run", "main")
+		case name == "aggregator":
+			procs[name][0] = c.start("run", "aggregator")
+		default:
+			procs[name][0] = c.start("run", "retry", "--stage", strings.TrimPrefix(name, "retry-"))
+		}
+	}
+	if exited, err := prod.Wait(time.Minute); !exited || err != nil {
+		t.Fatalf("producer: exited %v, %v\n%s", exited, err, prod.Output())
+	}
+	final, _ := c.wait(n, 2*time.Minute)
+	c.checkOutcomes(expected(n, 7), final)
+	t.Logf("%d orders after 5 kills: %d processed, %d dead-lettered, %d duplicate records",
+		n, len(final.Processed), len(final.Dead), final.Duplicates())
+
+	// SIGTERM stops a stage cleanly and quickly.
+	p := procs["main"][0]
+	if err := p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if exited, err := p.Wait(10 * time.Second); !exited || err != nil {
+		t.Errorf("main after SIGTERM: exited %v, %v", exited, err)
+	}
+}
