@@ -42,6 +42,7 @@ func EnsureTopics(ctx context.Context, client pipeline.Client, top topology.Topo
 		return nil, err
 	}
 	admin := client.Admin()
+	defer admin.Close()
 	existing, err := partitionCounts(ctx, admin, top.Topics())
 	if err != nil {
 		return nil, err
@@ -97,7 +98,7 @@ func EnsureTopics(ctx context.Context, client pipeline.Client, top topology.Topo
 }
 
 // partitionCounts returns the partition count of each of topics that exists.
-func partitionCounts(ctx context.Context, admin *kafka.Client, topics []string) (map[string]int, error) {
+func partitionCounts(ctx context.Context, admin *pipeline.Admin, topics []string) (map[string]int, error) {
 	meta, err := admin.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 	if err != nil {
 		return nil, fmt.Errorf("metadata: %w", err)

@@ -88,7 +88,9 @@ func ReadTotals(ctx context.Context, client pipeline.Client, top topology.Topolo
 }
 
 func partitionCount(ctx context.Context, client pipeline.Client, topic string) (int, error) {
-	meta, err := client.Admin().Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	admin := client.Admin()
+	defer admin.Close()
+	meta, err := admin.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
 		return 0, fmt.Errorf("metadata of %s: %w", topic, err)
 	}
@@ -106,7 +108,9 @@ func partitionCount(ctx context.Context, client pipeline.Client, topic string) (
 // the call, which it returns.
 func restore(ctx context.Context, client pipeline.Client, topic string, part int, withIDs bool) (*replay, int64, error) {
 	rp := newReplay(withIDs)
-	res, err := client.Admin().ListOffsets(ctx, &kafka.ListOffsetsRequest{
+	admin := client.Admin()
+	defer admin.Close()
+	res, err := admin.ListOffsets(ctx, &kafka.ListOffsetsRequest{
 		Topics: map[string][]kafka.OffsetRequest{topic: {kafka.FirstOffsetOf(part), kafka.LastOffsetOf(part)}},
 	})
 	if err != nil {

@@ -57,10 +57,21 @@ func (c Client) Transport() *kafka.Transport {
 	return &kafka.Transport{DialTimeout: c.dialTimeout(), ClientID: "orders", MetadataTTL: 10 * time.Second}
 }
 
-// Admin is a client for metadata and admin requests.
-func (c Client) Admin() *kafka.Client {
-	return &kafka.Client{Addr: kafka.TCP(c.Brokers...), Transport: c.Transport(), Timeout: 10 * time.Second}
+// Admin is a client for metadata and admin requests with a connection pool
+// of its own, which Close releases.
+type Admin struct {
+	*kafka.Client
+	transport *kafka.Transport
 }
+
+// Admin returns a client for metadata and admin requests.
+func (c Client) Admin() *Admin {
+	t := c.Transport()
+	return &Admin{Client: &kafka.Client{Addr: kafka.TCP(c.Brokers...), Transport: t, Timeout: 10 * time.Second}, transport: t}
+}
+
+// Close releases the client's connections.
+func (a *Admin) Close() { a.transport.CloseIdleConnections() }
 
 // Ping fails with ErrNoBroker, naming the addresses, when no broker answers.
 func (c Client) Ping(ctx context.Context) error {
@@ -99,12 +110,26 @@ func (w *WriterConfig) setDefaults() {
 	}
 }
 
+// Writer is a kafka-go writer whose Close also releases its connections.
+type Writer struct {
+	*kafka.Writer
+}
+
+// Close flushes pending writes and releases the writer's connections.
+func (w Writer) Close() error {
+	err := w.Writer.Close()
+	if t, ok := w.Transport.(*kafka.Transport); ok {
+		t.CloseIdleConnections()
+	}
+	return err
+}
+
 // NewWriter returns a synchronous writer that waits for all in-sync
 // replicas, partitions by key with the Java client's murmur2 hash unless a
 // record names its partition, and never creates topics.
-func (c Client) NewWriter(wc WriterConfig, log *zap.Logger) *kafka.Writer {
+func (c Client) NewWriter(wc WriterConfig, log *zap.Logger) Writer {
 	wc.setDefaults()
-	return &kafka.Writer{
+	return Writer{&kafka.Writer{
 		Addr:                   kafka.TCP(c.Brokers...),
 		Balancer:               partitioner{},
 		RequiredAcks:           kafka.RequireAll,
@@ -117,7 +142,7 @@ func (c Client) NewWriter(wc WriterConfig, log *zap.Logger) *kafka.Writer {
 		AllowAutoTopicCreation: false,
 		Transport:              c.Transport(),
 		ErrorLogger:            kafkaLogger(log, true),
-	}
+	}}
 }
 
 // partitioner sends a record to the partition it names, if any, else by key.

@@ -110,7 +110,7 @@ type Loop struct {
 	cfg    Config
 	stage  Stage
 	log    *zap.Logger
-	writer *kafka.Writer
+	writer Writer
 
 	commitMu sync.Mutex
 	joined   chan struct{}

@@ -13,6 +13,7 @@ import (
 // at the time of the call.
 func ReadNew(ctx context.Context, client Client, topics []string, next map[string]map[int]int64, fn func(kafka.Message) error) error {
 	admin := client.Admin()
+	defer admin.Close()
 	meta, err := admin.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 	if err != nil {
 		return fmt.Errorf("metadata: %w", err)

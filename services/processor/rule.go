@@ -52,11 +52,19 @@ func (r Rule) Process(o schemas.Order, attempt int) error {
 	return nil
 }
 
-// flakyDraw maps (orderId, attempt) to a number in [0, 1).
+// flakyDraw maps (orderId, attempt) to a number in [0, 1), independently
+// for each attempt. FNV-1a alone barely moves its high bits when only the
+// last byte changes, so its sum goes through splitmix64's finalizer.
 func flakyDraw(orderID string, attempt int) float64 {
 	h := fnv.New64a()
 	h.Write([]byte(orderID))
 	h.Write([]byte{0})
 	h.Write([]byte(strconv.Itoa(attempt)))
-	return float64(h.Sum64()>>11) / (1 << 53)
+	x := h.Sum64()
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return float64(x>>11) / (1 << 53)
 }

@@ -90,7 +90,7 @@ type Producer struct {
 	cfg    Config
 	top    topology.Topology
 	log    *zap.Logger
-	writer *kafka.Writer
+	writer pipeline.Writer
 	sent   atomic.Int64
 	done   chan struct{}
 }

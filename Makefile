@@ -1,0 +1,59 @@
+# Everything a newcomer needs: `make demo` runs the pipeline on an embedded
+# broker, `make test` runs every test. Run `make help` for the rest.
+
+GO       ?= go
+BIN      := bin/orders
+STAGE    ?= 1
+COUNT    ?= 20
+BROKER_DATA ?= .broker-data
+
+.PHONY: help build demo test vet unit deps broker topics run-main run-retry run-aggregator produce stats clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+build: ## build bin/orders
+	$(GO) build -o $(BIN) ./cmd/orders
+
+demo: build ## run the whole pipeline in one process on an embedded broker (COUNT orders)
+	./$(BIN) demo --count $(COUNT)
+
+test: deps vet ## go vet, then every test with the race detector (integration tests included)
+	$(GO) test -race -count=1 -timeout 10m ./...
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+
+# The compose file is validated by Debian's docker-compose; install it when
+# it is missing and we may (root with apt-get).
+deps:
+	@command -v docker-compose >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing docker-compose (validates docker-compose.yml in the tests)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; \
+	  else echo "docker-compose is missing: install it (apt-get install docker-compose) to validate docker-compose.yml"; exit 1; fi; }
+
+broker: build ## run the embedded broker on 127.0.0.1:9092, keeping data in .broker-data
+	./$(BIN) broker --data-dir $(BROKER_DATA)
+
+topics: build ## create the pipeline topics
+	./$(BIN) topics
+
+run-main: build ## run one main-stage process
+	./$(BIN) run main
+
+run-retry: build ## run one process of retry stage STAGE (default 1)
+	./$(BIN) run retry --stage $(STAGE)
+
+run-aggregator: build ## run one aggregator process
+	./$(BIN) run aggregator
+
+produce: build ## produce COUNT random orders
+	./$(BIN) produce --count $(COUNT)
+
+stats: build ## print the running average
+	./$(BIN) stats
+
+clean: ## remove the binary and the broker's data
+	rm -rf bin $(BROKER_DATA)

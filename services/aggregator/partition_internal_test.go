@@ -1,0 +1,245 @@
+package aggregator
+
+import (
+	"context"
+	"encoding/json"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/orderflow/orders/schemas"
+	"github.com/orderflow/orders/services/envelope"
+	"github.com/orderflow/orders/topology"
+)
+
+// fixture is a partition handler with its totals and update funcs recorded.
+type fixture struct {
+	p      *partition
+	deltas []Snapshot
+	totals Totals
+}
+
+func newFixture(index int) *fixture {
+	f := &fixture{}
+	f.p = &partition{
+		top: topology.Default(), log: zap.NewNop(), index: index, gen: 7, base: 12,
+		seen:   map[string]int64{},
+		totals: func() Totals { return f.totals },
+		update: func(d Snapshot) {
+			f.deltas = append(f.deltas, d)
+			f.totals = f.totals.add(d)
+		},
+	}
+	return f
+}
+
+// processed is the record of the processed topic at offset for an order.
+func processed(tb testing.TB, offset int64, id string, price float32) envelope.Record {
+	tb.Helper()
+	v, err := schemas.Encode(schemas.Order{OrderID: id, Product: "Item1", Price: price})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return envelope.Record{Topic: "orders_processed", Partition: 4, Offset: offset, Key: []byte(id), Value: v,
+		Time: time.Date(2024, 3, 5, 0, 0, 0, 0, time.UTC)}
+}
+
+// stateValue is the JSON of a state record, read with its own field names.
+type stateValue struct {
+	Gen   int32    `json:"gen"`
+	Base  int64    `json:"base"`
+	Next  int64    `json:"next"`
+	Count int64    `json:"count"`
+	Sum   float64  `json:"sum"`
+	IDs   []string `json:"ids"`
+}
+
+// handle runs a batch and splits its outputs into the state record and the
+// DLQ records.
+func (f *fixture) handle(t *testing.T, batch ...envelope.Record) (stateValue, []envelope.Output) {
+	t.Helper()
+	outs, err := f.p.Handle(context.Background(), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		state  *envelope.Output
+		others []envelope.Output
+	)
+	for i, o := range outs {
+		switch o.Topic {
+		case "orders_aggregator_state":
+			if state != nil {
+				t.Fatalf("two state records for one batch: %+v", outs)
+			}
+			state = &outs[i]
+		default:
+			others = append(others, o)
+		}
+	}
+	if state == nil {
+		t.Fatalf("no state record among %+v", outs)
+	}
+	if state.Partition != f.p.index {
+		t.Fatalf("state record to partition %d, want the processed partition %d", state.Partition, f.p.index)
+	}
+	var v stateValue
+	if err := json.Unmarshal(state.Value, &v); err != nil {
+		t.Fatalf("state value %s: %v", state.Value, err)
+	}
+	return v, others
+}
+
+func TestHandleCountsEachOrderOnce(t *testing.T) {
+	f := newFixture(4)
+	v, dlq := f.handle(t,
+		processed(t, 100, "1001", 10.5),
+		processed(t, 101, "1002", 20.25),
+		processed(t, 102, "1001", 10.5), // redelivered within the batch
+	)
+	if len(dlq) != 0 {
+		t.Fatalf("unexpected outputs %+v", dlq)
+	}
+	want := stateValue{Gen: 7, Base: 12, Next: 103, Count: 2, Sum: 30.75, IDs: []string{"1001", "1002"}}
+	if !equalState(v, want) {
+		t.Fatalf("state %+v, want %+v", v, want)
+	}
+	f.p.Acked(nil)
+	if len(f.deltas) != 1 || f.deltas[0].Count != 2 || f.deltas[0].Sum != 30.75 {
+		t.Fatalf("update got %+v, want one delta of 2 orders, 30.75", f.deltas)
+	}
+
+	// Redelivered across batches: only 1003 is new.
+	v, _ = f.handle(t,
+		processed(t, 103, "1002", 20.25),
+		processed(t, 104, "1003", 1),
+		processed(t, 105, "1001", 10.5),
+	)
+	want = stateValue{Gen: 7, Base: 12, Next: 106, Count: 3, Sum: 31.75, IDs: []string{"1003"}}
+	if !equalState(v, want) {
+		t.Fatalf("state %+v, want %+v", v, want)
+	}
+	f.p.Acked(nil)
+	if len(f.deltas) != 2 || f.deltas[1].Count != 1 || f.deltas[1].Sum != 1 {
+		t.Fatalf("update got %+v, want a second delta of 1 order, 1.0", f.deltas)
+	}
+	if f.totals.Count != 3 || f.totals.Average != 31.75/3 {
+		t.Fatalf("totals %+v", f.totals)
+	}
+
+	// A batch of duplicates only still moves the position on.
+	v, _ = f.handle(t, processed(t, 106, "1003", 1))
+	want = stateValue{Gen: 7, Base: 12, Next: 107, Count: 3, Sum: 31.75}
+	if !equalState(v, want) {
+		t.Fatalf("state %+v, want %+v", v, want)
+	}
+	f.p.Acked(nil)
+	if d := f.deltas[len(f.deltas)-1]; d.Count != 0 || d.Sum != 0 {
+		t.Fatalf("a batch of duplicates updated the totals by %+v", d)
+	}
+}
+
+func TestHandleSkipsOrdersSeenBeforeTheRestart(t *testing.T) {
+	f := newFixture(0)
+	f.p.cur = Snapshot{Generation: 6, Next: 50, Count: 5, Sum: 100}
+	f.p.seen["1001"] = 3 // restored from the state topic
+	v, _ := f.handle(t, processed(t, 50, "1001", 10), processed(t, 51, "1010", 30))
+	want := stateValue{Gen: 7, Base: 12, Next: 52, Count: 6, Sum: 130, IDs: []string{"1010"}}
+	if !equalState(v, want) {
+		t.Fatalf("state %+v, want %+v", v, want)
+	}
+	f.p.Acked(nil)
+	if len(f.deltas) != 1 || f.deltas[0].Count != 1 || f.deltas[0].Sum != 30 {
+		t.Fatalf("deltas %+v, want one of 1 order, 30", f.deltas)
+	}
+}
+
+func TestHandleDeadLettersRecordsThatAreNotOrders(t *testing.T) {
+	f := newFixture(2)
+	junk := envelope.Record{Topic: "orders_processed", Partition: 2, Offset: 8, Key: []byte("k"), Value: []byte("junk")}
+	neg := processed(t, 9, "1005", -3)
+	v, dlq := f.handle(t, processed(t, 7, "1001", 12), junk, neg, processed(t, 10, "1002", 8))
+
+	want := stateValue{Gen: 7, Base: 12, Next: 11, Count: 2, Sum: 20, IDs: []string{"1001", "1002"}}
+	if !equalState(v, want) {
+		t.Fatalf("state %+v, want %+v", v, want)
+	}
+	if len(dlq) != 2 {
+		t.Fatalf("%d other outputs, want 2 DLQ records: %+v", len(dlq), dlq)
+	}
+	for i, c := range []struct {
+		r      envelope.Record
+		reason string
+	}{{junk, envelope.ReasonUndecodable}, {neg, envelope.ReasonInvalid}} {
+		out := dlq[i]
+		if out.Topic != "orders_dlq" || string(out.Key) != string(c.r.Key) {
+			t.Fatalf("output %d to %s key %q, want orders_dlq key %q", i, out.Topic, out.Key, c.r.Key)
+		}
+		d, err := envelope.ParseDeadLetter(out.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Reason != c.reason || d.Stage != topology.StageAggregator || d.Attempts != 1 ||
+			d.Topic != "orders_processed" || d.Partition != c.r.Partition || d.Offset != c.r.Offset {
+			t.Fatalf("dead letter %+v, want %s from the aggregator at offset %d", d, c.reason, c.r.Offset)
+		}
+		if raw, _ := d.RawValue(); !slices.Equal(raw, c.r.Value) {
+			t.Fatalf("raw value %x, want %x", raw, c.r.Value)
+		}
+	}
+	if _, ok := f.p.seen["1005"]; ok {
+		t.Fatal("an invalid order was recorded as seen")
+	}
+}
+
+func TestStateRecordGoesToTheSamePartition(t *testing.T) {
+	for _, index := range []int{0, 5} {
+		f := newFixture(index)
+		outs, err := f.p.Handle(context.Background(), []envelope.Record{processed(t, 0, "1", 10)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(outs) != 1 {
+			t.Fatalf("%d outputs, want the state record only", len(outs))
+		}
+		o := outs[0]
+		if o.Topic != "orders_aggregator_state" || o.Partition != index {
+			t.Fatalf("state record to %s/%d, want orders_aggregator_state/%d", o.Topic, o.Partition, index)
+		}
+		if o.Partition == envelope.AnyPartition {
+			t.Fatal("state record partitioned by key")
+		}
+		s, err := parseSnapshot(o.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Next != 1 || s.Count != 1 || !slices.Equal(s.IDs, []string{"1"}) {
+			t.Fatalf("snapshot %+v", s)
+		}
+	}
+}
+
+func TestAckedMakesTheBatchCurrent(t *testing.T) {
+	f := newFixture(1)
+	f.totals = Totals{Count: 10, Sum: 100, Average: 10} // other partitions
+	f.handle(t, processed(t, 0, "a", 40), processed(t, 1, "b", 60))
+	if f.p.cur.Count != 0 || len(f.deltas) != 0 {
+		t.Fatalf("Handle alone changed the state: cur %+v, deltas %+v", f.p.cur, f.deltas)
+	}
+	f.p.Acked(nil)
+	want := Snapshot{Generation: 7, Base: 12, Next: 2, Count: 2, Sum: 100}
+	if !reflect.DeepEqual(f.p.cur, want) {
+		t.Fatalf("cur %+v, want %+v", f.p.cur, want)
+	}
+	if f.totals != (Totals{Count: 12, Sum: 200, Average: 200.0 / 12}) {
+		t.Fatalf("totals %+v", f.totals)
+	}
+}
+
+func equalState(a, b stateValue) bool {
+	return a.Gen == b.Gen && a.Base == b.Base && a.Next == b.Next && a.Count == b.Count && a.Sum == b.Sum &&
+		slices.Equal(a.IDs, b.IDs)
+}

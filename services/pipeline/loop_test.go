@@ -1,0 +1,182 @@
+package pipeline_test
+
+import (
+	"context"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/orderflow/orders/services/broker"
+	"github.com/orderflow/orders/services/envelope"
+	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/testkit"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// delayed handles records no earlier than the unix-nanosecond time in
+// their "due" header, and copies them to an output topic.
+type delayed struct {
+	out     string
+	mu      sync.Mutex
+	handled []handled
+	asked   chan struct{}
+	once    sync.Once
+}
+
+type handled struct {
+	partition int
+	offset    int64
+	due, at   time.Time
+}
+
+func (d *delayed) Open(_ context.Context, a pipeline.Assignment) (pipeline.Partition, int64, error) {
+	return d, a.Committed, nil
+}
+
+func (d *delayed) DueAt(r envelope.Record) time.Time {
+	d.once.Do(func() { close(d.asked) })
+	v, _ := r.Header("due")
+	n, _ := strconv.ParseInt(string(v), 10, 64)
+	return time.Unix(0, n)
+}
+
+func (d *delayed) Handle(_ context.Context, batch []envelope.Record) ([]envelope.Output, error) {
+	now := time.Now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var outs []envelope.Output
+	for _, r := range batch {
+		d.handled = append(d.handled, handled{r.Partition, r.Offset, d.DueAt(r), now})
+		outs = append(outs, envelope.Output{Topic: d.out, Partition: envelope.AnyPartition, Key: r.Key, Value: r.Value})
+	}
+	return outs, nil
+}
+
+func (d *delayed) snapshot() []handled {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]handled(nil), d.handled...)
+}
+
+func setup(t *testing.T, partitions int) (pipeline.Client, string, string) {
+	b := testkit.Broker(t, broker.Config{})
+	client := pipeline.Client{Brokers: []string{b.Addr()}}
+	in, out := "in_"+t.Name(), "out_"+t.Name()
+	admin := client.Admin()
+	defer admin.Close()
+	_, err := admin.CreateTopics(context.Background(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{
+		{Topic: in, NumPartitions: partitions, ReplicationFactor: 1},
+		{Topic: out, NumPartitions: partitions, ReplicationFactor: 1},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client, in, out
+}
+
+// produce writes one record per due time to the given partition.
+func produce(t *testing.T, client pipeline.Client, topic string, partition int, dues ...time.Time) {
+	t.Helper()
+	var outs []envelope.Output
+	for i, due := range dues {
+		outs = append(outs, envelope.Output{
+			Topic: topic, Partition: partition, Key: []byte(strconv.Itoa(i)), Value: []byte("v"),
+			Headers: []envelope.Header{{Key: "due", Value: []byte(strconv.FormatInt(due.UnixNano(), 10))}},
+		})
+	}
+	w := client.NewWriter(pipeline.WriterConfig{}, zap.NewNop())
+	defer w.Close()
+	if err := w.WriteMessages(context.Background(), pipeline.Messages(outs)...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startLoop runs a loop until the test ends; stop cancels it and returns a
+// channel that yields Run's result.
+func startLoop(t *testing.T, client pipeline.Client, topic string, stage pipeline.Stage) (stop func() <-chan error) {
+	t.Helper()
+	loop, err := pipeline.NewLoop(pipeline.Config{
+		Client: client, Group: "g_" + t.Name(), Topic: topic,
+		Options: pipeline.Options{SessionTimeout: 3 * time.Second},
+	}, stage, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var runErr error
+	finished := make(chan struct{})
+	go func() {
+		runErr = loop.Run(ctx)
+		close(finished)
+	}()
+	stop = func() <-chan error {
+		cancel()
+		res := make(chan error, 1)
+		go func() {
+			<-finished
+			res <- runErr
+		}()
+		return res
+	}
+	t.Cleanup(func() { <-stop() })
+	return stop
+}
+
+func TestWaitingPartitionDoesNotHoldBackOthers(t *testing.T) {
+	client, in, out := setup(t, 2)
+	now := time.Now()
+	late := now.Add(4 * time.Second)
+	produce(t, client, in, 0, late)
+	produce(t, client, in, 1, now, now, now.Add(-time.Second), now)
+	st := &delayed{out: out, asked: make(chan struct{})}
+	startLoop(t, client, in, st)
+
+	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+		h := st.snapshot()
+		return len(h) == 5, "handled " + strconv.Itoa(len(h)) + " of 5 records"
+	})
+	var p0 *handled
+	for _, h := range st.snapshot() {
+		if h.at.Before(h.due) {
+			t.Errorf("partition %d offset %d handled %v before it was due", h.partition, h.offset, h.due.Sub(h.at))
+		}
+		if h.partition == 0 {
+			p0 = &h
+		}
+	}
+	for _, h := range st.snapshot() {
+		if h.partition == 1 && !h.at.Before(p0.at) {
+			t.Errorf("partition 1 offset %d was handled after the waiting record of partition 0: held back", h.offset)
+		}
+	}
+}
+
+func TestStopDuringLongDelayIsPrompt(t *testing.T) {
+	client, in, out := setup(t, 1)
+	produce(t, client, in, 0, time.Now().Add(time.Minute))
+	st := &delayed{out: out, asked: make(chan struct{})}
+	stop := startLoop(t, client, in, st)
+	select {
+	case <-st.asked:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the loop never looked at the delayed record")
+	}
+	select {
+	case err := <-stop():
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the loop sat out the delay instead of stopping")
+	}
+	if h := st.snapshot(); len(h) != 0 {
+		t.Fatalf("a record due in a minute was handled: %+v", h)
+	}
+}
