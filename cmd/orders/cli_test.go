@@ -1,0 +1,177 @@
+package main_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/orderflow/orders/services/outcome"
+	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/testkit"
+	"github.com/orderflow/orders/topology"
+)
+
+func TestBadSettingsFailAtStartNamingTheSetting(t *testing.T) {
+	bin := testkit.Binary(t)
+	cases := []struct {
+		env     []string
+		args    []string
+		setting string
+	}{
+		{[]string{"RETRY_DELAYS=2s,soon"}, []string{"run", "main"}, "RETRY_DELAYS"},
+		{[]string{"RETRY_DELAYS="}, []string{"run", "main"}, "RETRY_DELAYS"},
+		{[]string{"FLAKY_RATE=1.5"}, []string{"run", "main"}, "FLAKY_RATE"},
+		{[]string{"PARTITIONS=0"}, []string{"topics"}, "PARTITIONS"},
+		{[]string{"REPLICATION=x"}, []string{"topics"}, "REPLICATION"},
+		{[]string{"KAFKA_BROKERS=nohostport"}, []string{"run", "aggregator"}, "KAFKA_BROKERS"},
+		{[]string{"LOG_LEVEL=loud"}, []string{"run", "main"}, "LOG_LEVEL"},
+		{[]string{"LOG_FORMAT=xml"}, []string{"run", "main"}, "LOG_FORMAT"},
+		{[]string{"SESSION_TIMEOUT=5"}, []string{"run", "main"}, "SESSION_TIMEOUT"},
+		{[]string{"MAX_BATCH=-1"}, []string{"run", "main"}, "MAX_BATCH"},
+		{nil, []string{"run", "retry", "--stage", "4"}, "--stage"},
+		{nil, []string{"produce", "--count", "-1"}, "--count"},
+		{nil, []string{"--retry-delays", "1s,-1s", "run", "main"}, "RETRY_DELAYS"},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(append(c.env, c.args...), " "), func(t *testing.T) {
+			// An unreachable broker: a bad setting must fail before any connection.
+			env := append([]string{"KAFKA_BROKERS=127.0.0.1:1"}, c.env...)
+			out, err := testkit.Run(t, bin, env, c.args...)
+			if err == nil {
+				t.Fatalf("exit 0, want a failure naming %s\n%s", c.setting, out)
+			}
+			if !strings.Contains(out, c.setting) {
+				t.Fatalf("error does not name %s:\n%s", c.setting, out)
+			}
+		})
+	}
+}
+
+func TestNoBrokerFailsFastNamingTheAddress(t *testing.T) {
+	bin := testkit.Binary(t)
+	for _, cmd := range []string{"topics", "stats"} {
+		out, err := testkit.Run(t, bin, []string{"KAFKA_BROKERS=127.0.0.1:1"}, cmd)
+		if err == nil || !strings.Contains(out, "127.0.0.1:1") || !strings.Contains(out, "no broker reachable") {
+			t.Errorf("orders %s without a broker: %v\n%s", cmd, err, out)
+		}
+	}
+}
+
+func TestHelpOnEveryCommand(t *testing.T) {
+	bin := testkit.Binary(t)
+	for _, args := range [][]string{{}, {"broker"}, {"topics"}, {"produce"}, {"run"}, {"run", "main"}, {"run", "retry"}, {"run", "aggregator"}, {"stats"}, {"demo"}} {
+		out, err := testkit.Run(t, bin, nil, append(args, "--help")...)
+		if err != nil || !strings.Contains(out, "Usage:") || !strings.Contains(out, "KAFKA_BROKERS") {
+			t.Errorf("orders %s --help: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+// startBrokerProc runs `orders broker` and returns the address it prints.
+func startBrokerProc(t *testing.T, bin, dataDir string) (addr string, stop func()) {
+	t.Helper()
+	cmd := exec.Command(bin, "broker", "--listen", "127.0.0.1:0", "--data-dir", dataDir)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(stdout)
+	if !lines.Scan() || !strings.HasPrefix(lines.Text(), "broker listening on ") {
+		_ = cmd.Process.Kill()
+		t.Fatalf("broker printed %q", lines.Text())
+	}
+	addr = strings.TrimPrefix(lines.Text(), "broker listening on ")
+	stopped := false
+	stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		go func() { _, _ = io.Copy(io.Discard, stdout) }()
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("broker exit: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Error("broker did not stop within 15s of SIGTERM")
+		}
+	}
+	t.Cleanup(stop)
+	return addr, stop
+}
+
+func TestBrokerDataDirSurvivesRestart(t *testing.T) {
+	bin := testkit.Binary(t)
+	dir := t.TempDir()
+	addr, stop := startBrokerProc(t, bin, dir)
+	env := []string{"KAFKA_BROKERS=" + addr, "RETRY_DELAYS=100ms", "SESSION_TIMEOUT=3s"}
+	if out, err := testkit.Run(t, bin, env, "topics"); err != nil {
+		t.Fatalf("topics: %v\n%s", err, out)
+	}
+	if out, err := testkit.Run(t, bin, env, "produce", "--count", "50"); err != nil {
+		t.Fatalf("produce: %v\n%s", err, out)
+	}
+	top, _ := topology.New(topology.Topology{Delays: []time.Duration{100 * time.Millisecond}})
+	client := pipeline.Client{Brokers: []string{addr}}
+	main := testkit.Start(t, bin, env, "run", "main")
+	retry := testkit.Start(t, bin, env, "run", "retry", "--stage", "1")
+	tally := outcome.NewTally()
+	testkit.Eventually(t, time.Minute, func() (bool, string) {
+		if err := tally.Poll(context.Background(), client, top); err != nil {
+			return false, err.Error()
+		}
+		return tally.Final() == 50, fmt.Sprintf("%d of 50 outcomes", tally.Final())
+	})
+	main.Kill()
+	retry.Kill()
+	stop()
+
+	addr2, _ := startBrokerProc(t, bin, dir)
+	env[0] = "KAFKA_BROKERS=" + addr2
+	out, err := testkit.Run(t, bin, env, "topics")
+	if err != nil || strings.Count(out, "exists") != len(top.Topics()) {
+		t.Fatalf("topics after restart: %v\n%s", err, out)
+	}
+	client.Brokers = []string{addr2}
+	again := outcome.NewTally()
+	if err := again.Poll(context.Background(), client, top); err != nil {
+		t.Fatal(err)
+	}
+	if again.Final() != 50 || len(again.Processed) != len(tally.Processed) {
+		t.Fatalf("after restart the topics hold %d outcomes (%d processed), before %d (%d)",
+			again.Final(), len(again.Processed), tally.Final(), len(tally.Processed))
+	}
+	// The main group's committed offsets survived: it has nothing left to read.
+	admin := client.Admin()
+	defer admin.Close()
+	committed, err := admin.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: top.Group("main"), Topics: map[string][]int{top.Orders: {0, 1, 2, 3, 4, 5}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, p := range committed.Topics[top.Orders] {
+		if p.Error != nil {
+			t.Fatalf("offset fetch: %v", p.Error)
+		}
+		total += max(p.CommittedOffset, 0)
+	}
+	if total != 50 {
+		t.Fatalf("group %s committed %d records of orders after restart, want 50", top.Group("main"), total)
+	}
+}
