@@ -13,6 +13,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/orderflow/orders/services/broker"
 	"github.com/orderflow/orders/services/outcome"
 	"github.com/orderflow/orders/services/pipeline"
 	"github.com/orderflow/orders/services/testkit"
@@ -173,5 +174,21 @@ func TestBrokerDataDirSurvivesRestart(t *testing.T) {
 	}
 	if total != 50 {
 		t.Fatalf("group %s committed %d records of orders after restart, want 50", top.Group("main"), total)
+	}
+}
+
+func TestTopicsReportsTooFewPartitions(t *testing.T) {
+	bin := testkit.Binary(t)
+	b := testkit.Broker(t, broker.Config{})
+	small := []string{"KAFKA_BROKERS=" + b.Addr(), "PARTITIONS=2"}
+	if out, err := testkit.Run(t, bin, small, "topics"); err != nil || strings.Count(out, "created") != 7 {
+		t.Fatalf("topics with 2 partitions: %v\n%s", err, out)
+	}
+	out, err := testkit.Run(t, bin, []string{"KAFKA_BROKERS=" + b.Addr(), "PARTITIONS=6"}, "topics")
+	if err == nil {
+		t.Fatalf("topics with 6 partitions over 2-partition topics exited 0:\n%s", out)
+	}
+	if !strings.Contains(out, "problem  orders ") || !strings.Contains(out, "has 2 partitions, fewer than the 6 configured (PARTITIONS)") {
+		t.Fatalf("drift not reported clearly:\n%s", out)
 	}
 }
