@@ -103,11 +103,16 @@ func produceCmd(s *settings) *cobra.Command {
 			return err
 		},
 	}
-	cmd.Flags().IntVar(&cfg.Count, "count", 10, "orders to produce; 0 produces until interrupted")
-	cmd.Flags().Float64Var(&cfg.Rate, "rate", 0, "orders per second; 0 is as fast as the broker takes them")
+	producerFlags(cmd, &cfg, 10, "orders to produce; 0 produces until interrupted", 0)
+	return cmd
+}
+
+// producerFlags registers the producer's flags on cmd.
+func producerFlags(cmd *cobra.Command, cfg *producer.Config, count int, countUsage string, rate float64) {
+	cmd.Flags().IntVar(&cfg.Count, "count", count, countUsage)
+	cmd.Flags().Float64Var(&cfg.Rate, "rate", rate, "orders per second; 0 is as fast as the broker takes them")
 	cmd.Flags().Uint64Var(&cfg.StartID, "start-id", 1001, "first orderId")
 	cmd.Flags().Uint64Var(&cfg.Seed, "seed", 0, "seed of products and prices; 0 picks one")
-	return cmd
 }
 
 func runCmd(s *settings) *cobra.Command {

@@ -100,9 +100,6 @@ an outcome and prints a summary; with --count 0 it runs until interrupted.`,
 			return nil
 		},
 	}
-	cmd.Flags().IntVar(&pcfg.Count, "count", 20, "orders to produce; the demo stops once all have an outcome (0: run until interrupted)")
-	cmd.Flags().Float64Var(&pcfg.Rate, "rate", 5, "orders per second; 0 is as fast as possible")
-	cmd.Flags().Uint64Var(&pcfg.StartID, "start-id", 1001, "first orderId")
-	cmd.Flags().Uint64Var(&pcfg.Seed, "seed", 0, "seed of products and prices; 0 picks one")
+	producerFlags(cmd, &pcfg, 20, "orders to produce; the demo stops once all have an outcome (0: run until interrupted)", 5)
 	return cmd
 }

@@ -217,7 +217,7 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 		start int64
 		err   error
 	)
-	for b := newBackoff(); ; {
+	for b := NewBackoff(); ; {
 		p, start, err = l.stage.Open(ctx, a)
 		if err == nil {
 			break
@@ -226,7 +226,7 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 			return nil
 		}
 		log.Warn("opening partition; retrying", zap.Error(err))
-		if !b.wait(ctx) {
+		if !b.Wait(ctx) {
 			return nil
 		}
 	}
@@ -307,7 +307,7 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 		if delayer != nil {
 			rec := toRecord(*head)
 			if due := delayer.DueAt(rec); due.After(now) {
-				if !sleepUntil(ctx, l.cfg.Now, due) {
+				if !SleepUntil(ctx, l.cfg.Now, due) {
 					return nil
 				}
 				now = l.cfg.Now()
@@ -363,7 +363,7 @@ func (l *Loop) write(ctx context.Context, log *zap.Logger, outs []envelope.Outpu
 		return true
 	}
 	msgs := Messages(outs)
-	for b := newBackoff(); ; {
+	for b := NewBackoff(); ; {
 		err := l.writer.WriteMessages(ctx, msgs...)
 		if err == nil {
 			return true
@@ -372,7 +372,7 @@ func (l *Loop) write(ctx context.Context, log *zap.Logger, outs []envelope.Outpu
 			return false
 		}
 		log.Warn("produce; retrying", zap.Int("records", len(msgs)), zap.Error(err))
-		if !b.wait(ctx) {
+		if !b.Wait(ctx) {
 			return false
 		}
 	}
@@ -409,9 +409,9 @@ func toRecord(m kafka.Message) envelope.Record {
 	}
 }
 
-// sleepUntil waits until now() reaches t, or ctx ends (false). It checks the
+// SleepUntil waits until now() reaches t, or ctx ends (false). It checks the
 // clock again after the timer fires, so a record is never handled early.
-func sleepUntil(ctx context.Context, now func() time.Time, t time.Time) bool {
+func SleepUntil(ctx context.Context, now func() time.Time, t time.Time) bool {
 	for {
 		d := t.Sub(now())
 		if d <= 0 {
@@ -427,11 +427,15 @@ func sleepUntil(ctx context.Context, now func() time.Time, t time.Time) bool {
 	}
 }
 
-type backoff struct{ d time.Duration }
+// Backoff spaces out retries of a failing call: 100ms, doubling up to 5s.
+type Backoff struct{ d time.Duration }
 
-func newBackoff() *backoff { return &backoff{d: 100 * time.Millisecond} }
+// NewBackoff returns a backoff at its first step.
+func NewBackoff() *Backoff { return &Backoff{d: 100 * time.Millisecond} }
 
-func (b *backoff) wait(ctx context.Context) bool {
+// Wait sleeps for the current step and moves to the next; it returns false
+// if ctx ends first.
+func (b *Backoff) Wait(ctx context.Context) bool {
 	t := time.NewTimer(b.d)
 	defer t.Stop()
 	if b.d *= 2; b.d > 5*time.Second {

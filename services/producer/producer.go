@@ -134,13 +134,9 @@ func (p *Producer) Run(ctx context.Context) error {
 			// Send what is due by now, waiting for the next order if none is.
 			due := int(time.Since(start).Seconds()*p.cfg.Rate) + 1 - produced
 			if due <= 0 {
-				wait := time.Until(start.Add(time.Duration(float64(produced) / p.cfg.Rate * float64(time.Second))))
-				t := time.NewTimer(wait)
-				select {
-				case <-ctx.Done():
-					t.Stop()
+				next := start.Add(time.Duration(float64(produced) / p.cfg.Rate * float64(time.Second)))
+				if !pipeline.SleepUntil(ctx, time.Now, next) {
 					return nil
-				case <-t.C:
 				}
 				continue
 			}
@@ -174,7 +170,7 @@ func (p *Producer) Run(ctx context.Context) error {
 // write retries until the batch is acknowledged or ctx ends.
 func (p *Producer) write(ctx context.Context, batch []envelope.Output) error {
 	msgs := pipeline.Messages(batch)
-	for d := 100 * time.Millisecond; ; d = min(2*d, 5*time.Second) {
+	for b := pipeline.NewBackoff(); ; {
 		err := p.writer.WriteMessages(ctx, msgs...)
 		if err == nil {
 			return nil
@@ -187,12 +183,8 @@ func (p *Producer) write(ctx context.Context, batch []envelope.Output) error {
 			return fmt.Errorf("produce to %s: %w (run orders topics)", p.top.Orders, err)
 		}
 		p.log.Warn("produce; retrying", zap.Error(err))
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !b.Wait(ctx) {
 			return ctx.Err()
-		case <-t.C:
 		}
 	}
 }
