@@ -76,8 +76,8 @@ func Decode(b []byte) (Order, error) {
 	r.Error = nil
 	r.ReadVal(orderSchema, &o)
 	if r.Error != nil {
-		if errors.Is(r.Error, io.EOF) {
-			return Order{}, fmt.Errorf("%w: truncated after %d bytes", ErrDecode, len(b))
+		if errors.Is(r.Error, io.EOF) || errors.Is(r.Error, io.ErrUnexpectedEOF) {
+			return Order{}, fmt.Errorf("%w: truncated after %d bytes: %v", ErrDecode, len(b), r.Error)
 		}
 		return Order{}, fmt.Errorf("%w: %v", ErrDecode, r.Error)
 	}

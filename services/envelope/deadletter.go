@@ -14,6 +14,9 @@ const (
 	ReasonBadHeaders       = "bad_headers"
 )
 
+// MaxRawValue is the most bytes of an original value a DLQ record carries.
+const MaxRawValue = 64 << 10
+
 // DeadLetter is the JSON value of a DLQ record. Its first six fields are the
 // original assignment's DLQ format; the rest tell how the order got there.
 type DeadLetter struct {
@@ -23,6 +26,11 @@ type DeadLetter struct {
 	Offset      int64  `json:"offset"`
 	Key         string `json:"key"`
 	RawValueHex string `json:"raw_value_hex"`
+	// RawValueSize is the size of the original value in bytes; when it is
+	// above MaxRawValue, RawValueHex holds only its first MaxRawValue bytes
+	// and RawValueTruncated is set, so a DLQ record always fits the broker.
+	RawValueSize      int  `json:"raw_value_size"`
+	RawValueTruncated bool `json:"raw_value_truncated,omitempty"`
 
 	Reason         string    `json:"reason"`
 	Attempts       int       `json:"attempts"`
@@ -40,19 +48,29 @@ func NewDeadLetter(r Record, h History, reason string) DeadLetter {
 	if errs == nil {
 		errs = []Failure{}
 	}
+	raw := r.Value
+	if len(raw) > MaxRawValue {
+		raw = raw[:MaxRawValue]
+	}
+	key := r.Key
+	if len(key) > MaxRawValue {
+		key = key[:MaxRawValue]
+	}
 	return DeadLetter{
-		Error:          h.LastError,
-		Topic:          h.OriginalTopic,
-		Partition:      h.OriginalPartition,
-		Offset:         h.OriginalOffset,
-		Key:            string(r.Key),
-		RawValueHex:    hex.EncodeToString(r.Value),
-		Reason:         reason,
-		Attempts:       h.Attempts,
-		Stage:          h.LastStage,
-		FirstFailureAt: h.FirstFailureAt,
-		LastFailureAt:  h.LastFailureAt,
-		Errors:         errs,
+		Error:             h.LastError,
+		Topic:             h.OriginalTopic,
+		Partition:         h.OriginalPartition,
+		Offset:            h.OriginalOffset,
+		Key:               string(key),
+		RawValueHex:       hex.EncodeToString(raw),
+		RawValueSize:      len(r.Value),
+		RawValueTruncated: len(raw) < len(r.Value),
+		Reason:            reason,
+		Attempts:          h.Attempts,
+		Stage:             h.LastStage,
+		FirstFailureAt:    h.FirstFailureAt,
+		LastFailureAt:     h.LastFailureAt,
+		Errors:            errs,
 	}
 }
 

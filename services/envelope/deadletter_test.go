@@ -37,6 +37,7 @@ func TestNewDeadLetterFields(t *testing.T) {
 		Offset:         41,
 		Key:            "1006",
 		RawValueHex:    "08313030360a4974656d33f6281f42",
+		RawValueSize:   15,
 		Reason:         envelope.ReasonRetriesExhausted,
 		Attempts:       4,
 		Stage:          "retry-3",
@@ -92,7 +93,7 @@ func TestDeadLetterJSONFieldNames(t *testing.T) {
 	}
 	slices.Sort(keys)
 	want := []string{"attempts", "error", "errors", "first_failure_at", "key", "last_failure_at",
-		"offset", "partition", "raw_value_hex", "reason", "stage", "topic"}
+		"offset", "partition", "raw_value_hex", "raw_value_size", "reason", "stage", "topic"}
 	if !slices.Equal(keys, want) {
 		t.Fatalf("JSON fields %v, want %v", keys, want)
 	}
@@ -155,5 +156,24 @@ func TestRawValueRejectsBadHex(t *testing.T) {
 	}
 	if b, err := (envelope.DeadLetter{}).RawValue(); err != nil || len(b) != 0 {
 		t.Fatalf("RawValue of an empty value = %x, %v", b, err)
+	}
+}
+
+func TestDeadLetterOfAHugeValueFitsTheBroker(t *testing.T) {
+	big := make([]byte, 900<<10)
+	for i := range big {
+		big[i] = byte(i)
+	}
+	r := envelope.Record{Topic: "orders", Key: []byte("k"), Value: big}
+	d := envelope.NewDeadLetter(r, envelope.Begin(r).Failed("main", time.Now(), errors.New("boom")), envelope.ReasonUndecodable)
+	if !d.RawValueTruncated || d.RawValueSize != len(big) || len(d.RawValueHex) != 2*envelope.MaxRawValue {
+		t.Fatalf("truncated %v size %d hex %d bytes", d.RawValueTruncated, d.RawValueSize, len(d.RawValueHex))
+	}
+	raw, err := d.RawValue()
+	if err != nil || string(raw) != string(big[:envelope.MaxRawValue]) {
+		t.Fatalf("the kept prefix is not the value's: %v", err)
+	}
+	if n := len(d.Marshal()); n > 200<<10 {
+		t.Fatalf("DLQ value of %d bytes", n)
 	}
 }
