@@ -7,7 +7,9 @@ STAGE    ?= 1
 COUNT    ?= 20
 BROKER_DATA ?= .broker-data
 
-.PHONY: help build demo test vet unit deps broker topics run-main run-retry run-aggregator produce stats clean
+FUZZTIME ?= 10s
+
+.PHONY: help build demo test vet fuzz deps broker topics run-main run-retry run-aggregator produce stats clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -20,6 +22,10 @@ demo: build ## run the whole pipeline in one process on an embedded broker (COUN
 
 test: deps vet ## go vet, then every test with the race detector (integration tests included)
 	$(GO) test -race -count=1 -timeout 10m ./...
+
+fuzz: ## run each fuzz test for FUZZTIME (default 10s)
+	$(GO) test ./schemas/ -run=NONE -fuzz=FuzzDecode -fuzztime=$(FUZZTIME)
+	$(GO) test ./services/envelope/ -run=NONE -fuzz=FuzzParseHistory -fuzztime=$(FUZZTIME)
 
 vet:
 	$(GO) vet ./...

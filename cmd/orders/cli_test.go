@@ -76,10 +76,17 @@ func TestHelpOnEveryCommand(t *testing.T) {
 	}
 }
 
-// startBrokerProc runs `orders broker` and returns the address it prints.
+// startBrokerProc runs `orders broker` on a free port and returns the
+// address it prints.
 func startBrokerProc(t *testing.T, bin, dataDir string) (addr string, stop func()) {
 	t.Helper()
-	cmd := exec.Command(bin, "broker", "--listen", "127.0.0.1:0", "--data-dir", dataDir)
+	return startBrokerProcAt(t, bin, "127.0.0.1:0", dataDir)
+}
+
+// startBrokerProcAt runs `orders broker --listen listen`.
+func startBrokerProcAt(t *testing.T, bin, listen, dataDir string) (addr string, stop func()) {
+	t.Helper()
+	cmd := exec.Command(bin, "broker", "--listen", listen, "--data-dir", dataDir)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
