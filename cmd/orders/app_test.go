@@ -1,9 +1,17 @@
 package main
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"go.uber.org/fx"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+
+	"github.com/orderflow/orders/services/admin"
+	"github.com/orderflow/orders/services/broker"
+	"github.com/orderflow/orders/services/outcome"
 
 	"github.com/orderflow/orders/services/aggregator"
 	"github.com/orderflow/orders/services/processor"
@@ -43,4 +51,49 @@ func TestAppsValidate(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
+}
+
+// Stopping an fx app leaves no goroutine behind: every stage, the
+// producer and their Kafka connections are owned and waited for.
+func TestAppStopLeavesNoGoroutines(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	b, err := broker.Start(broker.Config{Listen: "127.0.0.1:0"}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &settings{}
+	for _, st := range s.list() {
+		*st.dst = st.def
+	}
+	s.brokers, s.retryDelays, s.logLevel = b.Addr(), "50ms,50ms,50ms", "error"
+	c, err := s.load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := admin.EnsureTopics(ctx, c.client, c.topology); err != nil {
+		t.Fatal(err)
+	}
+	opts := []fx.Option{c.provide(), processor.Module, aggregator.Module, producer.Module, fx.Supply(producer.Config{Count: 50, Seed: 1})}
+	for k := 1; k <= c.topology.Stages(); k++ {
+		m, _ := retry.Module(c.topology, k)
+		opts = append(opts, m)
+	}
+	app := fx.New(opts...)
+	if err := app.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = outcome.Wait(ctx, c.client, c.topology, 50, 100*time.Millisecond, func(ctx context.Context) (outcome.Totals, error) {
+		t, err := aggregator.ReadTotals(ctx, c.client, c.topology)
+		return outcome.Totals{Count: t.Count}, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	goleak.VerifyNone(t, ignore)
 }
