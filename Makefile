@@ -9,7 +9,7 @@ BROKER_DATA ?= .broker-data
 
 FUZZTIME ?= 10s
 
-.PHONY: help build demo test vet fuzz deps broker topics run-main run-retry run-aggregator produce stats clean
+.PHONY: help build demo test vet fuzz chaos deps broker topics run-main run-retry run-aggregator produce stats clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -22,6 +22,12 @@ demo: build ## run the whole pipeline in one process on an embedded broker (COUN
 
 test: deps vet ## go vet, then every test with the race detector (integration tests included)
 	$(GO) test -race -count=1 -timeout 10m ./...
+
+CHAOS_ORDERS ?= 100000
+
+chaos: build ## long fault-injection run (CHAOS_ORDERS orders, default 100000)
+	$(GO) build -o bin/chaos ./cmd/chaos
+	./bin/chaos -bin $(BIN) -orders $(CHAOS_ORDERS) -rate 2000 -partitions 6
 
 fuzz: ## run each fuzz test for FUZZTIME (default 10s)
 	$(GO) test ./schemas/ -run=NONE -fuzz=FuzzDecode -fuzztime=$(FUZZTIME)

@@ -43,6 +43,7 @@ survive a restart. Stops on SIGINT or SIGTERM.`,
 	}
 	cmd.Flags().StringVar(&cfg.Listen, "listen", "127.0.0.1:9092", "address to listen on; port 0 picks a free port")
 	cmd.Flags().StringVar(&cfg.DataDir, "data-dir", "", "directory that keeps the broker's data across restarts (default: in memory)")
+	cmd.Flags().BoolVar(&cfg.SyncWrites, "sync-writes", false, "with --data-dir, fsync each produced batch before acknowledging it")
 	return cmd
 }
 

@@ -4,10 +4,12 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -24,6 +26,10 @@ type Config struct {
 	DataDir string
 	// Partitions of topics created without a partition count. Optional, default 6.
 	Partitions int
+	// SyncWrites fsyncs every produced batch before acknowledging it, so
+	// acknowledged records survive a machine crash, not only a process
+	// crash. Optional, default off (the OS page cache, like Kafka's default).
+	SyncWrites bool
 }
 
 func (c *Config) setDefaults() {
@@ -39,6 +45,8 @@ func (c *Config) setDefaults() {
 type Broker struct {
 	cluster *kfake.Cluster
 	addr    string
+	stop    context.CancelFunc
+	reaping sync.WaitGroup
 }
 
 // Start listens and serves until Close.
@@ -56,6 +64,9 @@ func Start(cfg Config, log *zap.Logger) (*Broker, error) {
 	}
 	if cfg.DataDir != "" {
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
+		if cfg.SyncWrites {
+			opts = append(opts, kfake.SyncWrites())
+		}
 	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
@@ -65,14 +76,28 @@ func Start(cfg Config, log *zap.Logger) (*Broker, error) {
 		}
 		return nil, fmt.Errorf("start broker: %w", err)
 	}
-	return &Broker{cluster: c, addr: strings.Join(c.ListenAddrs(), ",")}, nil
+	b := &Broker{cluster: c, addr: strings.Join(c.ListenAddrs(), ",")}
+	r := newReaper(log.Named("broker"))
+	r.watch(c)
+	ctx, stop := context.WithCancel(context.Background())
+	b.stop = stop
+	b.reaping.Add(1)
+	go func() {
+		defer b.reaping.Done()
+		r.run(ctx, b.addr)
+	}()
+	return b, nil
 }
 
 // Addr is the host:port clients connect to.
 func (b *Broker) Addr() string { return b.addr }
 
 // Close stops the broker, flushing its data dir if it has one.
-func (b *Broker) Close() { b.cluster.Close() }
+func (b *Broker) Close() {
+	b.stop()
+	b.reaping.Wait()
+	b.cluster.Close()
+}
 
 type zapLogger struct{ s *zap.SugaredLogger }
 

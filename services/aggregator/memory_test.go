@@ -1,0 +1,47 @@
+package aggregator
+
+import (
+	"context"
+	"runtime"
+	"strconv"
+	"testing"
+
+	"go.uber.org/zap"
+
+	"github.com/orderflow/orders/schemas"
+	"github.com/orderflow/orders/services/envelope"
+	"github.com/orderflow/orders/topology"
+)
+
+// BenchmarkDedupMemory measures the heap the de-duplication set holds per
+// distinct order, counting one million orders through one partition:
+// go test -run=NONE -bench=DedupMemory ./services/aggregator/
+func BenchmarkDedupMemory(b *testing.B) {
+	const orders = 1_000_000
+	for b.Loop() {
+		p := &partition{top: topology.Default(), log: zap.NewNop(), seen: map[string]int64{},
+			totals: func() Totals { return Totals{} }, update: func(Snapshot) {}}
+		batch := make([]envelope.Record, 0, 500)
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for i := range orders {
+			v, _ := schemas.Encode(schemas.Order{OrderID: strconv.Itoa(1001 + i), Product: "Item1", Price: 10})
+			batch = append(batch, envelope.Record{Offset: int64(i), Value: v})
+			if len(batch) == cap(batch) {
+				if _, err := p.Handle(context.Background(), batch); err != nil {
+					b.Fatal(err)
+				}
+				p.Acked(batch)
+				batch = batch[:0]
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		if len(p.seen) != orders {
+			b.Fatalf("%d orders seen", len(p.seen))
+		}
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/orders, "heap-bytes/order")
+		runtime.KeepAlive(p)
+	}
+}
