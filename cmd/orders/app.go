@@ -8,6 +8,8 @@ import (
 	"go.uber.org/fx/fxevent"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/orderflow/orders/services/metrics"
 )
 
 const startStopTimeout = 15 * time.Second
@@ -15,7 +17,8 @@ const startStopTimeout = 15 * time.Second
 // provide supplies the parsed configuration to an fx app.
 func (c config) provide() fx.Option {
 	return fx.Options(
-		fx.Supply(c.client, c.topology, c.rule, c.options, c.log),
+		fx.Supply(c.client, c.topology, c.rule, c.options, c.log, c.metrics),
+		fx.Provide(metrics.New),
 		fx.WithLogger(func() fxevent.Logger {
 			l := &fxevent.ZapLogger{Logger: c.log.Named("fx")}
 			l.UseLogLevel(zapcore.DebugLevel)

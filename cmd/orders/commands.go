@@ -11,6 +11,7 @@ import (
 	"github.com/orderflow/orders/services/admin"
 	"github.com/orderflow/orders/services/aggregator"
 	"github.com/orderflow/orders/services/broker"
+	"github.com/orderflow/orders/services/metrics"
 	"github.com/orderflow/orders/services/processor"
 	"github.com/orderflow/orders/services/producer"
 	"github.com/orderflow/orders/services/retry"
@@ -137,7 +138,7 @@ same stage to share its partitions.`,
 				if err != nil {
 					return err
 				}
-				return runApp(cmd.Context(), c.log, nil, c.provide(), m)
+				return runApp(cmd.Context(), c.log, nil, c.provide(), metrics.Module, m)
 			},
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/orderflow/orders/services/admin"
 	"github.com/orderflow/orders/services/aggregator"
 	"github.com/orderflow/orders/services/broker"
+	"github.com/orderflow/orders/services/metrics"
 	"github.com/orderflow/orders/services/outcome"
 	"github.com/orderflow/orders/services/processor"
 	"github.com/orderflow/orders/services/producer"
@@ -52,7 +53,7 @@ an outcome and prints a summary; with --count 0 it runs until interrupted.`,
 			if _, err := admin.EnsureTopics(ctx, c.client, c.topology); err != nil {
 				return err
 			}
-			modules := []fx.Option{c.provide(), processor.Module, aggregator.Module, producer.Module, fx.Supply(pcfg)}
+			modules := []fx.Option{c.provide(), metrics.Module, processor.Module, aggregator.Module, producer.Module, fx.Supply(pcfg)}
 			for k := 1; k <= c.topology.Stages(); k++ {
 				m, err := retry.Module(c.topology, k)
 				if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/orderflow/orders/services/metrics"
 	"github.com/orderflow/orders/services/pipeline"
 	"github.com/orderflow/orders/services/processor"
 	"github.com/orderflow/orders/topology"
@@ -31,6 +33,7 @@ type settings struct {
 	maxBatch       string
 	logLevel       string
 	logFormat      string
+	metricsAddr    string
 }
 
 // setting binds one flag to its environment variable.
@@ -51,6 +54,7 @@ func (s *settings) list() []setting {
 		{"max-batch", "MAX_BATCH", "500", "most records a stage handles, writes and commits together", &s.maxBatch},
 		{"log-level", "LOG_LEVEL", "info", "debug, info, warn or error", &s.logLevel},
 		{"log-format", "LOG_FORMAT", "console", "console or json", &s.logFormat},
+		{"metrics-addr", "METRICS_ADDR", "", "serve /metrics, /healthz and /readyz on this address (\":0\" picks a port; empty: off)", &s.metricsAddr},
 	}
 }
 
@@ -185,6 +189,7 @@ type config struct {
 	topology topology.Topology
 	rule     processor.Rule
 	options  pipeline.Options
+	metrics  metrics.Config
 	log      *zap.Logger
 }
 
@@ -206,5 +211,11 @@ func (s *settings) load() (config, error) {
 	if c.options, err = s.options(); err != nil {
 		return c, err
 	}
+	if s.metricsAddr != "" {
+		if _, _, err := net.SplitHostPort(s.metricsAddr); err != nil {
+			return c, bad("METRICS_ADDR", "metrics-addr", s.metricsAddr, errors.New("want host:port or :port"))
+		}
+	}
+	c.metrics = metrics.Config{Addr: s.metricsAddr}
 	return c, nil
 }

@@ -19,6 +19,9 @@ type Aggregator struct {
 	top    topology.Topology
 	log    *zap.Logger
 
+	// OnTotals, if set, is told the process's totals after every batch.
+	OnTotals func(Totals)
+
 	mu     sync.Mutex
 	totals map[int]Totals // per owned partition, as of its last acknowledged batch
 }
@@ -51,6 +54,9 @@ func (a *Aggregator) Open(ctx context.Context, as pipeline.Assignment) (pipeline
 			a.mu.Lock()
 			a.totals[as.Partition] = a.totals[as.Partition].add(d)
 			a.mu.Unlock()
+			if a.OnTotals != nil {
+				a.OnTotals(a.Totals())
+			}
 		},
 	}, start, nil
 }

@@ -34,6 +34,7 @@ type DeadLetter struct {
 
 	Reason         string    `json:"reason"`
 	Attempts       int       `json:"attempts"`
+	Replays        int       `json:"replays"`
 	Stage          string    `json:"stage"`
 	FirstFailureAt time.Time `json:"first_failure_at"`
 	LastFailureAt  time.Time `json:"last_failure_at"`
@@ -67,6 +68,7 @@ func NewDeadLetter(r Record, h History, reason string) DeadLetter {
 		RawValueTruncated: len(raw) < len(r.Value),
 		Reason:            reason,
 		Attempts:          h.Attempts,
+		Replays:           h.Replays,
 		Stage:             h.LastStage,
 		FirstFailureAt:    h.FirstFailureAt,
 		LastFailureAt:     h.LastFailureAt,

@@ -93,7 +93,7 @@ func TestDeadLetterJSONFieldNames(t *testing.T) {
 	}
 	slices.Sort(keys)
 	want := []string{"attempts", "error", "errors", "first_failure_at", "key", "last_failure_at",
-		"offset", "partition", "raw_value_hex", "raw_value_size", "reason", "stage", "topic"}
+		"offset", "partition", "raw_value_hex", "raw_value_size", "reason", "replays", "stage", "topic"}
 	if !slices.Equal(keys, want) {
 		t.Fatalf("JSON fields %v, want %v", keys, want)
 	}

@@ -21,6 +21,18 @@ const (
 	HeaderLastError         = "x-retry-last-error"
 	HeaderDueAt             = "x-retry-due-at"
 	HeaderErrors            = "x-retry-errors"
+	// HeaderErrorClass is a short, stable name for the kind of the latest
+	// failure (failing_product, transient, undecodable, ...), for metrics
+	// and filtering. Optional when parsing.
+	HeaderErrorClass = "x-retry-error-class"
+	// HeaderReplays counts how many times the order was sent back from the
+	// DLQ. Optional when parsing; it travels from hop to hop.
+	HeaderReplays = "x-replay-count"
+	// HeaderReplaySource names the DLQ record a replayed order came from,
+	// as topic/partition@offset.
+	HeaderReplaySource = "x-replay-source"
+	// HeaderDLQReason is the reason of a DLQ record, beside its JSON value.
+	HeaderDLQReason = "x-dlq-reason"
 )
 
 // HeaderProcessedBy names the stage that processed an order, on records of
@@ -58,15 +70,35 @@ type History struct {
 	LastFailureAt     time.Time
 	LastStage         string
 	LastError         string
+	// ErrorClass is the kind of the latest failure.
+	ErrorClass string
+	// Replays is how many times the order was replayed from the DLQ.
+	Replays int
 	// DueAt is when the next stage may process the record.
 	DueAt time.Time
 	// Errors holds the latest failures, oldest first, at most MaxErrors.
 	Errors []Failure
 }
 
-// Begin starts the history of a record read from the input topic.
+// Begin starts the history of a record read from the input topic, keeping
+// its replay count if it was sent back from the DLQ.
 func Begin(r Record) History {
-	return History{OriginalTopic: r.Topic, OriginalPartition: r.Partition, OriginalOffset: r.Offset}
+	h := History{OriginalTopic: r.Topic, OriginalPartition: r.Partition, OriginalOffset: r.Offset}
+	h.Replays = replays(r)
+	return h
+}
+
+// replays reads the replay count of a record; absent or garbled is 0.
+func replays(r Record) int {
+	v, ok := r.Header(HeaderReplays)
+	if !ok || len(v) > 10 {
+		return 0
+	}
+	n, err := strconv.Atoi(string(v))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
 }
 
 // Failed records one more failed attempt in stage at time at.
@@ -103,6 +135,8 @@ func (h History) Headers() []Header {
 		{HeaderLastError, []byte(h.LastError)},
 		{HeaderDueAt, []byte(formatTime(h.DueAt))},
 		{HeaderErrors, errs},
+		{HeaderErrorClass, []byte(h.ErrorClass)},
+		{HeaderReplays, []byte(strconv.Itoa(h.Replays))},
 	}
 }
 
@@ -161,6 +195,10 @@ func ParseHistory(r Record) (History, error) {
 	if h.Attempts < 1 {
 		return History{}, fmt.Errorf("%w: %s is %d, want at least 1", ErrHeaders, HeaderAttempts, h.Attempts)
 	}
+	if v, ok := r.Header(HeaderErrorClass); ok && len(v) <= 64 {
+		h.ErrorClass = string(v)
+	}
+	h.Replays = replays(r)
 	if v, ok := r.Header(HeaderErrors); ok && len(v) <= maxHeaderLen {
 		// The error history is informative only: a garbled one is dropped,
 		// not a reason to dead-letter the order.

@@ -171,6 +171,7 @@ func TestHeadersNamesEveryHistoryHeaderOnce(t *testing.T) {
 		envelope.HeaderAttempts, envelope.HeaderOriginalTopic, envelope.HeaderOriginalPartition,
 		envelope.HeaderOriginalOffset, envelope.HeaderFirstFailureAt, envelope.HeaderLastFailureAt,
 		envelope.HeaderLastStage, envelope.HeaderLastError, envelope.HeaderDueAt, envelope.HeaderErrors,
+		envelope.HeaderErrorClass, envelope.HeaderReplays,
 	}
 	var got []string
 	for _, h := range fullHistory().Headers() {
@@ -363,5 +364,25 @@ func TestFailedTruncatesOnARuneBoundary(t *testing.T) {
 	}
 	if !reflect.DeepEqual(got.Errors, h.Errors) {
 		t.Fatalf("errors changed in the round trip: %d bytes, was %d", len(got.Errors[0].Error), len(h.Errors[0].Error))
+	}
+}
+
+func TestReplayCountTravels(t *testing.T) {
+	in := envelope.Record{Topic: "orders", Headers: []envelope.Header{{Key: envelope.HeaderReplays, Value: []byte("2")}}}
+	h := envelope.Begin(in).Failed("main", t0, errors.New("x"))
+	h.ErrorClass = "transient"
+	got, err := envelope.ParseHistory(recordWith(h.Headers()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Replays != 2 || got.ErrorClass != "transient" {
+		t.Fatalf("replays %d class %q after a hop, want 2 transient", got.Replays, got.ErrorClass)
+	}
+	if d := envelope.NewDeadLetter(in, got, envelope.ReasonRetriesExhausted); d.Replays != 2 {
+		t.Fatalf("DLQ record says %d replays, want 2", d.Replays)
+	}
+	garbled := envelope.Record{Headers: []envelope.Header{{Key: envelope.HeaderReplays, Value: []byte("many")}}}
+	if envelope.Begin(garbled).Replays != 0 {
+		t.Fatal("a garbled replay count is not 0")
 	}
 }

@@ -51,6 +51,27 @@ type Acker interface {
 	Acked(batch []envelope.Record)
 }
 
+// Observer is told what a loop does, for metrics. Its methods must be
+// cheap and safe for concurrent use; a nil Observer is allowed.
+type Observer interface {
+	// Joined reports that the loop has joined its group.
+	Joined()
+	// Handled reports a batch whose outputs were acknowledged and whose
+	// offsets were committed; its handling began at fetchedAt.
+	Handled(batch []envelope.Record, outs []envelope.Output, fetchedAt time.Time)
+	// Late reports a delayed record handled late after its due time.
+	Late(late time.Duration)
+	// Waiting reports how many records of a partition wait for their due time.
+	Waiting(partition int, n int)
+}
+
+type noObserver struct{}
+
+func (noObserver) Joined()                                                 {}
+func (noObserver) Handled([]envelope.Record, []envelope.Output, time.Time) {}
+func (noObserver) Late(time.Duration)                                      {}
+func (noObserver) Waiting(int, int)                                        {}
+
 // Config is the consumer side of a stage.
 type Config struct {
 	Client Client
@@ -59,6 +80,8 @@ type Config struct {
 	// Topic is the input topic. Required.
 	Topic string
 	Options
+	// Observer is told what the loop does. Optional.
+	Observer Observer
 }
 
 // Options tune every loop of a process.
@@ -123,6 +146,9 @@ func NewLoop(cfg Config, stage Stage, log *zap.Logger) (*Loop, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Observer == nil {
+		cfg.Observer = noObserver{}
+	}
 	return &Loop{
 		cfg:    cfg,
 		stage:  stage,
@@ -179,7 +205,10 @@ func (l *Loop) Run(ctx context.Context) error {
 			l.log.Warn("joining consumer group; retrying", zap.String("group", l.cfg.Group), zap.Error(err))
 			continue
 		}
-		l.joinOnce.Do(func() { close(l.joined) })
+		l.joinOnce.Do(func() {
+			close(l.joined)
+			l.cfg.Observer.Joined()
+		})
 		var parts []int
 		for _, a := range gen.Assignments[l.cfg.Topic] {
 			a := Assignment{Topic: l.cfg.Topic, Partition: a.ID, Committed: a.Offset, Generation: gen.ID}
@@ -282,6 +311,10 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 
 	delayer, _ := p.(Delayer)
 	acker, _ := p.(Acker)
+	obs := l.cfg.Observer
+	if delayer != nil {
+		defer obs.Waiting(a.Partition, 0)
+	}
 	var (
 		head  *kafka.Message
 		batch []envelope.Record
@@ -305,14 +338,20 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 		batch, msgs = batch[:0], msgs[:0]
 		now := l.cfg.Now()
 		if delayer != nil {
-			rec := toRecord(*head)
-			if due := delayer.DueAt(rec); due.After(now) {
+			due := delayer.DueAt(toRecord(*head))
+			if due.After(now) {
+				obs.Waiting(a.Partition, 1+len(queue))
 				if !SleepUntil(ctx, l.cfg.Now, due) {
 					return nil
 				}
 				now = l.cfg.Now()
 			}
+			if !due.IsZero() {
+				obs.Late(now.Sub(due))
+			}
 		}
+		// Handling time starts when the batch may be handled, after any wait.
+		fetchedAt := now
 		msgs = append(msgs, *head)
 		head = nil
 	drain:
@@ -322,9 +361,15 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 				if !ok {
 					break drain
 				}
-				if delayer != nil && delayer.DueAt(toRecord(m)).After(now) {
-					head = &m
-					break drain
+				if delayer != nil {
+					due := delayer.DueAt(toRecord(m))
+					if due.After(now) {
+						head = &m
+						break drain
+					}
+					if !due.IsZero() {
+						obs.Late(now.Sub(due))
+					}
 				}
 				msgs = append(msgs, m)
 			default:
@@ -352,6 +397,10 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 		}
 		if acker != nil {
 			acker.Acked(batch)
+		}
+		obs.Handled(batch, outs, fetchedAt)
+		if delayer != nil && head == nil {
+			obs.Waiting(a.Partition, 0)
 		}
 	}
 }

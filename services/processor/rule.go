@@ -40,6 +40,18 @@ var ErrFailingProduct = errors.New("product fails processing")
 // ErrTransient is a flaky failure that a later attempt may not see.
 var ErrTransient = errors.New("transient processing failure")
 
+// ErrorClass names the kind of a processing failure for metrics and DLQ
+// filtering: failing_product, transient or other.
+func ErrorClass(err error) string {
+	switch {
+	case errors.Is(err, ErrFailingProduct):
+		return "failing_product"
+	case errors.Is(err, ErrTransient):
+		return "transient"
+	}
+	return "other"
+}
+
 // Process handles one valid order on its attempt-th try (1-based). A non-nil
 // error is retryable.
 func (r Rule) Process(o schemas.Order, attempt int) error {

@@ -83,6 +83,7 @@ func (s *Stage) Decide(r envelope.Record) envelope.Output {
 	attempt := h.Attempts + 1
 	if err := s.Rule.Process(o, attempt); err != nil {
 		h = h.Failed(name, now, err)
+		h.ErrorClass = ErrorClass(err)
 		next, retry := s.Topology.NextOnFailure(s.Step)
 		if !retry {
 			return s.deadLetter(r, h, envelope.ReasonRetriesExhausted)
@@ -105,8 +106,12 @@ func (s *Stage) Decide(r envelope.Record) envelope.Output {
 }
 
 func (s *Stage) deadLetter(r envelope.Record, h envelope.History, reason string) envelope.Output {
+	if reason != envelope.ReasonRetriesExhausted {
+		h.ErrorClass = reason
+	}
 	dl := envelope.NewDeadLetter(r, h, reason)
 	s.Log.Warn("order dead-lettered", zap.String("stage", h.LastStage), zap.String("key", string(r.Key)),
 		zap.Int("attempt", h.Attempts), zap.String("reason", reason), zap.String("error", h.LastError))
-	return envelope.Output{Topic: s.Topology.DLQ, Partition: envelope.AnyPartition, Key: r.Key, Value: dl.Marshal(), Headers: h.Headers()}
+	headers := append(h.Headers(), envelope.Header{Key: envelope.HeaderDLQReason, Value: []byte(reason)})
+	return envelope.Output{Topic: s.Topology.DLQ, Partition: envelope.AnyPartition, Key: r.Key, Value: dl.Marshal(), Headers: headers}
 }

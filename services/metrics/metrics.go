@@ -1,0 +1,157 @@
+// Package metrics exposes what each stage does in the Prometheus format,
+// and the process's health: /metrics, /healthz (alive) and /readyz (every
+// stage joined its group and the broker answers).
+package metrics
+
+import (
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/orderflow/orders/services/envelope"
+	"github.com/orderflow/orders/topology"
+)
+
+// Registry holds the metrics of every stage run by one process.
+type Registry struct {
+	reg *prometheus.Registry
+	top topology.Topology
+
+	consumed, processed *prometheus.CounterVec
+	retried, dead       *prometheus.CounterVec
+	handling, lateness  *prometheus.HistogramVec
+	waiting             *prometheus.GaugeVec
+	average, count      prometheus.Gauge
+
+	mu     sync.Mutex
+	stages []*Stage
+}
+
+// New returns a registry for the stages of top.
+func New(top topology.Topology) *Registry {
+	r := &Registry{reg: prometheus.NewRegistry(), top: top}
+	r.consumed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "orders_records_consumed_total", Help: "Records a stage read, handled and committed.",
+	}, []string{"stage"})
+	r.processed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "orders_records_processed_total", Help: "Orders a stage processed successfully.",
+	}, []string{"stage"})
+	r.retried = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "orders_records_retried_total", Help: "Orders a stage sent to the next retry topic, by error class.",
+	}, []string{"stage", "error_class"})
+	r.dead = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "orders_records_dead_lettered_total", Help: "Records a stage sent to the DLQ, by reason.",
+	}, []string{"stage", "reason"})
+	r.handling = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "orders_handling_seconds", Help: "Time from when a record may be handled to its committed offset.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	}, []string{"stage"})
+	r.lateness = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "orders_retry_lateness_seconds", Help: "How long after its due time a retry stage took up a record.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+	}, []string{"stage"})
+	r.waiting = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "orders_retry_waiting", Help: "Records a retry stage holds until their due time.",
+	}, []string{"stage"})
+	r.average = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "orders_running_average_price", Help: "The aggregator's running average over the partitions this process owns.",
+	})
+	r.count = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "orders_aggregated_orders", Help: "Distinct orders the aggregator counted in the partitions this process owns.",
+	})
+	r.reg.MustRegister(r.consumed, r.processed, r.retried, r.dead, r.handling, r.lateness, r.waiting, r.average, r.count)
+	return r
+}
+
+// Gatherer is what /metrics serves.
+func (r *Registry) Gatherer() prometheus.Gatherer { return r.reg }
+
+// SetAverage publishes the aggregator's running totals.
+func (r *Registry) SetAverage(count int64, average float64) {
+	r.count.Set(float64(count))
+	r.average.Set(average)
+}
+
+// Stage returns the observer of one stage's loop.
+func (r *Registry) Stage(name string) *Stage {
+	s := &Stage{r: r, name: name, waiting: map[int]int{}}
+	r.mu.Lock()
+	r.stages = append(r.stages, s)
+	r.mu.Unlock()
+	return s
+}
+
+// Ready reports whether every stage has joined its group.
+func (r *Registry) Ready() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.stages {
+		if !s.joined.Load() {
+			return false
+		}
+	}
+	return len(r.stages) > 0
+}
+
+// Stage observes one stage's loop; it implements pipeline.Observer.
+type Stage struct {
+	r      *Registry
+	name   string
+	joined atomic.Bool
+
+	mu      sync.Mutex
+	waiting map[int]int
+}
+
+// Joined marks the stage ready.
+func (s *Stage) Joined() { s.joined.Store(true) }
+
+// Handled counts a committed batch by the outcome of each output.
+func (s *Stage) Handled(batch []envelope.Record, outs []envelope.Output, began time.Time) {
+	r := s.r
+	r.consumed.WithLabelValues(s.name).Add(float64(len(batch)))
+	took := time.Since(began).Seconds()
+	h := r.handling.WithLabelValues(s.name)
+	for range batch {
+		h.Observe(took)
+	}
+	for _, o := range outs {
+		switch {
+		case o.Topic == r.top.Processed:
+			r.processed.WithLabelValues(s.name).Inc()
+		case o.Topic == r.top.DLQ:
+			r.dead.WithLabelValues(s.name, header(o, envelope.HeaderDLQReason, "unknown")).Inc()
+		case strings.HasPrefix(o.Topic, r.top.Orders+"_retry_"):
+			r.retried.WithLabelValues(s.name, header(o, envelope.HeaderErrorClass, "other")).Inc()
+		}
+	}
+}
+
+// Late records how late a delayed record was taken up.
+func (s *Stage) Late(late time.Duration) {
+	s.r.lateness.WithLabelValues(s.name).Observe(late.Seconds())
+}
+
+// Waiting records how many records of a partition wait for their due time.
+func (s *Stage) Waiting(partition, n int) {
+	s.mu.Lock()
+	s.waiting[partition] = n
+	total := 0
+	for _, w := range s.waiting {
+		total += w
+	}
+	s.mu.Unlock()
+	s.r.waiting.WithLabelValues(s.name).Set(float64(total))
+}
+
+func header(o envelope.Output, key, def string) string {
+	for _, h := range o.Headers {
+		if h.Key == key && len(h.Value) > 0 {
+			return string(h.Value)
+		}
+	}
+	return def
+}
