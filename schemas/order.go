@@ -22,9 +22,9 @@ func OrderSchemaJSON() string { return orderSchemaJSON }
 
 // Order is one record of the orders topic.
 type Order struct {
-	OrderID string  `avro:"orderId"`
-	Product string  `avro:"product"`
-	Price   float32 `avro:"price"`
+	OrderID string  `avro:"orderId" json:"orderId"`
+	Product string  `avro:"product" json:"product"`
+	Price   float32 `avro:"price" json:"price"`
 }
 
 // MaxStringSize bounds each string field of an untrusted record, so a forged

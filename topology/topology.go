@@ -16,6 +16,7 @@ const (
 	DefaultProcessed = "orders_processed"
 	DefaultDLQ       = "orders_dlq"
 	DefaultState     = "orders_aggregator_state"
+	DefaultReplays   = "orders_dlq_replays"
 	DefaultPrefix    = "orders"
 )
 
@@ -41,6 +42,9 @@ type Topology struct {
 	DLQ string
 	// State holds the aggregator's durable state. Optional, default "orders_aggregator_state".
 	State string
+	// Replays records which DLQ records were sent back, so that no replay
+	// sends one twice. Optional, default "orders_dlq_replays".
+	Replays string
 	// Delays is the retry ladder: stage k waits Delays[k-1] after a failure.
 	// Its length is the number of retry stages. Optional, default 2s,5s,10s.
 	Delays []time.Duration
@@ -77,6 +81,9 @@ func (t *Topology) setDefaults() {
 	}
 	if t.State == "" {
 		t.State = DefaultState
+	}
+	if t.Replays == "" {
+		t.Replays = DefaultReplays
 	}
 	if t.Delays == nil {
 		t.Delays = append([]time.Duration(nil), DefaultDelays...)
@@ -156,11 +163,40 @@ func (t Topology) InputTopic(stage int) string {
 }
 
 // Topics lists every pipeline topic in stage order: orders, the retry
-// topics, the DLQ, processed and the aggregator's state.
+// topics, the DLQ, processed, the aggregator's state and the DLQ replay log.
 func (t Topology) Topics() []string {
+	return append(t.StageTopics(), t.State, t.Replays)
+}
+
+// StageTopics lists the topics orders travel through, in stage order:
+// orders, the retry topics, the DLQ and processed.
+func (t Topology) StageTopics() []string {
 	out := []string{t.Orders}
 	for k := 1; k <= t.Stages(); k++ {
 		out = append(out, t.RetryTopic(k))
 	}
-	return append(out, t.DLQ, t.Processed, t.State)
+	return append(out, t.DLQ, t.Processed)
+}
+
+// RetryStep returns k if topic is the retry topic of stage k, else 0.
+func (t Topology) RetryStep(topic string) int {
+	for k := 1; k <= t.Stages(); k++ {
+		if topic == t.RetryTopic(k) {
+			return k
+		}
+	}
+	return 0
+}
+
+// GroupOf is the consumer group that reads topic, or "" if no stage does.
+func (t Topology) GroupOf(topic string) string {
+	switch {
+	case topic == t.Orders:
+		return t.Group(StageMain)
+	case topic == t.Processed:
+		return t.Group(StageAggregator)
+	case t.RetryStep(topic) > 0:
+		return t.Group(RetryStageName(t.RetryStep(topic)))
+	}
+	return ""
 }

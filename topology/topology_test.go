@@ -11,7 +11,7 @@ import (
 
 func TestDefaultLadder(t *testing.T) {
 	top := topology.Default()
-	want := []string{"orders", "orders_retry_1", "orders_retry_2", "orders_retry_3", "orders_dlq", "orders_processed", "orders_aggregator_state"}
+	want := []string{"orders", "orders_retry_1", "orders_retry_2", "orders_retry_3", "orders_dlq", "orders_processed", "orders_aggregator_state", "orders_dlq_replays"}
 	if got := top.Topics(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("Topics() = %v, want %v", got, want)
 	}
@@ -29,6 +29,12 @@ func TestDefaultLadder(t *testing.T) {
 	}
 	if d := top.Delay(3); d != 10*time.Second {
 		t.Fatalf("delay 3 = %v", d)
+	}
+	groups := map[string]string{"orders": "orders-main", "orders_retry_2": "orders-retry-2", "orders_processed": "orders-aggregator", "orders_dlq": ""}
+	for topic, want := range groups {
+		if g := top.GroupOf(topic); g != want {
+			t.Errorf("GroupOf(%s) = %q, want %q", topic, g, want)
+		}
 	}
 }
 

@@ -188,7 +188,7 @@ func TestTopicsReportsTooFewPartitions(t *testing.T) {
 	bin := testkit.Binary(t)
 	b := testkit.Broker(t, broker.Config{})
 	small := []string{"KAFKA_BROKERS=" + b.Addr(), "PARTITIONS=2"}
-	if out, err := testkit.Run(t, bin, small, "topics"); err != nil || strings.Count(out, "created") != 7 {
+	if out, err := testkit.Run(t, bin, small, "topics"); err != nil || strings.Count(out, "created") != 8 {
 		t.Fatalf("topics with 2 partitions: %v\n%s", err, out)
 	}
 	out, err := testkit.Run(t, bin, []string{"KAFKA_BROKERS=" + b.Addr(), "PARTITIONS=6"}, "topics")

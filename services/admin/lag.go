@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/segmentio/kafka-go"
@@ -26,7 +27,8 @@ func (p PartitionLag) Lag() int64 {
 }
 
 // GroupLag returns the group's position in every partition of topic and the
-// total lag.
+// total lag. A group that does not exist, or group "", has committed
+// nothing.
 func GroupLag(ctx context.Context, client pipeline.Client, group, topic string) (int64, []PartitionLag, error) {
 	admin := client.Admin()
 	defer admin.Close()
@@ -48,12 +50,17 @@ func GroupLag(ctx context.Context, client pipeline.Client, group, topic string) 
 	if err != nil {
 		return 0, nil, fmt.Errorf("list offsets of %s: %w", topic, err)
 	}
-	committed, err := admin.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ids}})
-	if err != nil {
-		return 0, nil, fmt.Errorf("offsets of group %s: %w", group, err)
-	}
-	if committed.Error != nil {
-		return 0, nil, fmt.Errorf("offsets of group %s: %w", group, committed.Error)
+	committed := &kafka.OffsetFetchResponse{}
+	if group != "" {
+		committed, err = admin.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ids}})
+		switch {
+		case err != nil:
+			return 0, nil, fmt.Errorf("offsets of group %s: %w", group, err)
+		case errors.Is(committed.Error, kafka.GroupIdNotFound):
+			committed = &kafka.OffsetFetchResponse{}
+		case committed.Error != nil:
+			return 0, nil, fmt.Errorf("offsets of group %s: %w", group, committed.Error)
+		}
 	}
 	parts := make([]PartitionLag, n)
 	for p := range parts {
@@ -66,6 +73,9 @@ func GroupLag(ctx context.Context, client pipeline.Client, group, topic string) 
 		parts[po.Partition].Start, parts[po.Partition].End = po.FirstOffset, po.LastOffset
 	}
 	for _, c := range committed.Topics[topic] {
+		if errors.Is(c.Error, kafka.GroupIdNotFound) {
+			continue
+		}
 		if c.Error != nil {
 			return 0, nil, fmt.Errorf("offset of group %s on %s/%d: %w", group, topic, c.Partition, c.Error)
 		}

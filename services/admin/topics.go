@@ -25,10 +25,11 @@ type TopicResult struct {
 // ErrDrift means an existing topic does not fit the topology.
 var ErrDrift = errors.New("topics do not match the configured topology")
 
-// topicConfig holds per-topic settings: the aggregator's state must never
-// expire, every other topic keeps the broker's retention.
+// topicConfig holds per-topic settings: the aggregator's state and the DLQ
+// replay log must never expire; every other topic keeps the broker's
+// retention.
 func topicConfig(top topology.Topology, topic string) []kafka.ConfigEntry {
-	if topic == top.State {
+	if topic == top.State || topic == top.Replays {
 		return []kafka.ConfigEntry{{ConfigName: "retention.ms", ConfigValue: "-1"}, {ConfigName: "retention.bytes", ConfigValue: "-1"}}
 	}
 	return nil

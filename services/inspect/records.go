@@ -1,0 +1,163 @@
+// Package inspect answers the questions of the people who run the
+// pipeline: where each topic stands (records, lag, age of the oldest
+// unconsumed record, retries waiting), what a topic holds, decoded, and
+// which path one order took through every topic.
+package inspect
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/orderflow/orders/schemas"
+	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/topology"
+)
+
+// Record is one record, decoded for people.
+type Record struct {
+	Topic     string            `json:"topic"`
+	Partition int               `json:"partition"`
+	Offset    int64             `json:"offset"`
+	Time      time.Time         `json:"timestamp"`
+	Key       string            `json:"key"`
+	Headers   map[string]string `json:"headers,omitempty"`
+	// Value is the decoded value: an order, a DLQ record or a state
+	// record as JSON; RawHex holds values that do not decode.
+	Value  json.RawMessage `json:"value,omitempty"`
+	RawHex string          `json:"raw_value_hex,omitempty"`
+	Error  string          `json:"decode_error,omitempty"`
+}
+
+// Decode turns a consumed message into a Record, decoding its value by
+// what its topic holds.
+func Decode(top topology.Topology, m kafka.Message) Record {
+	r := Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Time: m.Time, Key: string(m.Key)}
+	if len(m.Headers) > 0 {
+		r.Headers = make(map[string]string, len(m.Headers))
+		for _, h := range m.Headers {
+			r.Headers[h.Key] = string(h.Value)
+		}
+	}
+	switch m.Topic {
+	case top.DLQ, top.State, top.Replays:
+		if json.Valid(m.Value) {
+			r.Value = json.RawMessage(m.Value)
+			return r
+		}
+		r.Error = "not JSON"
+	default:
+		o, err := schemas.Decode(m.Value)
+		if err == nil {
+			b, _ := json.Marshal(o)
+			r.Value = b
+			return r
+		}
+		r.Error = err.Error()
+	}
+	r.RawHex = hex.EncodeToString(m.Value)
+	return r
+}
+
+// Query selects records of one topic.
+type Query struct {
+	Topic string
+	// Tail keeps only the last N records (by timestamp); 0 keeps all.
+	Tail int
+	// Partition restricts to one partition; -1 reads all.
+	Partition int
+	// Key keeps only records with this key; "" keeps all.
+	Key string
+}
+
+// Records reads the records q selects, as they stand now, oldest first,
+// and returns where each partition ends, to follow from.
+func Records(ctx context.Context, client pipeline.Client, top topology.Topology, q Query) ([]Record, map[string]map[int]int64, error) {
+	admin := client.Admin()
+	defer admin.Close()
+	ends, err := offsets(ctx, admin, q.Topic)
+	if err != nil {
+		return nil, nil, err
+	}
+	next := map[string]map[int]int64{q.Topic: {}}
+	for p, se := range ends {
+		from := se[0]
+		if q.Tail > 0 && q.Key == "" {
+			from = max(se[0], se[1]-int64(q.Tail))
+		}
+		next[q.Topic][p] = from
+		if q.Partition >= 0 && p != q.Partition {
+			next[q.Topic][p] = se[1]
+		}
+	}
+	var out []Record
+	err = pipeline.ReadNew(ctx, client, []string{q.Topic}, next, func(m kafka.Message) error {
+		if q.Key == "" || string(m.Key) == q.Key {
+			out = append(out, Decode(top, m))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	slices.SortStableFunc(out, func(a, b Record) int { return a.Time.Compare(b.Time) })
+	if q.Tail > 0 && len(out) > q.Tail {
+		out = out[len(out)-q.Tail:]
+	}
+	return out, next, nil
+}
+
+// Follow calls fn for every record appended after next (as Records
+// returned it) until ctx ends, polling every interval.
+func Follow(ctx context.Context, client pipeline.Client, top topology.Topology, q Query, next map[string]map[int]int64, every time.Duration, fn func(Record) error) error {
+	for {
+		t := time.NewTimer(every)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		err := pipeline.ReadNew(ctx, client, []string{q.Topic}, next, func(m kafka.Message) error {
+			if (q.Partition < 0 || m.Partition == q.Partition) && (q.Key == "" || string(m.Key) == q.Key) {
+				return fn(Decode(top, m))
+			}
+			return nil
+		})
+		if err != nil && ctx.Err() == nil {
+			return err
+		}
+	}
+}
+
+// offsets returns, per partition, the first and the next offset.
+func offsets(ctx context.Context, admin *pipeline.Admin, topic string) (map[int][2]int64, error) {
+	meta, err := admin.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return nil, fmt.Errorf("metadata: %w", err)
+	}
+	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
+		return nil, fmt.Errorf("topic %s not found (run orders topics)", topic)
+	}
+	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	for _, p := range meta.Topics[0].Partitions {
+		req.Topics[topic] = append(req.Topics[topic], kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
+	}
+	res, err := admin.ListOffsets(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("list offsets of %s: %w", topic, err)
+	}
+	out := map[int][2]int64{}
+	for _, po := range res.Topics[topic] {
+		if po.Error != nil {
+			return nil, fmt.Errorf("list offsets of %s/%d: %w", topic, po.Partition, po.Error)
+		}
+		out[po.Partition] = [2]int64{po.FirstOffset, po.LastOffset}
+	}
+	return out, nil
+}
