@@ -86,7 +86,7 @@ func TestInspectCountsAndLag(t *testing.T) {
 		t.Errorf("topics in order %s", got)
 	}
 	table := c.run("inspect")
-	if !regexp.MustCompile(`orders_retry_3\s+6\s+` + strconv.Itoa(failing) + `\s+orders-retry-3\s+` + strconv.Itoa(failing)).MatchString(table) ||
+	if !regexp.MustCompile(`orders_retry_3\s+6\s+`+strconv.Itoa(failing)+`\s+orders-retry-3\s+`+strconv.Itoa(failing)).MatchString(table) ||
 		!strings.Contains(table, fmt.Sprintf("over %d orders", good)) {
 		t.Errorf("table does not show the retry 3 backlog and the average:\n%s", table)
 	}
