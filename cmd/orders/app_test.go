@@ -72,7 +72,7 @@ func TestAppStopLeavesNoGoroutines(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := admin.EnsureTopics(ctx, c.client, c.topology); err != nil {
+	if _, err := admin.EnsureTopics(ctx, c.client, c.topology, c.check); err != nil {
 		t.Fatal(err)
 	}
 	opts := []fx.Option{c.provide(), processor.Module, aggregator.Module, producer.Module, fx.Supply(producer.Config{Count: 50, Seed: 1})}

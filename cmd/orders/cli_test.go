@@ -184,18 +184,70 @@ func TestBrokerDataDirSurvivesRestart(t *testing.T) {
 	}
 }
 
-func TestTopicsReportsTooFewPartitions(t *testing.T) {
+func TestTopicsCheckCatchesEveryDrift(t *testing.T) {
 	bin := testkit.Binary(t)
 	b := testkit.Broker(t, broker.Config{})
-	small := []string{"KAFKA_BROKERS=" + b.Addr(), "PARTITIONS=2"}
-	if out, err := testkit.Run(t, bin, small, "topics"); err != nil || strings.Count(out, "created") != 8 {
-		t.Fatalf("topics with 2 partitions: %v\n%s", err, out)
+	client := pipeline.Client{Brokers: []string{b.Addr()}}
+	admin := client.Admin()
+	defer admin.Close()
+	// A cluster that drifted every way: orders_retry_3 is missing,
+	// orders_retry_1 is narrower than orders, orders_retry_2 keeps records
+	// for less than its delay, the DLQ for less than the minimum, and the
+	// aggregator's state expires.
+	topic := func(name string, parts int, retentionMS string) kafka.TopicConfig {
+		tc := kafka.TopicConfig{Topic: name, NumPartitions: parts, ReplicationFactor: 1}
+		if retentionMS != "" {
+			tc.ConfigEntries = []kafka.ConfigEntry{{ConfigName: "retention.ms", ConfigValue: retentionMS}}
+		}
+		return tc
 	}
-	out, err := testkit.Run(t, bin, []string{"KAFKA_BROKERS=" + b.Addr(), "PARTITIONS=6"}, "topics")
+	_, err := admin.CreateTopics(context.Background(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{
+		topic("orders", 6, ""), topic("orders_retry_1", 3, ""), topic("orders_retry_2", 6, "1000"),
+		topic("orders_dlq", 6, "3600000"), topic("orders_processed", 6, ""),
+		topic("orders_aggregator_state", 6, "86400000"), topic("orders_dlq_replays", 6, "-1"),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"KAFKA_BROKERS=" + b.Addr(), "RETRY_DELAYS=1s,5s,10s"}
+	out, err := testkit.Run(t, bin, env, "topics", "--check")
+	wantDrift := []string{
+		"drift    orders_retry_1               has 3 partitions, fewer than the 6",
+		"drift    orders_retry_2               retention.ms is 1000, not longer than its retry delay 5s",
+		"drift    orders_retry_3               missing",
+		"drift    orders_dlq                   retention.ms is 3600000, shorter than the 168h0m0s DLQ_MIN_RETENTION asks",
+		"drift    orders_aggregator_state      retention.ms is 86400000: its records must never expire",
+		"5 drifts",
+	}
 	if err == nil {
-		t.Fatalf("topics with 6 partitions over 2-partition topics exited 0:\n%s", out)
+		t.Errorf("--check exited 0 on a drifted cluster")
 	}
-	if !strings.Contains(out, "problem  orders ") || !strings.Contains(out, "has 2 partitions, fewer than the 6 configured (PARTITIONS)") {
-		t.Fatalf("drift not reported clearly:\n%s", out)
+	for _, w := range wantDrift {
+		if !strings.Contains(out, w) {
+			t.Errorf("--check output lacks %q:\n%s", w, out)
+		}
+	}
+	// Apply fixes what it can and says what it cannot.
+	out, err = testkit.Run(t, bin, env, "topics")
+	for _, w := range []string{
+		"created    orders_retry_3               6 partitions",
+		"grown      orders_retry_1               has 3 partitions",
+		"cannot-fix orders_retry_2               retention.ms is 1000",
+		"cannot-fix orders_dlq",
+		"cannot-fix orders_aggregator_state",
+	} {
+		if !strings.Contains(out, w) {
+			t.Errorf("topics output lacks %q:\n%s", w, out)
+		}
+	}
+	if err == nil {
+		t.Errorf("topics exited 0 with drift it cannot fix")
+	}
+	out, _ = testkit.Run(t, bin, env, "topics", "--check")
+	if !strings.Contains(out, "3 drifts") || strings.Contains(out, "missing") || strings.Contains(out, "fewer than") {
+		t.Errorf("after apply, --check still reports fixable drift:\n%s", out)
+	}
+	if out, err := testkit.Run(t, bin, append(env, "DLQ_MIN_RETENTION=1h"), "topics", "--check"); !strings.Contains(out, "2 drifts") || err == nil {
+		t.Errorf("with DLQ_MIN_RETENTION=1h: %v\n%s", err, out)
 	}
 }

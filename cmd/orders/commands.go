@@ -3,7 +3,11 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"os"
 	"strconv"
+	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/fx"
@@ -49,34 +53,56 @@ survive a restart. Stops on SIGINT or SIGTERM.`,
 }
 
 func topicsCmd(s *settings) *cobra.Command {
-	return &cobra.Command{
+	var check bool
+	cmd := &cobra.Command{
 		Use:   "topics",
-		Short: "Create every pipeline topic (idempotent)",
-		Long: `Create orders, the retry topics, the DLQ, orders_processed and the aggregator's
-state topic with PARTITIONS partitions and REPLICATION replicas. Topics that
-exist are left alone and reported; one with fewer partitions than configured
-is an error.`,
+		Short: "Create the pipeline topics, or check the cluster against the topology",
+		Long: `Create orders, the retry topics, the DLQ, orders_processed, the aggregator's
+state topic and the DLQ replay log with PARTITIONS partitions and REPLICATION
+replicas, and add partitions where a topic has fewer than it needs. Topics that
+fit are left alone. It says what it cannot fix (retention) and then exits 1.
+
+With --check it changes nothing and reports drift: missing topics, fewer
+partitions than configured or than orders, a retry topic whose retention is not
+longer than its delay, a DLQ kept for less than DLQ_MIN_RETENTION, a state
+topic whose records expire. It exits 1 on any drift.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := s.load()
 			if err != nil {
 				return err
 			}
-			res, err := admin.EnsureTopics(cmd.Context(), c.client, c.topology)
 			out := cmd.OutOrStdout()
-			for _, r := range res {
-				switch {
-				case r.Problem != "":
-					fmt.Fprintf(out, "problem  %-28s %s\n", r.Topic, r.Problem)
-				case r.Created:
-					fmt.Fprintf(out, "created  %-28s %d partitions\n", r.Topic, r.Partitions)
-				default:
-					fmt.Fprintf(out, "exists   %-28s %d partitions\n", r.Topic, r.Partitions)
+			if check {
+				states, drifts, err := admin.Check(cmd.Context(), c.client, c.topology, c.check)
+				if err != nil {
+					return err
 				}
+				for _, st := range states {
+					if st.Partitions == 0 {
+						continue // reported as a drift below
+					}
+					fmt.Fprintf(out, "%-8s %-28s %d partitions, retention.ms %d\n", "topic", st.Topic, st.Partitions, st.RetentionMS)
+				}
+				for _, d := range drifts {
+					fmt.Fprintf(out, "%-8s %-28s %s\n", "drift", d.Topic, d.Detail)
+				}
+				if len(drifts) > 0 {
+					fmt.Fprintf(out, "%d drifts from the configured topology\n", len(drifts))
+					return exitError{1}
+				}
+				fmt.Fprintln(out, "no drift")
+				return nil
+			}
+			fixes, err := admin.EnsureTopics(cmd.Context(), c.client, c.topology, c.check)
+			for _, f := range fixes {
+				fmt.Fprintf(out, "%-10s %-28s %s\n", f.Action, f.Topic, f.Detail)
 			}
 			return err
 		},
 	}
+	cmd.Flags().BoolVar(&check, "check", false, "only report drift from the configured topology; exit 1 if any")
+	return cmd
 }
 
 func produceCmd(s *settings) *cobra.Command {
@@ -95,18 +121,64 @@ func produceCmd(s *settings) *cobra.Command {
 			}
 			var p *producer.Producer
 			done := make(chan struct{})
+			out := cmd.OutOrStdout()
+			start := time.Now()
+			progress := func(final bool) {
+				secs := time.Since(start).Seconds()
+				line := fmt.Sprintf("produced %d orders to %s in %.1fs (%.0f/s, %d errors)",
+					p.Sent(), c.topology.Orders, secs, float64(p.Sent())/secs, p.Errors())
+				switch {
+				case final && isTerminal(out):
+					fmt.Fprintf(out, "\r\033[K%s\n", line)
+				case final:
+					fmt.Fprintln(out, line)
+				default:
+					fmt.Fprintf(out, "\r\033[K%s", line)
+				}
+			}
+			var ticker sync.WaitGroup
 			err = runApp(cmd.Context(), c.log, done,
 				c.provide(), fx.Supply(cfg), producer.Module, fx.Populate(&p),
-				fx.Invoke(func() { go func() { <-p.Done(); close(done) }() }),
+				fx.Invoke(func() {
+					ticker.Add(1)
+					go func() {
+						defer ticker.Done()
+						defer close(done)
+						t := time.NewTicker(time.Second)
+						defer t.Stop()
+						for {
+							select {
+							case <-p.Done():
+								return
+							case <-t.C:
+								if isTerminal(out) {
+									progress(false) // a live line on a terminal only
+								}
+							}
+						}
+					}()
+				}),
 			)
+			ticker.Wait()
 			if p != nil {
-				fmt.Fprintf(cmd.OutOrStdout(), "produced %d orders to %s\n", p.Sent(), c.topology.Orders)
+				progress(true)
 			}
 			return err
 		},
 	}
 	producerFlags(cmd, &cfg, 10, "orders to produce; 0 produces until interrupted", 0)
 	return cmd
+}
+
+// isTerminal reports whether w is a terminal, where a live progress line
+// makes sense.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 // producerFlags registers the producer's flags on cmd.

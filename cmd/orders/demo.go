@@ -50,7 +50,7 @@ an outcome and prints a summary; with --count 0 it runs until interrupted.`,
 				c.client.Brokers = []string{b.Addr()}
 				c.log.Info("embedded broker started", zap.String("addr", b.Addr()))
 			}
-			if _, err := admin.EnsureTopics(ctx, c.client, c.topology); err != nil {
+			if _, err := admin.EnsureTopics(ctx, c.client, c.topology, c.check); err != nil {
 				return err
 			}
 			modules := []fx.Option{c.provide(), metrics.Module, processor.Module, aggregator.Module, producer.Module, fx.Supply(pcfg)}

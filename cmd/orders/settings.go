@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/orderflow/orders/services/admin"
 	"github.com/orderflow/orders/services/metrics"
 	"github.com/orderflow/orders/services/pipeline"
 	"github.com/orderflow/orders/services/processor"
@@ -34,6 +35,7 @@ type settings struct {
 	logLevel       string
 	logFormat      string
 	metricsAddr    string
+	dlqMinRet      string
 }
 
 // setting binds one flag to its environment variable.
@@ -54,6 +56,7 @@ func (s *settings) list() []setting {
 		{"max-batch", "MAX_BATCH", "500", "most records a stage handles, writes and commits together", &s.maxBatch},
 		{"log-level", "LOG_LEVEL", "info", "debug, info, warn or error", &s.logLevel},
 		{"log-format", "LOG_FORMAT", "console", "console or json", &s.logFormat},
+		{"dlq-min-retention", "DLQ_MIN_RETENTION", "168h", "least retention orders topics --check accepts for the DLQ", &s.dlqMinRet},
 		{"metrics-addr", "METRICS_ADDR", "", "serve /metrics, /healthz and /readyz on this address (\":0\" picks a port; empty: off)", &s.metricsAddr},
 	}
 }
@@ -190,6 +193,7 @@ type config struct {
 	rule     processor.Rule
 	options  pipeline.Options
 	metrics  metrics.Config
+	check    admin.CheckConfig
 	log      *zap.Logger
 }
 
@@ -217,5 +221,10 @@ func (s *settings) load() (config, error) {
 		}
 	}
 	c.metrics = metrics.Config{Addr: s.metricsAddr}
+	ret, err := time.ParseDuration(s.dlqMinRet)
+	if err != nil || ret < 0 {
+		return c, bad("DLQ_MIN_RETENTION", "dlq-min-retention", s.dlqMinRet, errors.New("want a duration such as 168h"))
+	}
+	c.check = admin.CheckConfig{DLQMinRetention: ret}
 	return c, nil
 }

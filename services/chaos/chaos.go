@@ -181,7 +181,7 @@ func Run(ctx context.Context, cfg Config, log *zap.Logger) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	if _, err := admin.EnsureTopics(ctx, client, top); err != nil {
+	if _, err := admin.EnsureTopics(ctx, client, top, admin.CheckConfig{}); err != nil {
 		return rep, err
 	}
 

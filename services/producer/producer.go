@@ -92,6 +92,7 @@ type Producer struct {
 	log    *zap.Logger
 	writer pipeline.Writer
 	sent   atomic.Int64
+	errs   atomic.Int64
 	done   chan struct{}
 }
 
@@ -113,6 +114,9 @@ func New(cfg Config, client pipeline.Client, top topology.Topology, log *zap.Log
 
 // Sent is the number of orders acknowledged so far.
 func (p *Producer) Sent() int64 { return p.sent.Load() }
+
+// Errors is the number of failed write attempts so far (each retried).
+func (p *Producer) Errors() int64 { return p.errs.Load() }
 
 // Done is closed when Run returns.
 func (p *Producer) Done() <-chan struct{} { return p.done }
@@ -182,6 +186,7 @@ func (p *Producer) write(ctx context.Context, batch []envelope.Output) error {
 		if errors.As(err, &unknown) && unknown == kafka.UnknownTopicOrPartition {
 			return fmt.Errorf("produce to %s: %w (run orders topics)", p.top.Orders, err)
 		}
+		p.errs.Add(1)
 		p.log.Warn("produce; retrying", zap.Error(err))
 		if !b.Wait(ctx) {
 			return ctx.Err()
