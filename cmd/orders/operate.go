@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/orderflow/orders/services/dlq"
 	"github.com/orderflow/orders/services/inspect"
+	"github.com/orderflow/orders/services/pipeline"
 )
 
 func inspectCmd(s *settings) *cobra.Command {
@@ -59,7 +59,7 @@ partition, offset, timestamp and headers. --json prints one JSON object per line
 					} else {
 						printOverview(out, ov)
 					}
-					if !watch || !sleepCtx(ctx, time.Second) {
+					if !watch || !pipeline.SleepUntil(ctx, time.Now, time.Now().Add(time.Second)) {
 						return nil
 					}
 				}
@@ -293,13 +293,3 @@ left where they are and reported.`,
 	return cmd
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}

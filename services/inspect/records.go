@@ -116,12 +116,8 @@ func Records(ctx context.Context, client pipeline.Client, top topology.Topology,
 // returned it) until ctx ends, polling every interval.
 func Follow(ctx context.Context, client pipeline.Client, top topology.Topology, q Query, next map[string]map[int]int64, every time.Duration, fn func(Record) error) error {
 	for {
-		t := time.NewTimer(every)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !pipeline.SleepUntil(ctx, time.Now, time.Now().Add(every)) {
 			return nil
-		case <-t.C:
 		}
 		err := pipeline.ReadNew(ctx, client, []string{q.Topic}, next, func(m kafka.Message) error {
 			if (q.Partition < 0 || m.Partition == q.Partition) && (q.Key == "" || string(m.Key) == q.Key) {
