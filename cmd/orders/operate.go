@@ -292,4 +292,3 @@ left where they are and reported.`,
 	cmd.AddCommand(list, replay)
 	return cmd
 }
-
