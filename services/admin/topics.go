@@ -69,7 +69,7 @@ func EnsureTopics(ctx context.Context, client pipeline.Client, top topology.Topo
 			case errors.Is(terr, kafka.TopicAlreadyExists):
 				// Created concurrently by another run: checked below.
 			default:
-				return nil, fmt.Errorf("create topic %s: %w", t, terr)
+				return nil, fmt.Errorf("create topic %s: %w", t, pipeline.Denied(terr, "CREATE", "topic", t))
 			}
 		}
 		if existing, err = partitionCounts(ctx, admin, top.Topics()); err != nil {

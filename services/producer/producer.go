@@ -90,6 +90,7 @@ type Producer struct {
 	cfg    Config
 	top    topology.Topology
 	log    *zap.Logger
+	client pipeline.Client
 	writer pipeline.Writer
 	sent   atomic.Int64
 	done   chan struct{}
@@ -105,7 +106,7 @@ func New(cfg Config, client pipeline.Client, top topology.Topology, log *zap.Log
 		return nil, err
 	}
 	return &Producer{
-		cfg: cfg, top: top, log: log.Named("producer"),
+		cfg: cfg, top: top, log: log.Named("producer"), client: client,
 		writer: client.NewWriter(pipeline.WriterConfig{BatchSize: cfg.BatchSize}, log),
 		done:   make(chan struct{}),
 	}, nil
@@ -177,6 +178,11 @@ func (p *Producer) write(ctx context.Context, batch []envelope.Output) error {
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		// Unlike a stage, which waits for an ACL to be granted, a producer
+		// run stops: it is a command someone is watching.
+		if err := p.client.ExplainWrite(ctx, err, msgs); errors.Is(err, pipeline.ErrDenied) {
+			return fmt.Errorf("produce to %s: %w", p.top.Orders, err)
 		}
 		var unknown kafka.Error
 		if errors.As(err, &unknown) && unknown == kafka.UnknownTopicOrPartition {
