@@ -155,6 +155,17 @@ func TestPrincipalsAreRefusedOutsideTheirGrants(t *testing.T) {
 	if out, err := sc.run("orders-admin", "topics"); err != nil {
 		t.Fatalf("topics: %v\n%s", err, out)
 	}
+	// Applying the ACLs again changes nothing and succeeds.
+	if out, err := sc.run("orders-super", "acls", "--apply"); err != nil {
+		t.Fatalf("acls --apply a second time: %v\n%s", err, out)
+	}
+	// Skipping verification works without the CA, and says loudly that it is insecure.
+	insecure := append(sc.as("orders-admin"), "KAFKA_TLS_CA_FILE=", "KAFKA_TLS_INSECURE_SKIP_VERIFY=on")
+	out, err := testkit.Run(t, sc.bin, insecure, "topics")
+	if err != nil || !strings.Contains(out, "WARN") || !strings.Contains(out, "NOT verified") {
+		t.Errorf("topics with KAFKA_TLS_INSECURE_SKIP_VERIFY=on: %v, want success and a warning\n%s", err, out)
+	}
+	sc.noSecrets("topics with KAFKA_TLS_INSECURE_SKIP_VERIFY=on", out)
 	for _, c := range []struct {
 		user string
 		args []string
