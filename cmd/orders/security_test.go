@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -279,5 +280,40 @@ func TestPasswordSettings(t *testing.T) {
 		if err != nil || strings.Contains(out, secret) || strings.Contains(out, "--sasl-password ") {
 			t.Errorf("orders %s: %v; it must succeed, without the password or a --sasl-password flag:\n%s", strings.Join(args, " "), err, out)
 		}
+	}
+}
+
+// A stage started before its broker waits for it; when the broker comes up
+// and refuses the password, the stage stops with the clear error instead
+// of retrying forever.
+func TestStageWaitingForASecuredBrokerStopsOnWrongPassword(t *testing.T) {
+	bin := testkit.Binary(t)
+	certs := testkit.NewCerts(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	const secret = "Right-Pa55-w0rd"
+	env := []string{
+		"KAFKA_BROKERS=" + addr, "KAFKA_TLS=on", "KAFKA_TLS_CA_FILE=" + certs.CAFile,
+		"KAFKA_SASL_MECHANISM=scram-sha-256", "KAFKA_SASL_USERNAME=orders-main",
+		"KAFKA_SASL_PASSWORD=Wrong-" + secret, "SESSION_TIMEOUT=3s",
+	}
+	main := testkit.Start(t, bin, env, "run", "main")
+	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+		return strings.Contains(main.Output(), "retrying"), "no retry log line yet:\n" + main.Output()
+	})
+	testkit.Broker(t, broker.Config{
+		Listen: addr, TLSCertFile: certs.CertFile, TLSKeyFile: certs.KeyFile,
+		Users: []broker.User{{Mechanism: "SCRAM-SHA-256", Name: "orders-main", Password: secret}},
+	})
+	exited, err := main.Wait(30 * time.Second)
+	if !exited || err == nil {
+		t.Fatalf("run main after the broker came up refusing its password: exited %v, %v\n%s", exited, err, main.Output())
+	}
+	if out := main.Output(); !strings.Contains(out, "SASL authentication failed") || strings.Contains(out, secret) {
+		t.Errorf("want the SASL failure named, without the password:\n%s", out)
 	}
 }
