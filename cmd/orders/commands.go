@@ -135,6 +135,12 @@ func produceCmd(s *settings) *cobra.Command {
 			)
 			if p != nil {
 				fmt.Fprintf(cmd.OutOrStdout(), "produced %d orders to %s\n", p.Sent(), c.topology.Orders)
+				// The producer may end on an error just before the app
+				// sees its shutdown: the exit code must say so either way.
+				// The error itself is already logged.
+				if err == nil && p.Err() != nil {
+					return exitError{1}
+				}
 			}
 			return err
 		},

@@ -94,6 +94,7 @@ type Producer struct {
 	writer pipeline.Writer
 	sent   atomic.Int64
 	done   chan struct{}
+	err    error // set before done is closed
 }
 
 // New returns a producer; it writes nothing until Run.
@@ -118,9 +119,15 @@ func (p *Producer) Sent() int64 { return p.sent.Load() }
 // Done is closed when Run returns.
 func (p *Producer) Done() <-chan struct{} { return p.done }
 
+// Err is the error Run returned; read it after Done is closed.
+func (p *Producer) Err() error { return p.err }
+
 // Run produces until Count orders are acknowledged or ctx ends.
-func (p *Producer) Run(ctx context.Context) error {
-	defer close(p.done)
+func (p *Producer) Run(ctx context.Context) (err error) {
+	defer func() {
+		p.err = err
+		close(p.done)
+	}()
 	defer p.writer.Close()
 	gen := NewGenerator(p.cfg.StartID, p.cfg.Seed)
 	start := time.Now()
