@@ -9,7 +9,7 @@ BROKER_DATA ?= .broker-data
 
 FUZZTIME ?= 10s
 
-.PHONY: help build demo test vet fuzz chaos deps broker topics run-main run-retry run-aggregator produce stats clean
+.PHONY: help build demo test vet fuzz chaos deps broker topics run-main run-retry run-aggregator produce stats clean secrets
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -69,3 +69,22 @@ stats: build ## print the running average
 
 clean: ## remove the binary and the broker's data
 	rm -rf bin $(BROKER_DATA)
+
+SECRETS ?= .secrets
+SECURED_USERS := orders-super orders-admin orders-operator orders-producer orders-main orders-retry-1 orders-retry-2 orders-retry-3 orders-aggregator
+
+secrets: ## a CA, a broker certificate and SCRAM users with random passwords in $(SECRETS)/ (local use only)
+	@test ! -e $(SECRETS) || { echo "$(SECRETS) exists; remove it to make new secrets"; exit 1; }
+	mkdir -p $(SECRETS)
+	openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj "/CN=orders local CA" \
+	  -keyout $(SECRETS)/ca-key.pem -out $(SECRETS)/ca.pem 2>/dev/null
+	openssl req -newkey rsa:2048 -nodes -subj "/CN=orders broker" \
+	  -keyout $(SECRETS)/broker-key.pem -out $(SECRETS)/broker.csr 2>/dev/null
+	printf 'subjectAltName=DNS:broker-secured,DNS:localhost,IP:127.0.0.1\n' > $(SECRETS)/san.ext
+	openssl x509 -req -in $(SECRETS)/broker.csr -CA $(SECRETS)/ca.pem -CAkey $(SECRETS)/ca-key.pem \
+	  -CAcreateserial -days 365 -extfile $(SECRETS)/san.ext -out $(SECRETS)/broker.pem 2>/dev/null
+	@for u in $(SECURED_USERS); do \
+	  p=$$(openssl rand -hex 16); printf '%s\n' "$$p" > $(SECRETS)/$$u.password; \
+	  echo "SCRAM-SHA-512 $$u $$p" >> $(SECRETS)/users.txt; done
+	chmod 0644 $(SECRETS)/*  # the container runs as a non-root user
+	@echo "wrote $(SECRETS)/: ca.pem, broker.pem, broker-key.pem, users.txt, one <user>.password per user"

@@ -37,6 +37,14 @@ func runApp(ctx context.Context, log *zap.Logger, until <-chan struct{}, opts ..
 	startCtx, cancel := context.WithTimeout(ctx, startStopTimeout)
 	defer cancel()
 	if err := app.Start(startCtx); err != nil {
+		if ctx.Err() != nil {
+			// A signal during the start (or the broker check before it) is
+			// a clean stop, not a failure.
+			stopCtx, cancelStop := context.WithTimeout(context.Background(), startStopTimeout)
+			defer cancelStop()
+			_ = app.Stop(stopCtx)
+			return nil
+		}
 		return err
 	}
 	code := 0

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,29 +12,55 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.uber.org/fx"
+	"go.uber.org/zap"
 
 	"github.com/orderflow/orders/services/admin"
 	"github.com/orderflow/orders/services/aggregator"
 	"github.com/orderflow/orders/services/broker"
 	"github.com/orderflow/orders/services/metrics"
+	"github.com/orderflow/orders/services/pipeline"
 	"github.com/orderflow/orders/services/processor"
 	"github.com/orderflow/orders/services/producer"
 	"github.com/orderflow/orders/services/retry"
 )
 
 func brokerCmd(s *settings) *cobra.Command {
-	var cfg broker.Config
+	var (
+		cfg        broker.Config
+		usersFile  string
+		superusers []string
+	)
 	cmd := &cobra.Command{
 		Use:   "broker",
 		Short: "Run an embedded single-node Kafka-protocol broker",
 		Long: `Run an embedded single-node Kafka-protocol broker (franz-go's kfake) for machines
 without Kafka. With --data-dir, topics, records, committed offsets and groups
-survive a restart. Stops on SIGINT or SIGTERM.`,
+survive a restart. Stops on SIGINT or SIGTERM.
+
+Secured: --tls-cert-file/--tls-key-file make it speak TLS only,
+--sasl-users-file makes it require SASL, and --acls makes it enforce ACLs
+(see orders acls). Passwords in the users file are never logged.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := s.logger()
 			if err != nil {
 				return err
+			}
+			if usersFile != "" {
+				if cfg.Users, err = broker.ReadUsersFile(usersFile); err != nil {
+					return fmt.Errorf("--sasl-users-file: %w", err)
+				}
+			}
+			for _, name := range superusers {
+				found := false
+				for i := range cfg.Users {
+					if cfg.Users[i].Name == name {
+						cfg.Users[i].Super, found = true, true
+					}
+				}
+				if !found {
+					return fmt.Errorf("--superusers: %q is not a user of --sasl-users-file", name)
+				}
 			}
 			b, err := broker.Start(cfg, log)
 			if err != nil {
@@ -49,6 +76,11 @@ survive a restart. Stops on SIGINT or SIGTERM.`,
 	cmd.Flags().StringVar(&cfg.Listen, "listen", "127.0.0.1:9092", "address to listen on; port 0 picks a free port")
 	cmd.Flags().StringVar(&cfg.DataDir, "data-dir", "", "directory that keeps the broker's data across restarts (default: in memory)")
 	cmd.Flags().BoolVar(&cfg.SyncWrites, "sync-writes", false, "with --data-dir, fsync each produced batch before acknowledging it")
+	cmd.Flags().StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "PEM certificate: the listener speaks TLS only (with --tls-key-file)")
+	cmd.Flags().StringVar(&cfg.TLSKeyFile, "tls-key-file", "", "PEM key of --tls-cert-file")
+	cmd.Flags().StringVar(&usersFile, "sasl-users-file", "", "require SASL: one user a line, `mechanism username password` (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)")
+	cmd.Flags().StringSliceVar(&superusers, "superusers", nil, "comma-separated users of --sasl-users-file that bypass ACLs (for `orders acls --apply`)")
+	cmd.Flags().BoolVar(&cfg.ACLs, "acls", false, "enforce ACLs: users other than --superusers may do only what an ACL allows (needs --sasl-users-file)")
 	return cmd
 }
 
@@ -119,6 +151,9 @@ func produceCmd(s *settings) *cobra.Command {
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
+			if err := preflight(cmd.Context(), c); err != nil {
+				return err
+			}
 			var p *producer.Producer
 			done := make(chan struct{})
 			out := cmd.OutOrStdout()
@@ -162,6 +197,12 @@ func produceCmd(s *settings) *cobra.Command {
 			ticker.Wait()
 			if p != nil {
 				progress(true)
+				// The producer may end on an error just before the app
+				// sees its shutdown: the exit code must say so either way.
+				// The error itself is already logged.
+				if err == nil && p.Err() != nil {
+					return exitError{1}
+				}
 			}
 			return err
 		},
@@ -210,6 +251,9 @@ same stage to share its partitions.`,
 				if err != nil {
 					return err
 				}
+				if err := preflight(cmd.Context(), c); err != nil {
+					return err
+				}
 				return runApp(cmd.Context(), c.log, nil, c.provide(), metrics.Module, m)
 			},
 		}
@@ -255,5 +299,63 @@ func statsCmd(s *settings) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"count": N, "sum": S, "average": A} on one line`)
+	return cmd
+}
+
+// preflight fails at once when the TLS or SASL settings do not fit the
+// broker: retrying would never help. A broker that is merely unreachable
+// is waited for, with backoff, by the stage itself.
+func preflight(ctx context.Context, c config) error {
+	err := c.client.Ping(ctx)
+	switch {
+	case err == nil:
+		return nil
+	case pipeline.Misconfigured(err):
+		return err
+	case ctx.Err() != nil:
+		return nil
+	}
+	c.log.Warn("no broker reachable yet; retrying with backoff", zap.Error(err))
+	return nil
+}
+
+func aclsCmd(s *settings) *cobra.Command {
+	var apply bool
+	cmd := &cobra.Command{
+		Use:   "acls",
+		Short: "Print, or --apply, the least-privilege ACLs of every stage's principal",
+		Long: `Print the ACLs that let each stage's principal touch only its own topics and
+group; with --apply, create them on the cluster (idempotent; the client's
+principal needs ALTER on the cluster, as a superuser has).
+
+Principals are ACL_PRINCIPAL_PREFIX followed by main, retry-1..retry-N,
+aggregator, producer and admin: User:orders-main and so on by default.
+  main, retry-K  READ its input topic and group; WRITE the next retry topic,
+                 orders_processed and orders_dlq
+  aggregator     READ orders_processed and its group; READ and WRITE its state topic
+  producer       WRITE orders
+  admin          CREATE and DESCRIBE every pipeline topic (orders topics)`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := s.load()
+			if err != nil {
+				return err
+			}
+			acls := admin.ACLs(c.topology, c.principalPrefix)
+			out := cmd.OutOrStdout()
+			for _, a := range acls {
+				fmt.Fprintln(out, admin.FormatACL(a))
+			}
+			if !apply {
+				return nil
+			}
+			if err := admin.ApplyACLs(cmd.Context(), c.client, acls); err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "applied %d ACLs\n", len(acls))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&apply, "apply", false, "create the ACLs on the cluster")
 	return cmd
 }

@@ -51,7 +51,7 @@ Every setting is a flag and an environment variable; flags win.`,
 	}
 	s.register(root.PersistentFlags())
 	root.AddCommand(
-		brokerCmd(s), topicsCmd(s), produceCmd(s), runCmd(s), statsCmd(s), demoCmd(s),
+		brokerCmd(s), topicsCmd(s), produceCmd(s), runCmd(s), statsCmd(s), demoCmd(s), aclsCmd(s),
 		inspectCmd(s), traceCmd(s), dlqCmd(s),
 	)
 	return root

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/segmentio/kafka-go/sasl"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
@@ -36,7 +38,23 @@ type settings struct {
 	logFormat      string
 	metricsAddr    string
 	dlqMinRet      string
+
+	tls                   string
+	tlsCAFile             string
+	tlsCertFile           string
+	tlsKeyFile            string
+	tlsInsecureSkipVerify string
+	saslMechanism         string
+	saslUsername          string
+	saslPasswordFile      string
+	principalPrefix       string
+	// passwordFlag catches a password given on the command line, which is
+	// refused: command lines show up in ps and shell histories.
+	passwordFlag string
 }
+
+// passwordEnv holds the SASL password. It has no flag on purpose.
+const passwordEnv = "KAFKA_SASL_PASSWORD"
 
 // setting binds one flag to its environment variable.
 type setting struct {
@@ -58,6 +76,15 @@ func (s *settings) list() []setting {
 		{"log-format", "LOG_FORMAT", "console", "console or json", &s.logFormat},
 		{"dlq-min-retention", "DLQ_MIN_RETENTION", "168h", "least retention orders topics --check accepts for the DLQ", &s.dlqMinRet},
 		{"metrics-addr", "METRICS_ADDR", "", "serve /metrics, /healthz and /readyz on this address (\":0\" picks a port; empty: off)", &s.metricsAddr},
+		{"tls", "KAFKA_TLS", "off", "on: connect to the brokers with TLS", &s.tls},
+		{"tls-ca-file", "KAFKA_TLS_CA_FILE", "", "PEM file of the CAs that sign the brokers' certificates (default: the system's)", &s.tlsCAFile},
+		{"tls-client-cert-file", "KAFKA_TLS_CERT_FILE", "", "PEM client certificate, for brokers that authenticate clients by certificate", &s.tlsCertFile},
+		{"tls-client-key-file", "KAFKA_TLS_KEY_FILE", "", "PEM key of the client certificate", &s.tlsKeyFile},
+		{"tls-insecure-skip-verify", "KAFKA_TLS_INSECURE_SKIP_VERIFY", "off", "on: accept any broker certificate (testing only; logged as a warning)", &s.tlsInsecureSkipVerify},
+		{"sasl-mechanism", "KAFKA_SASL_MECHANISM", "", "plain, scram-sha-256 or scram-sha-512 (default: no SASL)", &s.saslMechanism},
+		{"sasl-username", "KAFKA_SASL_USERNAME", "", "SASL username", &s.saslUsername},
+		{"sasl-password-file", "KAFKA_SASL_PASSWORD_FILE", "", "file holding the SASL password (or set " + passwordEnv + "; never on the command line)", &s.saslPasswordFile},
+		{"acl-principal-prefix", "ACL_PRINCIPAL_PREFIX", "User:orders-", "principal of each stage: this prefix and main, retry-K, aggregator, producer or admin", &s.principalPrefix},
 	}
 }
 
@@ -65,6 +92,8 @@ func (s *settings) register(fs *pflag.FlagSet) {
 	for _, st := range s.list() {
 		fs.StringVar(st.dst, st.flag, st.def, st.usage+" (env "+st.env+")")
 	}
+	fs.StringVar(&s.passwordFlag, "sasl-password", "", "refused: use "+passwordEnv+" or --sasl-password-file")
+	_ = fs.MarkHidden("sasl-password")
 }
 
 // applyEnv fills every flag not given on the command line from its
@@ -110,7 +139,111 @@ func (s *settings) client() (pipeline.Client, error) {
 	if err := c.Validate(); err != nil {
 		return c, bad("KAFKA_BROKERS", "brokers", s.brokers, errors.New("want host:port[,host:port...]"))
 	}
+	var err error
+	if c.TLS, err = s.tlsConfig(); err != nil {
+		return c, err
+	}
+	if c.SASL, err = s.sasl(); err != nil {
+		return c, err
+	}
 	return c, nil
+}
+
+func onOff(env, flag, value string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(value)) {
+	case "on", "true", "1", "yes":
+		return true, nil
+	case "off", "false", "0", "no", "":
+		return false, nil
+	}
+	return false, bad(env, flag, value, errors.New("want on or off"))
+}
+
+func (s *settings) tlsConfig() (*tls.Config, error) {
+	on, err := onOff("KAFKA_TLS", "tls", s.tls)
+	if err != nil {
+		return nil, err
+	}
+	insecure, err := onOff("KAFKA_TLS_INSECURE_SKIP_VERIFY", "tls-insecure-skip-verify", s.tlsInsecureSkipVerify)
+	if err != nil {
+		return nil, err
+	}
+	if !on {
+		for _, f := range []struct{ env, flag, value string }{
+			{"KAFKA_TLS_CA_FILE", "tls-ca-file", s.tlsCAFile},
+			{"KAFKA_TLS_CERT_FILE", "tls-client-cert-file", s.tlsCertFile},
+			{"KAFKA_TLS_KEY_FILE", "tls-client-key-file", s.tlsKeyFile},
+		} {
+			if f.value != "" {
+				return nil, bad(f.env, f.flag, f.value, errors.New("set KAFKA_TLS=on to use it"))
+			}
+		}
+		if insecure {
+			return nil, bad("KAFKA_TLS_INSECURE_SKIP_VERIFY", "tls-insecure-skip-verify", s.tlsInsecureSkipVerify, errors.New("set KAFKA_TLS=on to use it"))
+		}
+		return nil, nil
+	}
+	cfg, err := pipeline.LoadTLS(pipeline.TLSFiles{CAFile: s.tlsCAFile, CertFile: s.tlsCertFile, KeyFile: s.tlsKeyFile, InsecureSkipVerify: insecure})
+	switch {
+	case errors.Is(err, pipeline.ErrCAFile):
+		return nil, bad("KAFKA_TLS_CA_FILE", "tls-ca-file", s.tlsCAFile, err)
+	case errors.Is(err, pipeline.ErrKeyPair):
+		return nil, fmt.Errorf("KAFKA_TLS_CERT_FILE (--tls-client-cert-file) = %q, KAFKA_TLS_KEY_FILE (--tls-client-key-file) = %q: %w", s.tlsCertFile, s.tlsKeyFile, err)
+	case err != nil:
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func (s *settings) sasl() (sasl.Mechanism, error) {
+	if s.passwordFlag != "" {
+		return nil, fmt.Errorf("--sasl-password: a password is never accepted on the command line; set %s or KAFKA_SASL_PASSWORD_FILE (--sasl-password-file)", passwordEnv)
+	}
+	envPass, hasEnvPass := os.LookupEnv(passwordEnv)
+	if s.saslMechanism == "" {
+		switch {
+		case s.saslUsername != "":
+			return nil, bad("KAFKA_SASL_USERNAME", "sasl-username", s.saslUsername, errors.New("set KAFKA_SASL_MECHANISM to use it"))
+		case s.saslPasswordFile != "":
+			return nil, bad("KAFKA_SASL_PASSWORD_FILE", "sasl-password-file", s.saslPasswordFile, errors.New("set KAFKA_SASL_MECHANISM to use it"))
+		case hasEnvPass:
+			return nil, fmt.Errorf("%s is set: set KAFKA_SASL_MECHANISM to use it", passwordEnv)
+		}
+		return nil, nil
+	}
+	if s.saslUsername == "" {
+		return nil, fmt.Errorf("KAFKA_SASL_USERNAME (--sasl-username): required with KAFKA_SASL_MECHANISM=%s", s.saslMechanism)
+	}
+	var pass string
+	switch {
+	case s.saslPasswordFile != "" && hasEnvPass:
+		return nil, fmt.Errorf("KAFKA_SASL_PASSWORD_FILE (--sasl-password-file) and %s are both set: use one", passwordEnv)
+	case s.saslPasswordFile != "":
+		b, err := os.ReadFile(s.saslPasswordFile)
+		if err != nil {
+			return nil, bad("KAFKA_SASL_PASSWORD_FILE", "sasl-password-file", s.saslPasswordFile, errors.Unwrap(err))
+		}
+		pass = strings.TrimRight(string(b), "\r\n")
+	case hasEnvPass:
+		pass = envPass
+	}
+	if pass == "" {
+		return nil, fmt.Errorf("KAFKA_SASL_MECHANISM=%s needs a password: set %s or KAFKA_SASL_PASSWORD_FILE (--sasl-password-file)", s.saslMechanism, passwordEnv)
+	}
+	m, err := pipeline.NewSASL(s.saslMechanism, s.saslUsername, pass)
+	if err != nil {
+		return nil, bad("KAFKA_SASL_MECHANISM", "sasl-mechanism", s.saslMechanism, errors.New("want plain, scram-sha-256 or scram-sha-512"))
+	}
+	return m, nil
+}
+
+// principals names the principal of each stage: the prefix, then main,
+// retry-K, aggregator, producer or admin.
+func (s *settings) principals() (string, error) {
+	if typ, name, ok := strings.Cut(s.principalPrefix, ":"); !ok || typ == "" || strings.ContainsAny(name, " ,") {
+		return "", bad("ACL_PRINCIPAL_PREFIX", "acl-principal-prefix", s.principalPrefix, errors.New("want a principal prefix such as User:orders-"))
+	}
+	return s.principalPrefix, nil
 }
 
 func (s *settings) topology() (topology.Topology, error) {
@@ -195,6 +328,8 @@ type config struct {
 	metrics  metrics.Config
 	check    admin.CheckConfig
 	log      *zap.Logger
+	// principalPrefix names each stage's principal in `orders acls`.
+	principalPrefix string
 }
 
 func (s *settings) load() (config, error) {
@@ -226,5 +361,11 @@ func (s *settings) load() (config, error) {
 		return c, bad("DLQ_MIN_RETENTION", "dlq-min-retention", s.dlqMinRet, errors.New("want a duration such as 168h"))
 	}
 	c.check = admin.CheckConfig{DLQMinRetention: ret}
+	if c.principalPrefix, err = s.principals(); err != nil {
+		return c, err
+	}
+	if c.client.TLS != nil && c.client.TLS.InsecureSkipVerify {
+		c.log.Warn("KAFKA_TLS_INSECURE_SKIP_VERIFY is on: the brokers' certificates are NOT verified, so anyone on the network path can read and change the traffic and learn the SASL password; use it for testing only")
+	}
 	return c, nil
 }

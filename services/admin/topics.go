@@ -172,7 +172,7 @@ func EnsureTopics(ctx context.Context, client pipeline.Client, top topology.Topo
 		}
 		for t, terr := range res.Errors {
 			if terr != nil && !errors.Is(terr, kafka.TopicAlreadyExists) {
-				return nil, fmt.Errorf("create topic %s: %w", t, terr)
+				return nil, fmt.Errorf("create topic %s: %w", t, pipeline.Denied(terr, "CREATE", "topic", t))
 			}
 		}
 	}

@@ -105,6 +105,9 @@ func partitionCount(ctx context.Context, client pipeline.Client, topic string) (
 		if len(meta.Topics) == 1 {
 			terr = meta.Topics[0].Error
 		}
+		if errors.Is(terr, kafka.TopicAuthorizationFailed) {
+			return 0, fmt.Errorf("topic %s: %w", topic, pipeline.Denied(terr, "DESCRIBE", "topic", topic))
+		}
 		return 0, fmt.Errorf("topic %s: %w (run orders topics)", topic, terr)
 	}
 	return len(meta.Topics[0].Partitions), nil
@@ -120,7 +123,7 @@ func restore(ctx context.Context, client pipeline.Client, topic string, part int
 		Topics: map[string][]kafka.OffsetRequest{topic: {kafka.FirstOffsetOf(part), kafka.LastOffsetOf(part)}},
 	})
 	if err != nil {
-		return nil, 0, fmt.Errorf("list offsets of %s/%d: %w", topic, part, err)
+		return nil, 0, fmt.Errorf("list offsets of %s/%d: %w", topic, part, pipeline.Denied(err, "DESCRIBE", "topic", topic))
 	}
 	var first, end int64 = -1, -1
 	for _, po := range res.Topics[topic] {
@@ -128,7 +131,7 @@ func restore(ctx context.Context, client pipeline.Client, topic string, part int
 			continue
 		}
 		if po.Error != nil {
-			return nil, 0, fmt.Errorf("list offsets of %s/%d: %w", topic, part, po.Error)
+			return nil, 0, fmt.Errorf("list offsets of %s/%d: %w", topic, part, pipeline.Denied(po.Error, "DESCRIBE", "topic", topic))
 		}
 		first, end = po.FirstOffset, po.LastOffset
 	}

@@ -30,6 +30,15 @@ type Config struct {
 	// acknowledged records survive a machine crash, not only a process
 	// crash. Optional, default off (the OS page cache, like Kafka's default).
 	SyncWrites bool
+	// TLSCertFile and TLSKeyFile, both PEM, make the listener speak TLS
+	// only. Optional.
+	TLSCertFile, TLSKeyFile string
+	// Users, when any, make the broker require SASL authentication (PLAIN,
+	// SCRAM-SHA-256 or SCRAM-SHA-512) of every client. Optional.
+	Users []User
+	// ACLs makes the broker enforce ACLs: a user that is not Super may do
+	// only what an ACL allows. Requires Users. Optional, default off.
+	ACLs bool
 }
 
 func (c *Config) setDefaults() {
@@ -55,6 +64,10 @@ func Start(cfg Config, log *zap.Logger) (*Broker, error) {
 	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
 		return nil, fmt.Errorf("--listen: %q is not host:port", cfg.Listen)
 	}
+	sec, err := cfg.security()
+	if err != nil {
+		return nil, err
+	}
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.DefaultNumPartitions(cfg.Partitions),
@@ -62,6 +75,7 @@ func Start(cfg Config, log *zap.Logger) (*Broker, error) {
 		kfake.WithLogger(zapLogger{log.Named("broker").Sugar()}),
 		kfake.GroupMinSessionTimeout(time.Second),
 	}
+	opts = append(opts, sec.opts...)
 	if cfg.DataDir != "" {
 		opts = append(opts, kfake.DataDir(cfg.DataDir))
 		if cfg.SyncWrites {
@@ -84,7 +98,7 @@ func Start(cfg Config, log *zap.Logger) (*Broker, error) {
 	b.reaping.Add(1)
 	go func() {
 		defer b.reaping.Done()
-		r.run(ctx, b.addr)
+		r.run(ctx, b.addr, sec.clientTLS, sec.clientSASL)
 	}()
 	return b, nil
 }

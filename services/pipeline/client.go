@@ -5,14 +5,14 @@
 package pipeline
 
 import (
-	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
 	"go.uber.org/zap"
 )
 
@@ -22,6 +22,12 @@ type Client struct {
 	Brokers []string
 	// DialTimeout bounds one connection attempt. Optional, default 5s.
 	DialTimeout time.Duration
+	// TLS, when set, encrypts every connection: readers, consumer groups,
+	// writers and admin requests alike. Optional (LoadTLS builds one).
+	TLS *tls.Config
+	// SASL, when set, authenticates every connection. Optional (NewSASL
+	// builds one).
+	SASL sasl.Mechanism
 }
 
 // ErrNoBroker means no bootstrap broker answered.
@@ -49,12 +55,12 @@ func (c Client) dialTimeout() time.Duration {
 
 // Dialer is the dialer readers and consumer groups use.
 func (c Client) Dialer() *kafka.Dialer {
-	return &kafka.Dialer{Timeout: c.dialTimeout(), DualStack: true, ClientID: "orders"}
+	return &kafka.Dialer{Timeout: c.dialTimeout(), DualStack: true, ClientID: "orders", TLS: c.TLS, SASLMechanism: c.SASL}
 }
 
 // Transport is the transport writers and admin requests use.
 func (c Client) Transport() *kafka.Transport {
-	return &kafka.Transport{DialTimeout: c.dialTimeout(), ClientID: "orders", MetadataTTL: 10 * time.Second}
+	return &kafka.Transport{DialTimeout: c.dialTimeout(), ClientID: "orders", MetadataTTL: 10 * time.Second, TLS: c.TLS, SASL: c.SASL}
 }
 
 // Admin is a client for metadata and admin requests with a connection pool
@@ -72,23 +78,6 @@ func (c Client) Admin() *Admin {
 
 // Close releases the client's connections.
 func (a *Admin) Close() { a.transport.CloseIdleConnections() }
-
-// Ping fails with ErrNoBroker, naming the addresses, when no broker answers.
-func (c Client) Ping(ctx context.Context) error {
-	var errs []error
-	for _, b := range c.Brokers {
-		conn, err := c.Dialer().DialContext(ctx, "tcp", b)
-		if err == nil {
-			_, err = conn.ApiVersions()
-			conn.Close()
-			if err == nil {
-				return nil
-			}
-		}
-		errs = append(errs, err)
-	}
-	return fmt.Errorf("%w at %s: %w", ErrNoBroker, strings.Join(c.Brokers, ","), errors.Join(errs...))
-}
 
 // WriterConfig tunes the writer of a stage.
 type WriterConfig struct {

@@ -202,6 +202,15 @@ func (l *Loop) Run(ctx context.Context) error {
 				return err
 			default:
 			}
+			// Credentials or TLS settings that do not fit the broker stop
+			// the stage; a broker that is down is waited for.
+			if perr := l.cfg.Client.Ping(ctx); Misconfigured(perr) {
+				return perr
+			}
+			if err = Denied(err, "READ", "group", l.cfg.Group); errors.Is(err, ErrDenied) {
+				l.log.Error("joining consumer group; retrying", zap.String("group", l.cfg.Group), zap.Error(err))
+				continue
+			}
 			l.log.Warn("joining consumer group; retrying", zap.String("group", l.cfg.Group), zap.Error(err))
 			continue
 		}
@@ -292,7 +301,7 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 			m, err := reader.FetchMessage(fctx)
 			if err != nil {
 				if fctx.Err() == nil {
-					log.Error("fetch message", zap.Error(err))
+					log.Error("fetch message", zap.Error(Denied(err, "READ", "topic", a.Topic)))
 				}
 				return
 			}
@@ -420,7 +429,13 @@ func (l *Loop) write(ctx context.Context, log *zap.Logger, outs []envelope.Outpu
 		if ctx.Err() != nil {
 			return false
 		}
-		log.Warn("produce; retrying", zap.Int("records", len(msgs)), zap.Error(err))
+		// A denial is an error an operator must fix, and is retried so that
+		// the stage resumes by itself once the ACL is granted.
+		if err := l.cfg.Client.ExplainWrite(ctx, err, msgs); errors.Is(err, ErrDenied) {
+			log.Error("produce; retrying", zap.Int("records", len(msgs)), zap.Error(err))
+		} else {
+			log.Warn("produce; retrying", zap.Int("records", len(msgs)), zap.Error(err))
+		}
 		if !b.Wait(ctx) {
 			return false
 		}

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -16,12 +17,12 @@ func ReadNew(ctx context.Context, client Client, topics []string, next map[strin
 	defer admin.Close()
 	meta, err := admin.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 	if err != nil {
-		return fmt.Errorf("metadata: %w", err)
+		return fmt.Errorf("metadata: %w", Denied(err, "DESCRIBE", "topics", strings.Join(topics, ", ")))
 	}
 	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
 	for _, tm := range meta.Topics {
 		if tm.Error != nil {
-			return fmt.Errorf("topic %s: %w", tm.Name, tm.Error)
+			return fmt.Errorf("topic %s: %w", tm.Name, Denied(tm.Error, "DESCRIBE", "topic", tm.Name))
 		}
 		for _, p := range tm.Partitions {
 			req.Topics[tm.Name] = append(req.Topics[tm.Name], kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
@@ -69,7 +70,7 @@ func ReadRange(ctx context.Context, client Client, topic string, part int, from,
 	for {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
-			return fmt.Errorf("read %s/%d: %w", topic, part, err)
+			return fmt.Errorf("read %s/%d: %w", topic, part, Denied(err, "READ", "topic", topic))
 		}
 		if err := fn(m); err != nil {
 			return err

@@ -90,10 +90,12 @@ type Producer struct {
 	cfg    Config
 	top    topology.Topology
 	log    *zap.Logger
+	client pipeline.Client
 	writer pipeline.Writer
 	sent   atomic.Int64
 	errs   atomic.Int64
 	done   chan struct{}
+	err    error // set before done is closed
 }
 
 // New returns a producer; it writes nothing until Run.
@@ -106,7 +108,7 @@ func New(cfg Config, client pipeline.Client, top topology.Topology, log *zap.Log
 		return nil, err
 	}
 	return &Producer{
-		cfg: cfg, top: top, log: log.Named("producer"),
+		cfg: cfg, top: top, log: log.Named("producer"), client: client,
 		writer: client.NewWriter(pipeline.WriterConfig{BatchSize: cfg.BatchSize}, log),
 		done:   make(chan struct{}),
 	}, nil
@@ -121,9 +123,15 @@ func (p *Producer) Errors() int64 { return p.errs.Load() }
 // Done is closed when Run returns.
 func (p *Producer) Done() <-chan struct{} { return p.done }
 
+// Err is the error Run returned; read it after Done is closed.
+func (p *Producer) Err() error { return p.err }
+
 // Run produces until Count orders are acknowledged or ctx ends.
-func (p *Producer) Run(ctx context.Context) error {
-	defer close(p.done)
+func (p *Producer) Run(ctx context.Context) (err error) {
+	defer func() {
+		p.err = err
+		close(p.done)
+	}()
 	defer p.writer.Close()
 	gen := NewGenerator(p.cfg.StartID, p.cfg.Seed)
 	start := time.Now()
@@ -181,6 +189,11 @@ func (p *Producer) write(ctx context.Context, batch []envelope.Output) error {
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		// Unlike a stage, which waits for an ACL to be granted, a producer
+		// run stops: it is a command someone is watching.
+		if err := p.client.ExplainWrite(ctx, err, msgs); errors.Is(err, pipeline.ErrDenied) {
+			return fmt.Errorf("produce to %s: %w", p.top.Orders, err)
 		}
 		var unknown kafka.Error
 		if errors.As(err, &unknown) && unknown == kafka.UnknownTopicOrPartition {
