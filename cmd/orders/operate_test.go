@@ -78,7 +78,7 @@ func TestInspectCountsAndLag(t *testing.T) {
 		}
 		if st.Topic == "orders_retry_3" {
 			if st.Waiting == nil || *st.Waiting != int64(failing) || st.OldestAgeS <= 0 || st.Group != "orders-retry-3" {
-				t.Errorf("retry 3: waiting %v, oldest %v s, group %s; want %d waiting an hour", st.Waiting, st.OldestAgeS, st.Group, failing)
+				t.Errorf("retry 3: %+v (waiting %v); want %d waiting an hour; whole overview %+v", st, deref(st.Waiting), failing, ov)
 			}
 		}
 	}
@@ -339,4 +339,11 @@ func TestMetricsCountWhatTheStagesHandled(t *testing.T) {
 			t.Errorf("%s: %d %s", path, resp.StatusCode, body)
 		}
 	}
+}
+
+func deref(p *int64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
 }

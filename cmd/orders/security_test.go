@@ -175,7 +175,7 @@ func TestPrincipalsAreRefusedOutsideTheirGrants(t *testing.T) {
 		// The aggregator writing orders.
 		{"orders-aggregator", []string{"produce", "--count", "1"}, "not authorized: WRITE on topic orders"},
 		// The producer creating topics, or ACLs.
-		{"orders-producer", []string{"topics"}, "not authorized: CREATE on topic orders_"},
+		{"orders-producer", []string{"topics"}, "not authorized: DESCRIBE_CONFIGS on topic orders"},
 		{"orders-producer", []string{"acls", "--apply"}, "not authorized: ALTER on the cluster"},
 		// The admin, which may see every topic, writing orders.
 		{"orders-admin", []string{"produce", "--count", "1"}, "not authorized: WRITE on topic orders"},

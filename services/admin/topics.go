@@ -241,7 +241,7 @@ func retentions(ctx context.Context, admin *pipeline.Admin, counts map[string]in
 	}
 	for _, r := range res.Resources {
 		if r.Error != nil {
-			return nil, fmt.Errorf("describe config of %s: %w", r.ResourceName, r.Error)
+			return nil, fmt.Errorf("describe config of %s: %w", r.ResourceName, pipeline.Denied(r.Error, "DESCRIBE_CONFIGS", "topic", r.ResourceName))
 		}
 		out[r.ResourceName] = -1
 		for _, e := range r.ConfigEntries {
