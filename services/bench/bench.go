@@ -1,0 +1,429 @@
+// Package bench measures every stage against the bare Kafka client on the
+// same broker and data, in the same run: main, retry and aggregator
+// throughput, delay accuracy, the cost of failures, Avro, memory and
+// scaling. Stages run as real `orders run ...` processes on an `orders
+// broker` process; the bare loops run in this process. cmd/bench runs it.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+
+	"github.com/orderflow/orders/services/admin"
+	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/topology"
+)
+
+// Config of a benchmark run.
+type Config struct {
+	// Binary is the orders binary. Required.
+	Binary string
+	// Orders pre-filled for each throughput measurement. Optional, default 200000.
+	Orders int
+	// Partitions of every topic. Optional, default 6.
+	Partitions int
+	// DelayOrders produced at DelayRate for the delay accuracy; each is
+	// retried by every retry stage. Optional, default 10000.
+	DelayOrders int
+	// DelayRate in orders per second. Optional, default 1000.
+	DelayRate float64
+	// Delays of the retry ladder in the delay measurement. Optional,
+	// default 500ms,1s,2s.
+	Delays []time.Duration
+	// Procs are the process counts of the scaling curve. Optional, default 1,2,3.
+	Procs []int
+	// ModuleDir is the module root, where `go test -bench` runs for the
+	// Avro row. Optional: without it the row is skipped.
+	ModuleDir string
+	// OutDir receives the plots. Optional: without it none are written.
+	OutDir string
+	// Progress receives a line per step. Optional.
+	Progress io.Writer
+	// Timeout of each measurement. Optional, default 10m.
+	Timeout time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Orders <= 0 {
+		c.Orders = 200000
+	}
+	if c.Partitions <= 0 {
+		c.Partitions = 6
+	}
+	if c.DelayOrders <= 0 {
+		c.DelayOrders = 10000
+	}
+	if c.DelayRate <= 0 {
+		c.DelayRate = 1000
+	}
+	if c.Delays == nil {
+		c.Delays = []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second}
+	}
+	if c.Procs == nil {
+		c.Procs = []int{1, 2, 3}
+	}
+	if c.Progress == nil {
+		c.Progress = io.Discard
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 10 * time.Minute
+	}
+}
+
+// Throughput is records handled over a time.
+type Throughput struct {
+	Records int64
+	Elapsed time.Duration
+}
+
+// Rate is records per second.
+func (t Throughput) Rate() float64 {
+	if t.Elapsed <= 0 {
+		return 0
+	}
+	return float64(t.Records) / t.Elapsed.Seconds()
+}
+
+func (t Throughput) String() string {
+	return fmt.Sprintf("%.0f/s (%d in %.2fs)", t.Rate(), t.Records, t.Elapsed.Seconds())
+}
+
+// Report is everything one run measured.
+type Report struct {
+	Config                    Config
+	Main, MainBare            Throughput
+	Retry, RetryBare          Throughput
+	Aggregator, AggBare       Throughput
+	Fail50, Fail0             Throughput
+	Scaling                   []Throughput // one per Config.Procs
+	Lateness                  []Lateness   // one per retry stage
+	MainRSS, RetryRSS, AggRSS int64
+	Avro                      []AvroResult
+	Machine                   string
+	Elapsed                   time.Duration
+}
+
+type runner struct {
+	cfg Config
+	top topology.Topology
+}
+
+func (r *runner) logf(format string, args ...any) {
+	fmt.Fprintf(r.cfg.Progress, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// Run runs every measurement, one after the other.
+func Run(ctx context.Context, cfg Config) (Report, error) {
+	cfg.setDefaults()
+	rep := Report{Config: cfg, Machine: Machine()}
+	began := time.Now()
+	top, err := topology.New(topology.Topology{Partitions: cfg.Partitions, Delays: []time.Duration{time.Second, time.Second, time.Second}})
+	if err != nil {
+		return rep, err
+	}
+	r := &runner{cfg: cfg, top: top}
+	if err := r.stages(ctx, &rep); err != nil {
+		return rep, err
+	}
+	if err := r.failures(ctx, &rep); err != nil {
+		return rep, err
+	}
+	if err := r.scaling(ctx, &rep); err != nil {
+		return rep, err
+	}
+	if err := r.delays(ctx, &rep); err != nil {
+		return rep, err
+	}
+	if cfg.ModuleDir != "" {
+		r.logf("avro: go test -bench ./schemas/")
+		if rep.Avro, err = RunAvro(ctx, cfg.ModuleDir, 6); err != nil {
+			return rep, err
+		}
+	}
+	rep.Elapsed = time.Since(began)
+	if cfg.OutDir != "" {
+		if err := rep.WritePlots(cfg.OutDir); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+const benchTopic = "bench_copy"
+
+// withBroker runs fn against a fresh broker process with every topic created.
+func (r *runner) withBroker(ctx context.Context, top topology.Topology, fn func(pipeline.Client) error) error {
+	b, addr, err := startBroker(ctx, r.cfg.Binary)
+	if err != nil {
+		return err
+	}
+	defer b.stop()
+	client := pipeline.Client{Brokers: []string{addr}}
+	if _, err := admin.EnsureTopics(ctx, client, top); err != nil {
+		return err
+	}
+	a := client.Admin()
+	defer a.Close()
+	res, err := a.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{
+		{Topic: benchTopic, NumPartitions: top.Partitions, ReplicationFactor: 1},
+	}})
+	if err != nil {
+		return fmt.Errorf("create %s: %w", benchTopic, err)
+	}
+	for t, err := range res.Errors {
+		if err != nil {
+			return fmt.Errorf("create %s: %w", t, err)
+		}
+	}
+	return fn(client)
+}
+
+// env is the environment of a stage process.
+func (r *runner) env(client pipeline.Client, top topology.Topology, failProducts string) []string {
+	var ds []string
+	for _, d := range top.Delays {
+		ds = append(ds, d.String())
+	}
+	return []string{
+		"KAFKA_BROKERS=" + strings.Join(client.Brokers, ","), "PARTITIONS=" + strconv.Itoa(top.Partitions),
+		"RETRY_DELAYS=" + strings.Join(ds, ","), "FAIL_PRODUCTS=" + failProducts, "FLAKY_RATE=0",
+		"LOG_FORMAT=json", "LOG_LEVEL=info",
+	}
+}
+
+// stageRun starts n processes of a stage, measures them until the group's
+// lag is 0 and stops them. It returns the peak RSS of the first process.
+func (r *runner) stageRun(ctx context.Context, client pipeline.Client, env []string, n int, group, topic string, args ...string) (Throughput, int64, error) {
+	var ps []*proc
+	defer func() {
+		for _, p := range ps {
+			p.stop()
+		}
+	}()
+	for range n {
+		p, err := start(r.cfg.Binary, env, args...)
+		if err != nil {
+			return Throughput{}, 0, err
+		}
+		ps = append(ps, p)
+	}
+	ready := func() (bool, error) {
+		gen, total := int32(-1), 0
+		for _, p := range ps {
+			if p.exited() {
+				return false, fmt.Errorf("%s exited: %v\n%s", p.name, p.err, p.output())
+			}
+			g, parts := p.assignment()
+			if g < 0 || (gen >= 0 && g != gen) {
+				return false, nil
+			}
+			gen, total = g, total+parts
+		}
+		return total == r.top.Partitions, nil
+	}
+	t, err := r.measure(ctx, client, group, topic, ready)
+	if err != nil {
+		return t, 0, err
+	}
+	rss, err := ps[0].peakRSS()
+	return t, rss, err
+}
+
+// bareRun runs the bare loop b until its group's lag is 0.
+func (r *runner) bareRun(ctx context.Context, b bare) (Throughput, error) {
+	b.MaxBatch = 500
+	rctx, cancel := context.WithCancel(ctx)
+	ready := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() { errc <- b.run(rctx, ready) }()
+	t, err := r.measure(ctx, b.Client, b.Group, b.Topic, func() (bool, error) {
+		select {
+		case <-ready:
+			return true, nil
+		case err := <-errc:
+			return false, fmt.Errorf("bare loop: %w", err)
+		default:
+			return false, nil
+		}
+	})
+	cancel()
+	select {
+	case <-errc:
+	case <-time.After(30 * time.Second):
+		return t, fmt.Errorf("bare loop did not stop")
+	}
+	return t, err
+}
+
+// measure waits until ready, then counts the records the group commits
+// from then until its lag is 0. Joining the group is left out of the
+// figure, for stages and bare loops alike.
+func (r *runner) measure(ctx context.Context, client pipeline.Client, group, topic string, ready func() (bool, error)) (Throughput, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, err := ready()
+		if err != nil {
+			return Throughput{}, err
+		}
+		if ok {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return Throughput{}, fmt.Errorf("%s: not ready: %w", group, ctx.Err())
+		case <-tick.C:
+		}
+	}
+	t0 := time.Now()
+	lag0, _, err := admin.GroupLag(ctx, client, group, topic)
+	if err != nil {
+		return Throughput{}, err
+	}
+	tick.Reset(25 * time.Millisecond)
+	for {
+		select {
+		case <-ctx.Done():
+			return Throughput{}, fmt.Errorf("%s: lag not 0: %w", group, ctx.Err())
+		case <-tick.C:
+		}
+		lag, _, err := admin.GroupLag(ctx, client, group, topic)
+		if err != nil {
+			return Throughput{}, err
+		}
+		if _, err := ready(); err != nil {
+			return Throughput{}, err
+		}
+		if lag == 0 {
+			return Throughput{Records: lag0, Elapsed: time.Since(t0)}, nil
+		}
+	}
+}
+
+// stages measures rows 1, 2, 3 and 7 on one broker.
+func (r *runner) stages(ctx context.Context, rep *Report) error {
+	return r.withBroker(ctx, r.top, func(client pipeline.Client) error {
+		n := r.cfg.Orders
+		r.logf("fill: %d orders in %s, %d due retries in %s", n, r.top.Orders, n, r.top.RetryTopic(1))
+		if err := fill(ctx, client, r.top.Orders, n, 1, false); err != nil {
+			return err
+		}
+		if err := fill(ctx, client, r.top.RetryTopic(1), n, 2, true); err != nil {
+			return err
+		}
+		env := r.env(client, r.top, "Item3")
+		var err error
+		r.logf("bare copy loop on %s", r.top.Orders)
+		if rep.MainBare, err = r.bareRun(ctx, bare{Client: client, Group: "bench-bare-main", Topic: r.top.Orders, Out: benchTopic}); err != nil {
+			return err
+		}
+		r.logf("  %v", rep.MainBare)
+		r.logf("main stage on %s", r.top.Orders)
+		if rep.Main, rep.MainRSS, err = r.stageRun(ctx, client, env, 1, r.top.Group(topology.StageMain), r.top.Orders, "run", "main"); err != nil {
+			return err
+		}
+		r.logf("  %v, peak RSS %.1f MiB", rep.Main, mib(rep.MainRSS))
+		r.logf("bare copy loop on %s", r.top.RetryTopic(1))
+		if rep.RetryBare, err = r.bareRun(ctx, bare{Client: client, Group: "bench-bare-retry", Topic: r.top.RetryTopic(1), Out: benchTopic}); err != nil {
+			return err
+		}
+		r.logf("  %v", rep.RetryBare)
+		r.logf("retry stage 1 on %s", r.top.RetryTopic(1))
+		if rep.Retry, rep.RetryRSS, err = r.stageRun(ctx, client, env, 1, r.top.Group(topology.RetryStageName(1)), r.top.RetryTopic(1), "run", "retry", "--stage", "1"); err != nil {
+			return err
+		}
+		r.logf("  %v, peak RSS %.1f MiB", rep.Retry, mib(rep.RetryRSS))
+		r.logf("bare consume-and-commit loop on %s", r.top.Processed)
+		if rep.AggBare, err = r.bareRun(ctx, bare{Client: client, Group: "bench-bare-aggregator", Topic: r.top.Processed}); err != nil {
+			return err
+		}
+		r.logf("  %v", rep.AggBare)
+		r.logf("aggregator on %s", r.top.Processed)
+		if rep.Aggregator, rep.AggRSS, err = r.stageRun(ctx, client, env, 1, r.top.Group(topology.StageAggregator), r.top.Processed, "run", "aggregator"); err != nil {
+			return err
+		}
+		r.logf("  %v, peak RSS %.1f MiB", rep.Aggregator, mib(rep.AggRSS))
+		return nil
+	})
+}
+
+// mainOnFreshBroker fills a fresh broker's orders topic and measures n
+// main-stage processes on it.
+func (r *runner) mainOnFreshBroker(ctx context.Context, n, orders int, failProducts string) (Throughput, error) {
+	var t Throughput
+	err := r.withBroker(ctx, r.top, func(client pipeline.Client) error {
+		began := time.Now()
+		if err := fill(ctx, client, r.top.Orders, orders, 1, false); err != nil {
+			return err
+		}
+		r.logf("  filled %d orders in %v", orders, time.Since(began).Round(time.Millisecond))
+		var err error
+		t, _, err = r.stageRun(ctx, client, r.env(client, r.top, failProducts), n, r.top.Group(topology.StageMain), r.top.Orders, "run", "main")
+		return err
+	})
+	return t, err
+}
+
+// failures measures row 5: half the orders failing against none.
+func (r *runner) failures(ctx context.Context, rep *Report) error {
+	var err error
+	r.logf("main stage, 50%% failing (FAIL_PRODUCTS=Item1,Item2)")
+	if rep.Fail50, err = r.mainOnFreshBroker(ctx, 1, r.cfg.Orders, "Item1,Item2"); err != nil {
+		return err
+	}
+	r.logf("  %v", rep.Fail50)
+	r.logf("main stage, 0%% failing")
+	if rep.Fail0, err = r.mainOnFreshBroker(ctx, 1, r.cfg.Orders, ""); err != nil {
+		return err
+	}
+	r.logf("  %v", rep.Fail0)
+	return nil
+}
+
+// scaling measures row 8.
+func (r *runner) scaling(ctx context.Context, rep *Report) error {
+	for _, n := range r.cfg.Procs {
+		r.logf("main stage, %d processes", n)
+		// Processes that start together join the group one after the
+		// other: the first takes every partition and works alone until the
+		// rebalance, about a heartbeat (1s) later. The measurement starts
+		// once all are assigned, so the backlog is three times larger
+		// here, to leave most of it for then.
+		t, err := r.mainOnFreshBroker(ctx, n, 3*r.cfg.Orders, "Item3")
+		if err != nil {
+			return err
+		}
+		r.logf("  %v", t)
+		rep.Scaling = append(rep.Scaling, t)
+	}
+	return nil
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func nopLogger() *zap.Logger { return zap.NewNop() }
+
+// Machine describes the machine: CPUs, CPU model and Go version.
+func Machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%d CPUs (%s), %s", runtime.NumCPU(), model, runtime.Version())
+}
