@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
 
+	"github.com/orderflow/orders/services/envelope"
 	"github.com/orderflow/orders/services/pipeline"
 )
 
@@ -39,20 +41,13 @@ func (b bare) run(ctx context.Context, ready chan<- struct{}) error {
 		return fmt.Errorf("consumer group: %w", err)
 	}
 	defer group.Close()
-	var w *kafka.Writer
+	var w *pipeline.Writer
 	if b.Out != "" {
-		wc := b.Writer
-		if wc.BatchSize <= 0 {
-			wc.BatchSize = 1000
-		}
-		if wc.BatchTimeout <= 0 {
-			wc.BatchTimeout = 2 * time.Millisecond
-		}
-		w = &kafka.Writer{
-			Addr: kafka.TCP(b.Client.Brokers...), Topic: b.Out, Balancer: &kafka.Murmur2Balancer{},
-			RequiredAcks: kafka.RequireAll, BatchSize: wc.BatchSize, BatchBytes: 16 << 20, BatchTimeout: wc.BatchTimeout,
-			Transport: b.Client.Transport(),
-		}
+		// The stages' own writer: kafka-go's Writer with acks from all
+		// replicas and the same batching, so the yardstick is the client
+		// as the stages configure it.
+		pw := b.Client.NewWriter(b.Writer, zap.NewNop())
+		w = &pw
 		defer w.Close()
 	}
 	var (
@@ -88,7 +83,7 @@ func (b bare) run(ctx context.Context, ready chan<- struct{}) error {
 	}
 }
 
-func (b bare) partition(ctx context.Context, gen *kafka.Generation, commitMu *sync.Mutex, w *kafka.Writer, part int, offset int64) error {
+func (b bare) partition(ctx context.Context, gen *kafka.Generation, commitMu *sync.Mutex, w *pipeline.Writer, part int, offset int64) error {
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers: b.Client.Brokers, Dialer: b.Client.Dialer(), Topic: b.Topic, Partition: part,
 		MinBytes: 1, MaxBytes: 4 << 20, MaxWait: 250 * time.Millisecond, QueueCapacity: b.MaxBatch,
@@ -142,7 +137,7 @@ func (b bare) partition(ctx context.Context, gen *kafka.Generation, commitMu *sy
 		if w != nil {
 			out := make([]kafka.Message, len(batch))
 			for i, m := range batch {
-				out[i] = kafka.Message{Key: m.Key, Value: m.Value, Headers: m.Headers}
+				out[i] = kafka.Message{Topic: b.Out, Partition: envelope.AnyPartition, Key: m.Key, Value: m.Value, Headers: m.Headers}
 			}
 			if err := w.WriteMessages(ctx, out...); err != nil {
 				if ctx.Err() != nil {

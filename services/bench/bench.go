@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -46,6 +47,12 @@ type Config struct {
 	ModuleDir string
 	// OutDir receives the plots. Optional: without it none are written.
 	OutDir string
+	// Rounds of each throughput measurement; the table gives the medians.
+	// Optional, default 3.
+	Rounds int
+	// ProfileDir receives a CPU profile of each stage process of the first
+	// round of rows 1 to 3. Optional: without it none are written.
+	ProfileDir string
 	// Progress receives a line per step. Optional.
 	Progress io.Writer
 	// Timeout of each measurement. Optional, default 10m.
@@ -70,6 +77,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Procs == nil {
 		c.Procs = []int{1, 2, 3}
+	}
+	if c.Rounds <= 0 {
+		c.Rounds = 3
 	}
 	if c.Progress == nil {
 		c.Progress = io.Discard
@@ -99,18 +109,28 @@ func (t Throughput) String() string {
 
 // Report is everything one run measured.
 type Report struct {
-	Config                    Config
-	Main, MainBare            Throughput
-	Retry, RetryBare          Throughput
-	Aggregator, AggBare       Throughput
-	Fail50, Fail0             Throughput
-	Scaling                   []Throughput // one per Config.Procs
-	Lateness                  []Lateness   // one per retry stage
+	Config Config
+	// One pair per round: the stage and its yardstick, measured one after
+	// the other on the same broker and data.
+	Main, Retry, Aggregator []Pair
+	// Failures pairs 50% failing orders (Stage) with none (Base).
+	Failures []Pair
+	// Scaling holds, per round, the main stage's throughput with each
+	// process count of Config.Procs.
+	Scaling  [][]Throughput
+	Lateness []Lateness // one per retry stage
+	// Peak RSS of one process of each stage, the highest over the rounds.
 	MainRSS, RetryRSS, AggRSS int64
 	Avro                      []AvroResult
 	Machine                   string
 	Elapsed                   time.Duration
 }
+
+// Pair is a stage's throughput beside its yardstick's in the same round.
+type Pair struct{ Stage, Base Throughput }
+
+// Ratio is the stage's rate over the yardstick's.
+func (p Pair) Ratio() float64 { return ratio(p.Stage.Rate(), p.Base.Rate()) }
 
 type runner struct {
 	cfg Config
@@ -131,14 +151,17 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		return rep, err
 	}
 	r := &runner{cfg: cfg, top: top}
-	if err := r.stages(ctx, &rep); err != nil {
-		return rep, err
-	}
-	if err := r.failures(ctx, &rep); err != nil {
-		return rep, err
-	}
-	if err := r.scaling(ctx, &rep); err != nil {
-		return rep, err
+	for round := range cfg.Rounds {
+		r.logf("round %d of %d", round+1, cfg.Rounds)
+		if err := r.stages(ctx, &rep, round); err != nil {
+			return rep, err
+		}
+		if err := r.failures(ctx, &rep); err != nil {
+			return rep, err
+		}
+		if err := r.scaling(ctx, &rep); err != nil {
+			return rep, err
+		}
 	}
 	if err := r.delays(ctx, &rep); err != nil {
 		return rep, err
@@ -202,7 +225,13 @@ func (r *runner) env(client pipeline.Client, top topology.Topology, failProducts
 
 // stageRun starts n processes of a stage, measures them until the group's
 // lag is 0 and stops them. It returns the peak RSS of the first process.
-func (r *runner) stageRun(ctx context.Context, client pipeline.Client, env []string, n int, group, topic string, args ...string) (Throughput, int64, error) {
+func (r *runner) stageRun(ctx context.Context, client pipeline.Client, env []string, n int, profile, group, topic string, args ...string) (Throughput, int64, error) {
+	if profile != "" && r.cfg.ProfileDir != "" {
+		if err := os.MkdirAll(r.cfg.ProfileDir, 0o755); err != nil {
+			return Throughput{}, 0, err
+		}
+		args = append(args, "--cpuprofile", filepath.Join(r.cfg.ProfileDir, profile+".prof"))
+	}
 	var ps []*proc
 	defer func() {
 		for _, p := range ps {
@@ -311,8 +340,15 @@ func (r *runner) measure(ctx context.Context, client pipeline.Client, group, top
 	}
 }
 
-// stages measures rows 1, 2, 3 and 7 on one broker.
-func (r *runner) stages(ctx context.Context, rep *Report) error {
+// stages measures rows 1, 2, 3 and 7 on one broker: each bare loop, then
+// its stage, on the same records.
+func (r *runner) stages(ctx context.Context, rep *Report, round int) error {
+	profile := func(name string) string {
+		if round > 0 {
+			return ""
+		}
+		return name
+	}
 	return r.withBroker(ctx, r.top, func(client pipeline.Client) error {
 		n := r.cfg.Orders
 		r.logf("fill: %d orders in %s, %d due retries in %s", n, r.top.Orders, n, r.top.RetryTopic(1))
@@ -323,37 +359,33 @@ func (r *runner) stages(ctx context.Context, rep *Report) error {
 			return err
 		}
 		env := r.env(client, r.top, "Item3")
-		var err error
-		r.logf("bare copy loop on %s", r.top.Orders)
-		if rep.MainBare, err = r.bareRun(ctx, bare{Client: client, Group: "bench-bare-main", Topic: r.top.Orders, Out: benchTopic}); err != nil {
-			return err
+		runs := []struct {
+			what, name string
+			bare       bare
+			args       []string
+			pairs      *[]Pair
+			rss        *int64
+		}{
+			{"main stage", topology.StageMain, bare{Topic: r.top.Orders, Out: benchTopic}, []string{"run", "main"}, &rep.Main, &rep.MainRSS},
+			{"retry stage 1", topology.RetryStageName(1), bare{Topic: r.top.RetryTopic(1), Out: benchTopic}, []string{"run", "retry", "--stage", "1"}, &rep.Retry, &rep.RetryRSS},
+			{"aggregator", topology.StageAggregator, bare{Topic: r.top.Processed}, []string{"run", "aggregator"}, &rep.Aggregator, &rep.AggRSS},
 		}
-		r.logf("  %v", rep.MainBare)
-		r.logf("main stage on %s", r.top.Orders)
-		if rep.Main, rep.MainRSS, err = r.stageRun(ctx, client, env, 1, r.top.Group(topology.StageMain), r.top.Orders, "run", "main"); err != nil {
-			return err
+		for _, run := range runs {
+			b := run.bare
+			b.Client, b.Group = client, "bench-bare-"+run.name
+			var p Pair
+			var err error
+			if p.Base, err = r.bareRun(ctx, b); err != nil {
+				return err
+			}
+			var rss int64
+			if p.Stage, rss, err = r.stageRun(ctx, client, env, 1, profile(run.name), r.top.Group(run.name), b.Topic, run.args...); err != nil {
+				return err
+			}
+			*run.pairs = append(*run.pairs, p)
+			*run.rss = max(*run.rss, rss)
+			r.logf("  %s on %s: %.0f/s, bare loop %.0f/s, ratio %.2f, peak RSS %.1f MiB", run.what, b.Topic, p.Stage.Rate(), p.Base.Rate(), p.Ratio(), mib(rss))
 		}
-		r.logf("  %v, peak RSS %.1f MiB", rep.Main, mib(rep.MainRSS))
-		r.logf("bare copy loop on %s", r.top.RetryTopic(1))
-		if rep.RetryBare, err = r.bareRun(ctx, bare{Client: client, Group: "bench-bare-retry", Topic: r.top.RetryTopic(1), Out: benchTopic}); err != nil {
-			return err
-		}
-		r.logf("  %v", rep.RetryBare)
-		r.logf("retry stage 1 on %s", r.top.RetryTopic(1))
-		if rep.Retry, rep.RetryRSS, err = r.stageRun(ctx, client, env, 1, r.top.Group(topology.RetryStageName(1)), r.top.RetryTopic(1), "run", "retry", "--stage", "1"); err != nil {
-			return err
-		}
-		r.logf("  %v, peak RSS %.1f MiB", rep.Retry, mib(rep.RetryRSS))
-		r.logf("bare consume-and-commit loop on %s", r.top.Processed)
-		if rep.AggBare, err = r.bareRun(ctx, bare{Client: client, Group: "bench-bare-aggregator", Topic: r.top.Processed}); err != nil {
-			return err
-		}
-		r.logf("  %v", rep.AggBare)
-		r.logf("aggregator on %s", r.top.Processed)
-		if rep.Aggregator, rep.AggRSS, err = r.stageRun(ctx, client, env, 1, r.top.Group(topology.StageAggregator), r.top.Processed, "run", "aggregator"); err != nil {
-			return err
-		}
-		r.logf("  %v, peak RSS %.1f MiB", rep.Aggregator, mib(rep.AggRSS))
 		return nil
 	})
 }
@@ -363,13 +395,11 @@ func (r *runner) stages(ctx context.Context, rep *Report) error {
 func (r *runner) mainOnFreshBroker(ctx context.Context, n, orders int, failProducts string) (Throughput, error) {
 	var t Throughput
 	err := r.withBroker(ctx, r.top, func(client pipeline.Client) error {
-		began := time.Now()
 		if err := fill(ctx, client, r.top.Orders, orders, 1, false); err != nil {
 			return err
 		}
-		r.logf("  filled %d orders in %v", orders, time.Since(began).Round(time.Millisecond))
 		var err error
-		t, _, err = r.stageRun(ctx, client, r.env(client, r.top, failProducts), n, r.top.Group(topology.StageMain), r.top.Orders, "run", "main")
+		t, _, err = r.stageRun(ctx, client, r.env(client, r.top, failProducts), n, "", r.top.Group(topology.StageMain), r.top.Orders, "run", "main")
 		return err
 	})
 	return t, err
@@ -377,24 +407,23 @@ func (r *runner) mainOnFreshBroker(ctx context.Context, n, orders int, failProdu
 
 // failures measures row 5: half the orders failing against none.
 func (r *runner) failures(ctx context.Context, rep *Report) error {
+	var p Pair
 	var err error
-	r.logf("main stage, 50%% failing (FAIL_PRODUCTS=Item1,Item2)")
-	if rep.Fail50, err = r.mainOnFreshBroker(ctx, 1, r.cfg.Orders, "Item1,Item2"); err != nil {
+	if p.Stage, err = r.mainOnFreshBroker(ctx, 1, r.cfg.Orders, "Item1,Item2"); err != nil {
 		return err
 	}
-	r.logf("  %v", rep.Fail50)
-	r.logf("main stage, 0%% failing")
-	if rep.Fail0, err = r.mainOnFreshBroker(ctx, 1, r.cfg.Orders, ""); err != nil {
+	if p.Base, err = r.mainOnFreshBroker(ctx, 1, r.cfg.Orders, ""); err != nil {
 		return err
 	}
-	r.logf("  %v", rep.Fail0)
+	rep.Failures = append(rep.Failures, p)
+	r.logf("  main stage with 50%% failing: %.0f/s, with 0%% failing: %.0f/s, ratio %.2f", p.Stage.Rate(), p.Base.Rate(), p.Ratio())
 	return nil
 }
 
 // scaling measures row 8.
 func (r *runner) scaling(ctx context.Context, rep *Report) error {
+	var ts []Throughput
 	for _, n := range r.cfg.Procs {
-		r.logf("main stage, %d processes", n)
 		// Processes that start together join the group one after the
 		// other: the first takes every partition and works alone until the
 		// rebalance, about a heartbeat (1s) later. The measurement starts
@@ -404,9 +433,10 @@ func (r *runner) scaling(ctx context.Context, rep *Report) error {
 		if err != nil {
 			return err
 		}
-		r.logf("  %v", t)
-		rep.Scaling = append(rep.Scaling, t)
+		r.logf("  main stage, %d processes: %v", n, t)
+		ts = append(ts, t)
 	}
+	rep.Scaling = append(rep.Scaling, ts)
 	return nil
 }
 

@@ -13,14 +13,12 @@ func (r Report) WritePlots(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	if len(r.Scaling) > 0 {
+	if vals := r.ScalingMedians(); len(r.Scaling) > 0 {
 		var labels []string
-		var vals []float64
-		for i, t := range r.Scaling {
-			labels = append(labels, fmt.Sprintf("%d process", r.Config.Procs[i])+plural(r.Config.Procs[i]))
-			vals = append(vals, t.Rate())
+		for _, n := range r.Config.Procs {
+			labels = append(labels, fmt.Sprintf("%d process", n)+plural(n))
 		}
-		svg := barChart("Main stage throughput by processes ("+fmt.Sprint(r.Config.Partitions)+" partitions, "+r.Machine+")",
+		svg := barChart(fmt.Sprintf("Main stage throughput by processes (%d partitions, median of %d rounds, %s)", r.Config.Partitions, len(r.Scaling), r.Machine),
 			"orders/s", labels, []string{"orders/s"}, [][]float64{vals}, "%.0f")
 		if err := os.WriteFile(filepath.Join(dir, "scaling.svg"), []byte(svg), 0o644); err != nil {
 			return err

@@ -109,6 +109,31 @@ func (h History) Headers() []Header {
 // ParseHistory reads the history headers of a record on a retry topic. A
 // missing or garbled header is an error wrapping ErrHeaders.
 func ParseHistory(r Record) (History, error) {
+	h, err := parseScalars(r)
+	if err != nil {
+		return History{}, err
+	}
+	if v, ok := r.Header(HeaderErrors); ok && len(v) <= maxHeaderLen {
+		// The error history is informative only: a garbled one is dropped,
+		// not a reason to dead-letter the order.
+		var errs []Failure
+		if json.Unmarshal(v, &errs) == nil && len(errs) <= MaxErrors {
+			h.Errors = errs
+		}
+	}
+	return h, nil
+}
+
+// ParseDueAt is ParseHistory(r).DueAt with the same errors, without
+// decoding the error list, which never makes a history invalid. A retry
+// stage asks it of every record it waits for.
+func ParseDueAt(r Record) (time.Time, error) {
+	h, err := parseScalars(r)
+	return h.DueAt, err
+}
+
+// parseScalars reads every history header but the error list.
+func parseScalars(r Record) (History, error) {
 	var h History
 	var err error
 	get := func(key string) string {
@@ -160,14 +185,6 @@ func ParseHistory(r Record) (History, error) {
 	}
 	if h.Attempts < 1 {
 		return History{}, fmt.Errorf("%w: %s is %d, want at least 1", ErrHeaders, HeaderAttempts, h.Attempts)
-	}
-	if v, ok := r.Header(HeaderErrors); ok && len(v) <= maxHeaderLen {
-		// The error history is informative only: a garbled one is dropped,
-		// not a reason to dead-letter the order.
-		var errs []Failure
-		if json.Unmarshal(v, &errs) == nil && len(errs) <= MaxErrors {
-			h.Errors = errs
-		}
 	}
 	return h, nil
 }

@@ -282,66 +282,65 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 
 	delayer, _ := p.(Delayer)
 	acker, _ := p.(Acker)
+	// Each fetched record is converted once; a record read while draining
+	// that is not due yet waits as the head of the next batch.
 	var (
-		head  *kafka.Message
-		batch []envelope.Record
-		msgs  []kafka.Message
+		head    envelope.Record
+		hasHead bool
+		batch   []envelope.Record
 	)
 	for {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if head == nil {
+		if !hasHead {
 			select {
 			case m, ok := <-queue:
 				if !ok {
 					return nil
 				}
-				head = &m
+				head, hasHead = toRecord(m), true
 			case <-ctx.Done():
 				return nil
 			}
 		}
-		batch, msgs = batch[:0], msgs[:0]
+		batch = batch[:0]
 		now := l.cfg.Now()
 		if delayer != nil {
-			rec := toRecord(*head)
-			if due := delayer.DueAt(rec); due.After(now) {
+			if due := delayer.DueAt(head); due.After(now) {
 				if !SleepUntil(ctx, l.cfg.Now, due) {
 					return nil
 				}
 				now = l.cfg.Now()
 			}
 		}
-		msgs = append(msgs, *head)
-		head = nil
+		batch = append(batch, head)
+		hasHead = false
 	drain:
-		for len(msgs) < l.cfg.MaxBatch {
+		for len(batch) < l.cfg.MaxBatch {
 			select {
 			case m, ok := <-queue:
 				if !ok {
 					break drain
 				}
-				if delayer != nil && delayer.DueAt(toRecord(m)).After(now) {
-					head = &m
+				rec := toRecord(m)
+				if delayer != nil && delayer.DueAt(rec).After(now) {
+					head, hasHead = rec, true
 					break drain
 				}
-				msgs = append(msgs, m)
+				batch = append(batch, rec)
 			default:
 				break drain
 			}
 		}
-		for _, m := range msgs {
-			batch = append(batch, toRecord(m))
-		}
 		outs, err := p.Handle(ctx, batch)
 		if err != nil {
-			return fmt.Errorf("handle %s/%d@%d: %w", a.Topic, a.Partition, msgs[0].Offset, err)
+			return fmt.Errorf("handle %s/%d@%d: %w", a.Topic, a.Partition, batch[0].Offset, err)
 		}
 		if !l.write(hard, log, outs) {
 			return nil
 		}
-		last := msgs[len(msgs)-1]
+		last := batch[len(batch)-1]
 		if err := l.commit(gen, a, last.Offset+1); err != nil {
 			// The generation is over or the coordinator is gone: whoever
 			// owns the partition next reads these records again.

@@ -45,11 +45,11 @@ func (s *Stage) DueAt(r envelope.Record) time.Time {
 	if s.Step == 0 {
 		return time.Time{}
 	}
-	h, err := envelope.ParseHistory(r)
+	due, err := envelope.ParseDueAt(r)
 	if err != nil {
 		return time.Time{}
 	}
-	return h.DueAt
+	return due
 }
 
 func (s *Stage) now() time.Time {
