@@ -1,7 +1,6 @@
 package envelope
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -89,21 +88,41 @@ func (h History) Failed(stage string, at time.Time, err error) History {
 	return h
 }
 
-// Headers encodes h as record headers.
+// Headers encodes h as record headers. Their values share one buffer.
 func (h History) Headers() []Header {
-	errs, _ := json.Marshal(h.Errors) // a slice of plain structs always marshals
-	return []Header{
-		{HeaderAttempts, []byte(strconv.Itoa(h.Attempts))},
-		{HeaderOriginalTopic, []byte(h.OriginalTopic)},
-		{HeaderOriginalPartition, []byte(strconv.Itoa(h.OriginalPartition))},
-		{HeaderOriginalOffset, []byte(strconv.FormatInt(h.OriginalOffset, 10))},
-		{HeaderFirstFailureAt, []byte(formatTime(h.FirstFailureAt))},
-		{HeaderLastFailureAt, []byte(formatTime(h.LastFailureAt))},
-		{HeaderLastStage, []byte(h.LastStage)},
-		{HeaderLastError, []byte(h.LastError)},
-		{HeaderDueAt, []byte(formatTime(h.DueAt))},
-		{HeaderErrors, errs},
+	b := make([]byte, 0, 192+len(h.OriginalTopic)+2*len(h.LastStage)+2*len(h.LastError)+len(h.Errors)*(96+MaxErrorLen/4))
+	var end [10]int
+	b = strconv.AppendInt(b, int64(h.Attempts), 10)
+	end[0] = len(b)
+	b = append(b, h.OriginalTopic...)
+	end[1] = len(b)
+	b = strconv.AppendInt(b, int64(h.OriginalPartition), 10)
+	end[2] = len(b)
+	b = strconv.AppendInt(b, h.OriginalOffset, 10)
+	end[3] = len(b)
+	b = appendTime(b, h.FirstFailureAt)
+	end[4] = len(b)
+	b = appendTime(b, h.LastFailureAt)
+	end[5] = len(b)
+	b = append(b, h.LastStage...)
+	end[6] = len(b)
+	b = append(b, h.LastError...)
+	end[7] = len(b)
+	b = appendTime(b, h.DueAt)
+	end[8] = len(b)
+	b = appendFailures(b, h.Errors)
+	end[9] = len(b)
+	keys := [10]string{
+		HeaderAttempts, HeaderOriginalTopic, HeaderOriginalPartition, HeaderOriginalOffset, HeaderFirstFailureAt,
+		HeaderLastFailureAt, HeaderLastStage, HeaderLastError, HeaderDueAt, HeaderErrors,
 	}
+	hs := make([]Header, len(keys))
+	start := 0
+	for i, k := range keys {
+		hs[i] = Header{k, b[start:end[i]:end[i]]}
+		start = end[i]
+	}
+	return hs
 }
 
 // ParseHistory reads the history headers of a record on a retry topic. A
@@ -116,8 +135,7 @@ func ParseHistory(r Record) (History, error) {
 	if v, ok := r.Header(HeaderErrors); ok && len(v) <= maxHeaderLen {
 		// The error history is informative only: a garbled one is dropped,
 		// not a reason to dead-letter the order.
-		var errs []Failure
-		if json.Unmarshal(v, &errs) == nil && len(errs) <= MaxErrors {
+		if errs, ok := parseFailures(v); ok && len(errs) <= MaxErrors {
 			h.Errors = errs
 		}
 	}
@@ -189,7 +207,7 @@ func parseScalars(r Record) (History, error) {
 	return h, nil
 }
 
-func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+func appendTime(b []byte, t time.Time) []byte { return t.UTC().AppendFormat(b, time.RFC3339Nano) }
 
 // truncate cuts s to at most n bytes, on a UTF-8 character boundary.
 func truncate(s string, n int) string {
