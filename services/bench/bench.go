@@ -93,6 +93,17 @@ func (c *Config) setDefaults() {
 type Throughput struct {
 	Records int64
 	Elapsed time.Duration
+	// CPU used meanwhile by the consumer's process (for a bare loop, this
+	// process) and by the broker's.
+	CPU, BrokerCPU time.Duration
+}
+
+// CPUPerRecord is the consumer's and the broker's CPU time per record.
+func (t Throughput) CPUPerRecord() (consumer, broker time.Duration) {
+	if t.Records == 0 {
+		return 0, 0
+	}
+	return t.CPU / time.Duration(t.Records), t.BrokerCPU / time.Duration(t.Records)
 }
 
 // Rate is records per second.
@@ -133,8 +144,9 @@ type Pair struct{ Stage, Base Throughput }
 func (p Pair) Ratio() float64 { return ratio(p.Stage.Rate(), p.Base.Rate()) }
 
 type runner struct {
-	cfg Config
-	top topology.Topology
+	cfg    Config
+	top    topology.Topology
+	broker *proc
 }
 
 func (r *runner) logf(format string, args ...any) {
@@ -190,6 +202,7 @@ func (r *runner) withBroker(ctx context.Context, top topology.Topology, fn func(
 		return err
 	}
 	defer b.stop()
+	r.broker = b
 	client := pipeline.Client{Brokers: []string{addr}}
 	if _, err := admin.EnsureTopics(ctx, client, top); err != nil {
 		return err
@@ -259,10 +272,12 @@ func (r *runner) stageRun(ctx context.Context, client pipeline.Client, env []str
 		}
 		return total == r.top.Partitions, nil
 	}
+	cpu0, bcpu0 := cpuTime(ps[0].cmd.Process.Pid), cpuTime(r.broker.cmd.Process.Pid)
 	t, err := r.measure(ctx, client, group, topic, ready)
 	if err != nil {
 		return t, 0, err
 	}
+	t.CPU, t.BrokerCPU = cpuTime(ps[0].cmd.Process.Pid)-cpu0, cpuTime(r.broker.cmd.Process.Pid)-bcpu0
 	rss, err := ps[0].peakRSS()
 	return t, rss, err
 }
@@ -274,6 +289,7 @@ func (r *runner) bareRun(ctx context.Context, b bare) (Throughput, error) {
 	ready := make(chan struct{})
 	errc := make(chan error, 1)
 	go func() { errc <- b.run(rctx, ready) }()
+	cpu0, bcpu0 := cpuTime(os.Getpid()), cpuTime(r.broker.cmd.Process.Pid)
 	t, err := r.measure(ctx, b.Client, b.Group, b.Topic, func() (bool, error) {
 		select {
 		case <-ready:
@@ -284,6 +300,7 @@ func (r *runner) bareRun(ctx context.Context, b bare) (Throughput, error) {
 			return false, nil
 		}
 	})
+	t.CPU, t.BrokerCPU = cpuTime(os.Getpid())-cpu0, cpuTime(r.broker.cmd.Process.Pid)-bcpu0
 	cancel()
 	select {
 	case <-errc:
@@ -384,7 +401,10 @@ func (r *runner) stages(ctx context.Context, rep *Report, round int) error {
 			}
 			*run.pairs = append(*run.pairs, p)
 			*run.rss = max(*run.rss, rss)
-			r.logf("  %s on %s: %.0f/s, bare loop %.0f/s, ratio %.2f, peak RSS %.1f MiB", run.what, b.Topic, p.Stage.Rate(), p.Base.Rate(), p.Ratio(), mib(rss))
+			sc, sb := p.Stage.CPUPerRecord()
+			bc, bb := p.Base.CPUPerRecord()
+			r.logf("  %s on %s: %.0f/s, bare loop %.0f/s, ratio %.2f, peak RSS %.1f MiB; CPU per record: stage %v + broker %v, bare %v + broker %v",
+				run.what, b.Topic, p.Stage.Rate(), p.Base.Rate(), p.Ratio(), mib(rss), sc, sb, bc, bb)
 		}
 		return nil
 	})

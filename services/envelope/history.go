@@ -88,10 +88,43 @@ func (h History) Failed(stage string, at time.Time, err error) History {
 	return h
 }
 
+// historyKeys are the history headers in the order Headers writes them.
+var historyKeys = [...]string{
+	HeaderAttempts, HeaderOriginalTopic, HeaderOriginalPartition, HeaderOriginalOffset, HeaderFirstFailureAt,
+	HeaderLastFailureAt, HeaderLastStage, HeaderLastError, HeaderDueAt, HeaderErrors,
+}
+
+// historyKeyIndex is the index of key in historyKeys, or -1.
+func historyKeyIndex(key string) int {
+	switch key {
+	case HeaderAttempts:
+		return 0
+	case HeaderOriginalTopic:
+		return 1
+	case HeaderOriginalPartition:
+		return 2
+	case HeaderOriginalOffset:
+		return 3
+	case HeaderFirstFailureAt:
+		return 4
+	case HeaderLastFailureAt:
+		return 5
+	case HeaderLastStage:
+		return 6
+	case HeaderLastError:
+		return 7
+	case HeaderDueAt:
+		return 8
+	case HeaderErrors:
+		return 9
+	}
+	return -1
+}
+
 // Headers encodes h as record headers. Their values share one buffer.
 func (h History) Headers() []Header {
 	b := make([]byte, 0, 192+len(h.OriginalTopic)+2*len(h.LastStage)+2*len(h.LastError)+len(h.Errors)*(96+MaxErrorLen/4))
-	var end [10]int
+	var end [len(historyKeys)]int
 	b = strconv.AppendInt(b, int64(h.Attempts), 10)
 	end[0] = len(b)
 	b = append(b, h.OriginalTopic...)
@@ -112,13 +145,9 @@ func (h History) Headers() []Header {
 	end[8] = len(b)
 	b = appendFailures(b, h.Errors)
 	end[9] = len(b)
-	keys := [10]string{
-		HeaderAttempts, HeaderOriginalTopic, HeaderOriginalPartition, HeaderOriginalOffset, HeaderFirstFailureAt,
-		HeaderLastFailureAt, HeaderLastStage, HeaderLastError, HeaderDueAt, HeaderErrors,
-	}
-	hs := make([]Header, len(keys))
+	hs := make([]Header, len(historyKeys))
 	start := 0
-	for i, k := range keys {
+	for i, k := range historyKeys {
 		hs[i] = Header{k, b[start:end[i]:end[i]]}
 		start = end[i]
 	}
@@ -154,11 +183,21 @@ func ParseDueAt(r Record) (time.Time, error) {
 func parseScalars(r Record) (History, error) {
 	var h History
 	var err error
+	// One pass over the headers finds every history header; the last of a
+	// name wins, as with Record.Header.
+	var found [len(historyKeys)][]byte
+	var seen [len(historyKeys)]bool
+	for _, hd := range r.Headers {
+		if i := historyKeyIndex(hd.Key); i >= 0 {
+			found[i], seen[i] = hd.Value, true
+		}
+	}
 	get := func(key string) string {
 		if err != nil {
 			return ""
 		}
-		v, ok := r.Header(key)
+		i := historyKeyIndex(key)
+		v, ok := found[i], seen[i]
 		switch {
 		case !ok:
 			err = fmt.Errorf("%w: missing %s", ErrHeaders, key)

@@ -387,8 +387,14 @@ func (l *Loop) commit(gen *kafka.Generation, a Assignment, next int64) error {
 // Client.NewWriter.
 func Messages(outs []envelope.Output) []kafka.Message {
 	msgs := make([]kafka.Message, len(outs))
+	n := 0
+	for _, o := range outs {
+		n += len(o.Headers)
+	}
+	all := make([]kafka.Header, n) // one array for the whole batch
 	for i, o := range outs {
-		hs := make([]kafka.Header, len(o.Headers))
+		hs := all[:len(o.Headers):len(o.Headers)]
+		all = all[len(o.Headers):]
 		for j, h := range o.Headers {
 			hs[j] = kafka.Header{Key: h.Key, Value: h.Value}
 		}
