@@ -20,7 +20,7 @@ func main() {
 	flag.IntVar(&cfg.Orders, "orders", 200000, "orders pre-filled for each throughput run")
 	flag.IntVar(&cfg.DelayOrders, "delay-orders", 10000, "failing orders produced for the delay accuracy")
 	flag.Float64Var(&cfg.DelayRate, "delay-rate", 1000, "orders per second for the delay accuracy")
-	flag.IntVar(&cfg.Rounds, "rounds", 3, "rounds of each throughput measurement; the table gives the medians")
+	flag.IntVar(&cfg.Rounds, "rounds", 5, "rounds of each throughput measurement; the table gives the medians")
 	flag.StringVar(&cfg.ProfileDir, "profile", "", "write a CPU profile of each stage process of the first round here")
 	flag.StringVar(&cfg.ModuleDir, "module", ".", "module root for the Avro benchmarks; empty skips them")
 	flag.StringVar(&cfg.OutDir, "out", "services/bench/results", "directory for the plots and the table; empty writes none")

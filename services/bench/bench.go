@@ -48,7 +48,7 @@ type Config struct {
 	// OutDir receives the plots. Optional: without it none are written.
 	OutDir string
 	// Rounds of each throughput measurement; the table gives the medians.
-	// Optional, default 3.
+	// Optional, default 5.
 	Rounds int
 	// ProfileDir receives a CPU profile of each stage process of the first
 	// round of rows 1 to 3. Optional: without it none are written.
@@ -79,7 +79,7 @@ func (c *Config) setDefaults() {
 		c.Procs = []int{1, 2, 3}
 	}
 	if c.Rounds <= 0 {
-		c.Rounds = 3
+		c.Rounds = 5
 	}
 	if c.Progress == nil {
 		c.Progress = io.Discard
@@ -168,7 +168,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		if err := r.stages(ctx, &rep, round); err != nil {
 			return rep, err
 		}
-		if err := r.failures(ctx, &rep); err != nil {
+		if err := r.failures(ctx, &rep, round); err != nil {
 			return rep, err
 		}
 		if err := r.scaling(ctx, &rep); err != nil {
@@ -390,13 +390,23 @@ func (r *runner) stages(ctx context.Context, rep *Report, round int) error {
 		for _, run := range runs {
 			b := run.bare
 			b.Client, b.Group = client, "bench-bare-"+run.name
+			// The order alternates from round to round, so that neither side
+			// always runs on a broker that has just done more work.
 			var p Pair
-			var err error
-			if p.Base, err = r.bareRun(ctx, b); err != nil {
+			var rss int64
+			bareRun := func() (err error) { p.Base, err = r.bareRun(ctx, b); return err }
+			stageRun := func() (err error) {
+				p.Stage, rss, err = r.stageRun(ctx, client, env, 1, profile(run.name), r.top.Group(run.name), b.Topic, run.args...)
 				return err
 			}
-			var rss int64
-			if p.Stage, rss, err = r.stageRun(ctx, client, env, 1, profile(run.name), r.top.Group(run.name), b.Topic, run.args...); err != nil {
+			first, second := bareRun, stageRun
+			if round%2 == 1 {
+				first, second = stageRun, bareRun
+			}
+			if err := first(); err != nil {
+				return err
+			}
+			if err := second(); err != nil {
 				return err
 			}
 			*run.pairs = append(*run.pairs, p)
@@ -426,13 +436,21 @@ func (r *runner) mainOnFreshBroker(ctx context.Context, n, orders int, failProdu
 }
 
 // failures measures row 5: half the orders failing against none.
-func (r *runner) failures(ctx context.Context, rep *Report) error {
+func (r *runner) failures(ctx context.Context, rep *Report, round int) error {
 	var p Pair
-	var err error
-	if p.Stage, err = r.mainOnFreshBroker(ctx, 1, r.cfg.Orders, "Item1,Item2"); err != nil {
+	fifty := func() (err error) {
+		p.Stage, err = r.mainOnFreshBroker(ctx, 1, r.cfg.Orders, "Item1,Item2")
 		return err
 	}
-	if p.Base, err = r.mainOnFreshBroker(ctx, 1, r.cfg.Orders, ""); err != nil {
+	none := func() (err error) { p.Base, err = r.mainOnFreshBroker(ctx, 1, r.cfg.Orders, ""); return err }
+	first, second := fifty, none
+	if round%2 == 1 {
+		first, second = none, fifty
+	}
+	if err := first(); err != nil {
+		return err
+	}
+	if err := second(); err != nil {
 		return err
 	}
 	rep.Failures = append(rep.Failures, p)

@@ -30,6 +30,29 @@ func medianRates(pairs []Pair) (stage, base, q float64, ratios []string) {
 	return median(ss), median(bs), median(qs), ratios
 }
 
+// medianCPU is the median CPU time per record of the consumer and of the
+// broker, in microseconds.
+func medianCPU(ts []Throughput) (consumer, broker float64) {
+	var cs, bs []float64
+	for _, t := range ts {
+		c, b := t.CPUPerRecord()
+		cs, bs = append(cs, float64(c)/1e3), append(bs, float64(b)/1e3)
+	}
+	return median(cs), median(bs)
+}
+
+func figure(ts []Throughput) string {
+	var rates []float64
+	for _, t := range ts {
+		rates = append(rates, t.Rate())
+	}
+	c, b := medianCPU(ts)
+	if c == 0 && b == 0 {
+		return fmt.Sprintf("%.0f/s", median(rates))
+	}
+	return fmt.Sprintf("%.0f/s; CPU/record %.1f µs + broker %.1f µs", median(rates), c, b)
+}
+
 // ScalingMedians is the median rate for each process count of Config.Procs.
 func (r Report) ScalingMedians() []float64 {
 	var out []float64
@@ -48,8 +71,12 @@ func (r Report) ScalingMedians() []float64 {
 // Rows is the results table.
 func (r Report) Rows() []Row {
 	tp := func(what string, pairs []Pair, target float64) Row {
-		s, b, q, ratios := medianRates(pairs)
-		return Row{What: what, Stage: fmt.Sprintf("%.0f/s", s), Baseline: fmt.Sprintf("%.0f/s", b),
+		_, _, q, ratios := medianRates(pairs)
+		var st, bt []Throughput
+		for _, p := range pairs {
+			st, bt = append(st, p.Stage), append(bt, p.Base)
+		}
+		return Row{What: what, Stage: figure(st), Baseline: figure(bt),
 			Ratio:  fmt.Sprintf("**%.2f** (%s)", q, strings.Join(ratios, ", ")),
 			Target: fmt.Sprintf(">= %.2f", target), Met: len(pairs) > 0 && q >= target}
 	}
