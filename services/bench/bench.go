@@ -337,6 +337,9 @@ func (r *runner) measure(ctx context.Context, client pipeline.Client, group, top
 	if err != nil {
 		return Throughput{}, err
 	}
+	if lag0 == 0 {
+		return Throughput{}, fmt.Errorf("%s: the backlog was gone before the measurement began; use more orders", group)
+	}
 	tick.Reset(25 * time.Millisecond)
 	for {
 		select {
