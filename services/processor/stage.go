@@ -24,8 +24,21 @@ type Stage struct {
 	// Now is the clock. Optional, default time.Now.
 	Now func() time.Time
 
-	headersOnce sync.Once
-	processed   [][]envelope.Header // by attempt - 1
+	once      sync.Once
+	name      string
+	processed [][]envelope.Header // by attempt - 1
+}
+
+// prepare computes once what every record of the stage shares.
+func (s *Stage) prepare() {
+	s.name = s.Topology.StageName(s.Step)
+	s.processed = make([][]envelope.Header, s.Step+1)
+	for i := range s.processed {
+		s.processed[i] = []envelope.Header{
+			{Key: envelope.HeaderAttempts, Value: []byte(strconv.Itoa(i + 1))},
+			{Key: envelope.HeaderProcessedBy, Value: []byte(s.name)},
+		}
+	}
 }
 
 // Open serves every partition with the same stateless stage.
@@ -36,8 +49,9 @@ func (s *Stage) Open(_ context.Context, a pipeline.Assignment) (pipeline.Partiti
 // Handle returns one output per input record.
 func (s *Stage) Handle(_ context.Context, batch []envelope.Record) ([]envelope.Output, error) {
 	outs := make([]envelope.Output, 0, len(batch))
+	now := s.now() // one clock reading per batch: the batch is handled at once
 	for _, r := range batch {
-		outs = append(outs, s.Decide(r))
+		outs = append(outs, s.decide(r, now))
 	}
 	return outs, nil
 }
@@ -64,9 +78,11 @@ func (s *Stage) now() time.Time {
 }
 
 // Decide returns where record r goes from this stage.
-func (s *Stage) Decide(r envelope.Record) envelope.Output {
-	name := s.Topology.StageName(s.Step)
-	now := s.now()
+func (s *Stage) Decide(r envelope.Record) envelope.Output { return s.decide(r, s.now()) }
+
+func (s *Stage) decide(r envelope.Record, now time.Time) envelope.Output {
+	s.once.Do(s.prepare)
+	name := s.name
 	var h envelope.History
 	if s.Step == 0 {
 		h = envelope.Begin(r)
@@ -117,15 +133,6 @@ func (s *Stage) Decide(r envelope.Record) envelope.Output {
 // processedHeaders are the headers of an order this stage processed on its
 // attempt-th try. Outputs are only read, so each attempt's are shared.
 func (s *Stage) processedHeaders(attempt int, name string) []envelope.Header {
-	s.headersOnce.Do(func() {
-		s.processed = make([][]envelope.Header, s.Step+1)
-		for i := range s.processed {
-			s.processed[i] = []envelope.Header{
-				{Key: envelope.HeaderAttempts, Value: []byte(strconv.Itoa(i + 1))},
-				{Key: envelope.HeaderProcessedBy, Value: []byte(name)},
-			}
-		}
-	})
 	if attempt >= 1 && attempt <= len(s.processed) {
 		return s.processed[attempt-1]
 	}
