@@ -73,27 +73,32 @@ func Decode(b []byte) (Order, error) {
 		return o, fmt.Errorf("%w: empty value", ErrDecode)
 	}
 	r := readers.Get().(*avro.Reader)
-	defer func() {
-		r.Reset(nil)
-		r.Error = nil
-		readers.Put(r)
-	}()
 	r.Reset(b)
 	r.Error = nil
 	r.ReadVal(orderSchema, &o)
-	if r.Error != nil {
-		if errors.Is(r.Error, io.EOF) || errors.Is(r.Error, io.ErrUnexpectedEOF) {
-			return Order{}, fmt.Errorf("%w: truncated after %d bytes: %v", ErrDecode, len(b), r.Error)
+	err := r.Error
+	if err == nil {
+		// Peek at the end sets io.EOF; anything else means bytes are left over.
+		r.Peek()
+		if r.Error == nil {
+			err = errTrailing
 		}
-		return Order{}, fmt.Errorf("%w: %v", ErrDecode, r.Error)
 	}
-	// Peek at the end sets io.EOF; anything else means bytes are left over.
-	r.Peek()
-	if r.Error == nil {
+	r.Reset(nil) // the pool must not keep b
+	r.Error = nil
+	readers.Put(r)
+	switch {
+	case err == nil:
+		return o, nil
+	case err == errTrailing:
 		return Order{}, fmt.Errorf("%w: trailing bytes after the order", ErrDecode)
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return Order{}, fmt.Errorf("%w: truncated after %d bytes: %v", ErrDecode, len(b), err)
 	}
-	return o, nil
+	return Order{}, fmt.Errorf("%w: %v", ErrDecode, err)
 }
+
+var errTrailing = errors.New("trailing bytes")
 
 // Validate reports why an order cannot be processed, wrapping ErrInvalid.
 func Validate(o Order) error {

@@ -41,9 +41,15 @@ func main() {
 	}
 	fmt.Println(rep)
 	if cfg.OutDir != "" {
-		if err := os.WriteFile(filepath.Join(cfg.OutDir, "results.md"), []byte(rep.String()), 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			os.Exit(1)
+		files := map[string]string{"results.md": rep.String()}
+		if len(rep.Avro) > 0 {
+			files["avro-bench.txt"] = rep.Avro[0].Raw // for benchstat
+		}
+		for name, text := range files {
+			if err := os.WriteFile(filepath.Join(cfg.OutDir, name), []byte(text), 0o644); err != nil {
+				fmt.Fprintln(os.Stderr, "bench:", err)
+				os.Exit(1)
+			}
 		}
 	}
 }

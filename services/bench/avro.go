@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,13 +21,31 @@ type AvroResult struct {
 }
 
 // RunAvro runs the schemas benchmarks count times in moduleDir and returns
-// the median of each, Decode and Encode against their Direct twins.
+// the median of each, Decode and Encode against their Direct twins. The
+// test binary is built once and run count times, each run taking every
+// benchmark in turn, so that a burst of load on a shared machine falls on
+// both sides of a comparison alike.
 func RunAvro(ctx context.Context, moduleDir string, count int) ([]AvroResult, error) {
-	cmd := exec.CommandContext(ctx, "go", "test", "-run=NONE", "-bench=.", "-benchmem", "-count="+strconv.Itoa(count), "./schemas/")
-	cmd.Dir = moduleDir
-	out, err := cmd.CombinedOutput()
+	dir, err := os.MkdirTemp("", "orders-bench-")
 	if err != nil {
-		return nil, fmt.Errorf("go test -bench ./schemas/: %w\n%s", err, out)
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "schemas.test")
+	build := exec.CommandContext(ctx, "go", "test", "-c", "-o", bin, "./schemas/")
+	build.Dir = moduleDir
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("go test -c ./schemas/: %w\n%s", err, out)
+	}
+	var out []byte
+	for range count {
+		run := exec.CommandContext(ctx, bin, "-test.run=NONE", "-test.bench=.", "-test.benchmem", "-test.count=1")
+		run.Dir = filepath.Join(moduleDir, "schemas")
+		o, err := run.CombinedOutput()
+		if err != nil {
+			return nil, fmt.Errorf("schemas benchmarks: %w\n%s", err, o)
+		}
+		out = append(out, o...)
 	}
 	ns, allocs := map[string][]float64{}, map[string][]float64{}
 	s := bufio.NewScanner(strings.NewReader(string(out)))

@@ -179,7 +179,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		return rep, err
 	}
 	if cfg.ModuleDir != "" {
-		r.logf("avro: go test -bench ./schemas/")
+		r.logf("avro: the schemas benchmarks, 6 runs")
 		if rep.Avro, err = RunAvro(ctx, cfg.ModuleDir, 6); err != nil {
 			return rep, err
 		}
