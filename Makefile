@@ -38,6 +38,7 @@ bench: build ## benchmark every stage against the bare Kafka client (BENCH_ORDER
 fuzz: ## run each fuzz test for FUZZTIME (default 10s)
 	$(GO) test ./schemas/ -run=NONE -fuzz=FuzzDecode -fuzztime=$(FUZZTIME)
 	$(GO) test ./services/envelope/ -run=NONE -fuzz=FuzzParseHistory -fuzztime=$(FUZZTIME)
+	$(GO) test ./services/envelope/ -run=NONE -fuzz=FuzzFailures -fuzztime=$(FUZZTIME)
 
 vet:
 	$(GO) vet ./...
