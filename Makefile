@@ -9,7 +9,7 @@ BROKER_DATA ?= .broker-data
 
 FUZZTIME ?= 10s
 
-.PHONY: help build demo test vet fuzz chaos deps broker topics run-main run-retry run-aggregator produce stats clean secrets
+.PHONY: help build demo test vet fuzz chaos bench deps broker topics run-main run-retry run-aggregator produce stats clean secrets
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -29,9 +29,16 @@ chaos: build ## long fault-injection run (CHAOS_ORDERS orders, default 100000)
 	$(GO) build -o bin/chaos ./cmd/chaos
 	./bin/chaos -bin $(BIN) -orders $(CHAOS_ORDERS) -rate 2000 -partitions 6
 
+BENCH_ORDERS ?= 200000
+
+bench: build ## benchmark every stage against the bare Kafka client (BENCH_ORDERS orders per run); writes services/bench/results
+	$(GO) build -o bin/bench ./cmd/bench
+	./bin/bench -bin $(BIN) -orders $(BENCH_ORDERS) -out services/bench/results
+
 fuzz: ## run each fuzz test for FUZZTIME (default 10s)
 	$(GO) test ./schemas/ -run=NONE -fuzz=FuzzDecode -fuzztime=$(FUZZTIME)
 	$(GO) test ./services/envelope/ -run=NONE -fuzz=FuzzParseHistory -fuzztime=$(FUZZTIME)
+	$(GO) test ./services/envelope/ -run=NONE -fuzz=FuzzFailures -fuzztime=$(FUZZTIME)
 
 vet:
 	$(GO) vet ./...

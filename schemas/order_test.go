@@ -1,11 +1,15 @@
 package schemas_test
 
 import (
+	"bytes"
 	"encoding/hex"
 	"errors"
 	"math"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/hamba/avro/v2"
 
 	"github.com/orderflow/orders/schemas"
 )
@@ -87,5 +91,30 @@ func TestRoundTrip(t *testing.T) {
 	out, err := schemas.Decode(b)
 	if err != nil || out != in {
 		t.Fatalf("round trip: %+v, %v", out, err)
+	}
+}
+
+// TestEncodeMatchesHamba holds the hand-written Encode to hamba/avro's
+// encoding of order.avsc, byte for byte.
+func TestEncodeMatchesHamba(t *testing.T) {
+	schema := avro.MustParse(schemas.OrderSchemaJSON())
+	long := strings.Repeat("x", 300)
+	orders := []schemas.Order{
+		{}, {OrderID: "1006", Product: "Item3", Price: 39.79}, {OrderID: long, Product: long + long, Price: -1},
+		{OrderID: "é\x00\xff", Product: "", Price: float32(math.Inf(1))}, {Price: float32(math.NaN())},
+		{OrderID: strings.Repeat("y", 64), Product: strings.Repeat("z", 8191), Price: math.MaxFloat32},
+	}
+	for i := range 1000 {
+		orders = append(orders, schemas.Order{OrderID: strconv.Itoa(i * 7919), Product: "Item" + strconv.Itoa(i%5), Price: float32(i) / 7})
+	}
+	for _, o := range orders {
+		want, err := avro.Marshal(schema, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := schemas.Encode(o)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("Encode(%+v) = %x, %v; hamba/avro: %x", o, got, err, want)
+		}
 	}
 }

@@ -35,6 +35,7 @@ func TestBadSettingsFailAtStartNamingTheSetting(t *testing.T) {
 		{[]string{"KAFKA_BROKERS=nohostport"}, []string{"run", "aggregator"}, "KAFKA_BROKERS"},
 		{[]string{"LOG_LEVEL=loud"}, []string{"run", "main"}, "LOG_LEVEL"},
 		{[]string{"LOG_FORMAT=xml"}, []string{"run", "main"}, "LOG_FORMAT"},
+		{[]string{"LOG_SAMPLE=-1"}, []string{"run", "main"}, "LOG_SAMPLE"},
 		{[]string{"SESSION_TIMEOUT=5"}, []string{"run", "main"}, "SESSION_TIMEOUT"},
 		{[]string{"MAX_BATCH=-1"}, []string{"run", "main"}, "MAX_BATCH"},
 		{nil, []string{"run", "retry", "--stage", "4"}, "--stage"},

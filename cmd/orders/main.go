@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -35,6 +36,8 @@ func main() {
 
 func newRoot() *cobra.Command {
 	s := &settings{}
+	var cpuProfile string
+	var stopProfile func()
 	root := &cobra.Command{
 		Use:   "orders",
 		Short: "A retry-topic staged order pipeline on Kafka",
@@ -45,14 +48,46 @@ and an aggregator that keeps the running average price.
 Every setting is a flag and an environment variable; flags win.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			applyEnv(cmd, s.list())
+			var err error
+			stopProfile, err = startCPUProfile(cpuProfile)
+			return err
+		},
+		PersistentPostRun: func(*cobra.Command, []string) {
+			if stopProfile != nil {
+				stopProfile()
+			}
 		},
 	}
 	s.register(root.PersistentFlags())
+	// For profiling a stage under load (make bench writes its profiles
+	// with it); not a setting, so it has no environment variable.
+	root.PersistentFlags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the command to this file")
+	_ = root.PersistentFlags().MarkHidden("cpuprofile")
 	root.AddCommand(
 		brokerCmd(s), topicsCmd(s), produceCmd(s), runCmd(s), statsCmd(s), demoCmd(s), aclsCmd(s),
 		inspectCmd(s), traceCmd(s), dlqCmd(s),
 	)
 	return root
+}
+
+// startCPUProfile starts a CPU profile to path, if not empty, and returns
+// the function that ends it.
+func startCPUProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

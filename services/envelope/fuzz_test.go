@@ -9,8 +9,8 @@ import (
 )
 
 // FuzzParseHistory feeds arbitrary header values to ParseHistory: it never
-// panics, fails only with ErrHeaders, and whatever it accepts survives a
-// Headers round trip unchanged. The seed corpus is in
+// panics, fails only with ErrHeaders, agrees with ParseDueAt, and whatever it
+// accepts survives a Headers round trip unchanged. The seed corpus is in
 // testdata/fuzz/FuzzParseHistory.
 func FuzzParseHistory(f *testing.F) {
 	keys := []string{
@@ -25,6 +25,10 @@ func FuzzParseHistory(f *testing.F) {
 			hs = append(hs, envelope.Header{Key: k, Value: []byte(values[i])})
 		}
 		h, err := envelope.ParseHistory(envelope.Record{Headers: hs})
+		dueAt, dueErr := envelope.ParseDueAt(envelope.Record{Headers: hs})
+		if (err == nil) != (dueErr == nil) || !dueAt.Equal(h.DueAt) {
+			t.Fatalf("ParseDueAt = %v, %v; ParseHistory = due %v, %v", dueAt, dueErr, h.DueAt, err)
+		}
 		if err != nil {
 			if !errors.Is(err, envelope.ErrHeaders) {
 				t.Fatalf("error %v does not wrap ErrHeaders", err)

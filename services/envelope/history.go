@@ -1,7 +1,6 @@
 package envelope
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -90,8 +89,13 @@ func Begin(r Record) History {
 
 // replays reads the replay count of a record; absent or garbled is 0.
 func replays(r Record) int {
-	v, ok := r.Header(HeaderReplays)
-	if !ok || len(v) > 10 {
+	v, _ := r.Header(HeaderReplays)
+	return parseReplays(v)
+}
+
+// parseReplays reads a replay count; empty or garbled is 0.
+func parseReplays(v []byte) int {
+	if len(v) == 0 || len(v) > 10 {
 		return 0
 	}
 	n, err := strconv.Atoi(string(v))
@@ -121,35 +125,125 @@ func (h History) Failed(stage string, at time.Time, err error) History {
 	return h
 }
 
-// Headers encodes h as record headers.
-func (h History) Headers() []Header {
-	errs, _ := json.Marshal(h.Errors) // a slice of plain structs always marshals
-	return []Header{
-		{HeaderAttempts, []byte(strconv.Itoa(h.Attempts))},
-		{HeaderOriginalTopic, []byte(h.OriginalTopic)},
-		{HeaderOriginalPartition, []byte(strconv.Itoa(h.OriginalPartition))},
-		{HeaderOriginalOffset, []byte(strconv.FormatInt(h.OriginalOffset, 10))},
-		{HeaderFirstFailureAt, []byte(formatTime(h.FirstFailureAt))},
-		{HeaderLastFailureAt, []byte(formatTime(h.LastFailureAt))},
-		{HeaderLastStage, []byte(h.LastStage)},
-		{HeaderLastError, []byte(h.LastError)},
-		{HeaderDueAt, []byte(formatTime(h.DueAt))},
-		{HeaderErrors, errs},
-		{HeaderErrorClass, []byte(h.ErrorClass)},
-		{HeaderReplays, []byte(strconv.Itoa(h.Replays))},
+// historyKeys are the history headers in the order Headers writes them.
+var historyKeys = [...]string{
+	HeaderAttempts, HeaderOriginalTopic, HeaderOriginalPartition, HeaderOriginalOffset, HeaderFirstFailureAt,
+	HeaderLastFailureAt, HeaderLastStage, HeaderLastError, HeaderDueAt, HeaderErrors,
+	HeaderErrorClass, HeaderReplays, // optional when parsing
+}
+
+// historyKeyIndex is the index of key in historyKeys, or -1.
+func historyKeyIndex(key string) int {
+	switch key {
+	case HeaderAttempts:
+		return 0
+	case HeaderOriginalTopic:
+		return 1
+	case HeaderOriginalPartition:
+		return 2
+	case HeaderOriginalOffset:
+		return 3
+	case HeaderFirstFailureAt:
+		return 4
+	case HeaderLastFailureAt:
+		return 5
+	case HeaderLastStage:
+		return 6
+	case HeaderLastError:
+		return 7
+	case HeaderDueAt:
+		return 8
+	case HeaderErrors:
+		return 9
+	case HeaderErrorClass:
+		return 10
+	case HeaderReplays:
+		return 11
 	}
+	return -1
+}
+
+// Headers encodes h as record headers. Their values share one buffer.
+func (h History) Headers() []Header {
+	b := make([]byte, 0, 192+len(h.OriginalTopic)+2*len(h.LastStage)+2*len(h.LastError)+len(h.Errors)*(96+MaxErrorLen/4))
+	var end [len(historyKeys)]int
+	b = strconv.AppendInt(b, int64(h.Attempts), 10)
+	end[0] = len(b)
+	b = append(b, h.OriginalTopic...)
+	end[1] = len(b)
+	b = strconv.AppendInt(b, int64(h.OriginalPartition), 10)
+	end[2] = len(b)
+	b = strconv.AppendInt(b, h.OriginalOffset, 10)
+	end[3] = len(b)
+	b = appendTime(b, h.FirstFailureAt)
+	end[4] = len(b)
+	b = appendTime(b, h.LastFailureAt)
+	end[5] = len(b)
+	b = append(b, h.LastStage...)
+	end[6] = len(b)
+	b = append(b, h.LastError...)
+	end[7] = len(b)
+	b = appendTime(b, h.DueAt)
+	end[8] = len(b)
+	b = appendFailures(b, h.Errors)
+	end[9] = len(b)
+	b = append(b, h.ErrorClass...)
+	end[10] = len(b)
+	b = strconv.AppendInt(b, int64(h.Replays), 10)
+	end[11] = len(b)
+	hs := make([]Header, len(historyKeys))
+	start := 0
+	for i, k := range historyKeys {
+		hs[i] = Header{k, b[start:end[i]:end[i]]}
+		start = end[i]
+	}
+	return hs
 }
 
 // ParseHistory reads the history headers of a record on a retry topic. A
 // missing or garbled header is an error wrapping ErrHeaders.
 func ParseHistory(r Record) (History, error) {
+	h, err := parseScalars(r)
+	if err != nil {
+		return History{}, err
+	}
+	if v, ok := r.Header(HeaderErrors); ok && len(v) <= maxHeaderLen {
+		// The error history is informative only: a garbled one is dropped,
+		// not a reason to dead-letter the order.
+		if errs, ok := parseFailures(v); ok && len(errs) <= MaxErrors {
+			h.Errors = errs
+		}
+	}
+	return h, nil
+}
+
+// ParseDueAt is ParseHistory(r).DueAt with the same errors, without
+// decoding the error list, which never makes a history invalid. A retry
+// stage asks it of every record it waits for.
+func ParseDueAt(r Record) (time.Time, error) {
+	h, err := parseScalars(r)
+	return h.DueAt, err
+}
+
+// parseScalars reads every history header but the error list.
+func parseScalars(r Record) (History, error) {
 	var h History
 	var err error
+	// One pass over the headers finds every history header; the last of a
+	// name wins, as with Record.Header.
+	var found [len(historyKeys)][]byte
+	var seen [len(historyKeys)]bool
+	for _, hd := range r.Headers {
+		if i := historyKeyIndex(hd.Key); i >= 0 {
+			found[i], seen[i] = hd.Value, true
+		}
+	}
 	get := func(key string) string {
 		if err != nil {
 			return ""
 		}
-		v, ok := r.Header(key)
+		i := historyKeyIndex(key)
+		v, ok := found[i], seen[i]
 		switch {
 		case !ok:
 			err = fmt.Errorf("%w: missing %s", ErrHeaders, key)
@@ -195,22 +289,16 @@ func ParseHistory(r Record) (History, error) {
 	if h.Attempts < 1 {
 		return History{}, fmt.Errorf("%w: %s is %d, want at least 1", ErrHeaders, HeaderAttempts, h.Attempts)
 	}
-	if v, ok := r.Header(HeaderErrorClass); ok && len(v) <= 64 {
+	if v := found[10]; seen[10] && len(v) <= 64 {
 		h.ErrorClass = string(v)
 	}
-	h.Replays = replays(r)
-	if v, ok := r.Header(HeaderErrors); ok && len(v) <= maxHeaderLen {
-		// The error history is informative only: a garbled one is dropped,
-		// not a reason to dead-letter the order.
-		var errs []Failure
-		if json.Unmarshal(v, &errs) == nil && len(errs) <= MaxErrors {
-			h.Errors = errs
-		}
+	if seen[11] {
+		h.Replays = parseReplays(found[11])
 	}
 	return h, nil
 }
 
-func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+func appendTime(b []byte, t time.Time) []byte { return t.UTC().AppendFormat(b, time.RFC3339Nano) }
 
 // truncate cuts s to at most n bytes, on a UTF-8 character boundary.
 func truncate(s string, n int) string {

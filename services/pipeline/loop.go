@@ -324,30 +324,32 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 	if delayer != nil {
 		defer obs.Waiting(a.Partition, 0)
 	}
+	// Each fetched record is converted once; a record read while draining
+	// that is not due yet waits as the head of the next batch.
 	var (
-		head  *kafka.Message
-		batch []envelope.Record
-		msgs  []kafka.Message
+		head    envelope.Record
+		hasHead bool
+		batch   []envelope.Record
 	)
 	for {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if head == nil {
+		if !hasHead {
 			select {
 			case m, ok := <-queue:
 				if !ok {
 					return nil
 				}
-				head = &m
+				head, hasHead = toRecord(m), true
 			case <-ctx.Done():
 				return nil
 			}
 		}
-		batch, msgs = batch[:0], msgs[:0]
+		batch = batch[:0]
 		now := l.cfg.Now()
 		if delayer != nil {
-			due := delayer.DueAt(toRecord(*head))
+			due := delayer.DueAt(head)
 			if due.After(now) {
 				obs.Waiting(a.Partition, 1+len(queue))
 				if !SleepUntil(ctx, l.cfg.Now, due) {
@@ -361,41 +363,39 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 		}
 		// Handling time starts when the batch may be handled, after any wait.
 		fetchedAt := now
-		msgs = append(msgs, *head)
-		head = nil
+		batch = append(batch, head)
+		hasHead = false
 	drain:
-		for len(msgs) < l.cfg.MaxBatch {
+		for len(batch) < l.cfg.MaxBatch {
 			select {
 			case m, ok := <-queue:
 				if !ok {
 					break drain
 				}
+				rec := toRecord(m)
 				if delayer != nil {
-					due := delayer.DueAt(toRecord(m))
+					due := delayer.DueAt(rec)
 					if due.After(now) {
-						head = &m
+						head, hasHead = rec, true
 						break drain
 					}
 					if !due.IsZero() {
 						obs.Late(now.Sub(due))
 					}
 				}
-				msgs = append(msgs, m)
+				batch = append(batch, rec)
 			default:
 				break drain
 			}
 		}
-		for _, m := range msgs {
-			batch = append(batch, toRecord(m))
-		}
 		outs, err := p.Handle(ctx, batch)
 		if err != nil {
-			return fmt.Errorf("handle %s/%d@%d: %w", a.Topic, a.Partition, msgs[0].Offset, err)
+			return fmt.Errorf("handle %s/%d@%d: %w", a.Topic, a.Partition, batch[0].Offset, err)
 		}
 		if !l.write(hard, log, outs) {
 			return nil
 		}
-		last := msgs[len(msgs)-1]
+		last := batch[len(batch)-1]
 		if err := l.commit(gen, a, last.Offset+1); err != nil {
 			// The generation is over or the coordinator is gone: whoever
 			// owns the partition next reads these records again.
@@ -408,7 +408,7 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 			acker.Acked(batch)
 		}
 		obs.Handled(batch, outs, fetchedAt)
-		if delayer != nil && head == nil {
+		if delayer != nil && !hasHead {
 			obs.Waiting(a.Partition, 0)
 		}
 	}
@@ -452,8 +452,14 @@ func (l *Loop) commit(gen *kafka.Generation, a Assignment, next int64) error {
 // Client.NewWriter.
 func Messages(outs []envelope.Output) []kafka.Message {
 	msgs := make([]kafka.Message, len(outs))
+	n := 0
+	for _, o := range outs {
+		n += len(o.Headers)
+	}
+	all := make([]kafka.Header, n) // one array for the whole batch
 	for i, o := range outs {
-		hs := make([]kafka.Header, len(o.Headers))
+		hs := all[:len(o.Headers):len(o.Headers)]
+		all = all[len(o.Headers):]
 		for j, h := range o.Headers {
 			hs[j] = kafka.Header{Key: h.Key, Value: h.Value}
 		}

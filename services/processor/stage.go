@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"strconv"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -22,6 +23,22 @@ type Stage struct {
 	Log      *zap.Logger
 	// Now is the clock. Optional, default time.Now.
 	Now func() time.Time
+
+	once      sync.Once
+	name      string
+	processed [][]envelope.Header // by attempt - 1
+}
+
+// prepare computes once what every record of the stage shares.
+func (s *Stage) prepare() {
+	s.name = s.Topology.StageName(s.Step)
+	s.processed = make([][]envelope.Header, s.Step+1)
+	for i := range s.processed {
+		s.processed[i] = []envelope.Header{
+			{Key: envelope.HeaderAttempts, Value: []byte(strconv.Itoa(i + 1))},
+			{Key: envelope.HeaderProcessedBy, Value: []byte(s.name)},
+		}
+	}
 }
 
 // Open serves every partition with the same stateless stage.
@@ -32,8 +49,9 @@ func (s *Stage) Open(_ context.Context, a pipeline.Assignment) (pipeline.Partiti
 // Handle returns one output per input record.
 func (s *Stage) Handle(_ context.Context, batch []envelope.Record) ([]envelope.Output, error) {
 	outs := make([]envelope.Output, 0, len(batch))
+	now := s.now() // one clock reading per batch: the batch is handled at once
 	for _, r := range batch {
-		outs = append(outs, s.Decide(r))
+		outs = append(outs, s.decide(r, now))
 	}
 	return outs, nil
 }
@@ -45,11 +63,11 @@ func (s *Stage) DueAt(r envelope.Record) time.Time {
 	if s.Step == 0 {
 		return time.Time{}
 	}
-	h, err := envelope.ParseHistory(r)
+	due, err := envelope.ParseDueAt(r)
 	if err != nil {
 		return time.Time{}
 	}
-	return h.DueAt
+	return due
 }
 
 func (s *Stage) now() time.Time {
@@ -60,9 +78,11 @@ func (s *Stage) now() time.Time {
 }
 
 // Decide returns where record r goes from this stage.
-func (s *Stage) Decide(r envelope.Record) envelope.Output {
-	name := s.Topology.StageName(s.Step)
-	now := s.now()
+func (s *Stage) Decide(r envelope.Record) envelope.Output { return s.decide(r, s.now()) }
+
+func (s *Stage) decide(r envelope.Record, now time.Time) envelope.Output {
+	s.once.Do(s.prepare)
+	name := s.name
 	var h envelope.History
 	if s.Step == 0 {
 		h = envelope.Begin(r)
@@ -89,19 +109,37 @@ func (s *Stage) Decide(r envelope.Record) envelope.Output {
 			return s.deadLetter(r, h, envelope.ReasonRetriesExhausted)
 		}
 		h.DueAt = now.Add(s.Topology.Delay(s.Step + 1))
-		s.Log.Info("retry scheduled", zap.String("stage", name), zap.String("orderId", o.OrderID),
-			zap.Int("attempt", attempt), zap.String("next", next), zap.Time("due", h.DueAt), zap.Error(err))
+		// Check first: at high rates most lines are sampled out (LOG_SAMPLE),
+		// and then their fields are not even built.
+		if ce := s.Log.Check(zap.InfoLevel, "retry scheduled"); ce != nil {
+			ce.Write(zap.String("stage", name), zap.String("orderId", o.OrderID),
+				zap.Int("attempt", attempt), zap.String("next", next), zap.Time("due", h.DueAt), zap.Error(err))
+		}
 		return envelope.Output{Topic: next, Partition: envelope.AnyPartition, Key: r.Key, Value: r.Value, Headers: h.Headers()}
 	}
-	s.Log.Info("order processed", zap.String("stage", name), zap.String("orderId", o.OrderID),
-		zap.Int("attempt", attempt), zap.String("product", o.Product), zap.Float32("price", o.Price))
+	if ce := s.Log.Check(zap.InfoLevel, "order processed"); ce != nil {
+		ce.Write(zap.String("stage", name), zap.String("orderId", o.OrderID),
+			zap.Int("attempt", attempt), zap.String("product", o.Product), zap.Float32("price", o.Price))
+	}
+	key := r.Key
+	if string(key) != o.OrderID {
+		key = []byte(o.OrderID)
+	}
 	return envelope.Output{
 		Topic: s.Topology.Processed, Partition: envelope.AnyPartition,
-		Key: []byte(o.OrderID), Value: r.Value,
-		Headers: []envelope.Header{
-			{Key: envelope.HeaderAttempts, Value: []byte(strconv.Itoa(attempt))},
-			{Key: envelope.HeaderProcessedBy, Value: []byte(name)},
-		},
+		Key: key, Value: r.Value, Headers: s.processedHeaders(attempt, name),
+	}
+}
+
+// processedHeaders are the headers of an order this stage processed on its
+// attempt-th try. Outputs are only read, so each attempt's are shared.
+func (s *Stage) processedHeaders(attempt int, name string) []envelope.Header {
+	if attempt >= 1 && attempt <= len(s.processed) {
+		return s.processed[attempt-1]
+	}
+	return []envelope.Header{
+		{Key: envelope.HeaderAttempts, Value: []byte(strconv.Itoa(attempt))},
+		{Key: envelope.HeaderProcessedBy, Value: []byte(name)},
 	}
 }
 

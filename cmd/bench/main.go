@@ -1,0 +1,55 @@
+// Command bench measures every stage of the pipeline against the bare Kafka
+// client (make bench): it prints the results table and writes the plots.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/orderflow/orders/services/bench"
+)
+
+func main() {
+	var cfg bench.Config
+	flag.StringVar(&cfg.Binary, "bin", "bin/orders", "the orders binary")
+	flag.IntVar(&cfg.Orders, "orders", 200000, "orders pre-filled for each throughput run")
+	flag.IntVar(&cfg.DelayOrders, "delay-orders", 10000, "failing orders produced for the delay accuracy")
+	flag.Float64Var(&cfg.DelayRate, "delay-rate", 1000, "orders per second for the delay accuracy")
+	flag.IntVar(&cfg.Rounds, "rounds", 5, "rounds of each throughput measurement; the table gives the medians")
+	flag.StringVar(&cfg.ProfileDir, "profile", "", "write a CPU profile of each stage process of the first round here")
+	flag.StringVar(&cfg.ModuleDir, "module", ".", "module root for the Avro benchmarks; empty skips them")
+	flag.StringVar(&cfg.OutDir, "out", "services/bench/results", "directory for the plots and the table; empty writes none")
+	flag.Parse()
+	cfg.Progress = os.Stderr
+	if cfg.Binary != "" {
+		abs, err := filepath.Abs(cfg.Binary)
+		if err == nil {
+			cfg.Binary = abs
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	rep, err := bench.Run(ctx, cfg)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+	fmt.Println(rep)
+	if cfg.OutDir != "" {
+		files := map[string]string{"results.md": rep.String()}
+		if len(rep.Avro) > 0 {
+			files["avro-bench.txt"] = rep.Avro[0].Raw // for benchstat
+		}
+		for name, text := range files {
+			if err := os.WriteFile(filepath.Join(cfg.OutDir, name), []byte(text), 0o644); err != nil {
+				fmt.Fprintln(os.Stderr, "bench:", err)
+				os.Exit(1)
+			}
+		}
+	}
+}

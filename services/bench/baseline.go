@@ -1,0 +1,160 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+
+	"github.com/orderflow/orders/services/envelope"
+	"github.com/orderflow/orders/services/pipeline"
+)
+
+// bare is the Kafka client alone doing what a stage's loop does, without the
+// stage: for each assigned partition it fetches what is there (up to
+// MaxBatch records), writes every record unchanged to Out in one synchronous
+// write with acks from all replicas, and commits after the acknowledgement.
+// With Out empty it only consumes and commits. It is the yardstick of the
+// stages: the same consumer group, per-partition readers, batch sizes and
+// writer batching as services/pipeline, and nothing else.
+type bare struct {
+	Client   pipeline.Client
+	Group    string
+	Topic    string
+	Out      string // optional: without it, consume and commit only
+	MaxBatch int
+	Writer   pipeline.WriterConfig
+}
+
+// run consumes until ctx ends. ready is closed at the first assignment.
+func (b bare) run(ctx context.Context, ready chan<- struct{}) error {
+	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID: b.Group, Brokers: b.Client.Brokers, Dialer: b.Client.Dialer(), Topics: []string{b.Topic},
+		HeartbeatInterval: time.Second, SessionTimeout: 10 * time.Second, RebalanceTimeout: 10 * time.Second,
+		JoinGroupBackoff: time.Second, StartOffset: kafka.FirstOffset,
+	})
+	if err != nil {
+		return fmt.Errorf("consumer group: %w", err)
+	}
+	defer group.Close()
+	var w *pipeline.Writer
+	if b.Out != "" {
+		// The stages' own writer: kafka-go's Writer with acks from all
+		// replicas and the same batching, so the yardstick is the client
+		// as the stages configure it.
+		pw := b.Client.NewWriter(b.Writer, zap.NewNop())
+		w = &pw
+		defer w.Close()
+	}
+	var (
+		once     sync.Once
+		commitMu sync.Mutex // a generation's commits share one connection
+		fatal    = make(chan error, 1)
+	)
+	for {
+		gen, err := group.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			select {
+			case err := <-fatal:
+				return err
+			default:
+			}
+			continue
+		}
+		for _, a := range gen.Assignments[b.Topic] {
+			part, offset := a.ID, a.Offset
+			gen.Start(func(gctx context.Context) {
+				if err := b.partition(gctx, gen, &commitMu, w, part, offset); err != nil && gctx.Err() == nil {
+					select {
+					case fatal <- err:
+					default:
+					}
+				}
+			})
+		}
+		once.Do(func() { close(ready) })
+	}
+}
+
+func (b bare) partition(ctx context.Context, gen *kafka.Generation, commitMu *sync.Mutex, w *pipeline.Writer, part int, offset int64) error {
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: b.Client.Brokers, Dialer: b.Client.Dialer(), Topic: b.Topic, Partition: part,
+		MinBytes: 1, MaxBytes: 4 << 20, MaxWait: 250 * time.Millisecond, QueueCapacity: b.MaxBatch,
+	})
+	defer r.Close()
+	if err := r.SetOffset(offset); err != nil {
+		return err
+	}
+	queue := make(chan kafka.Message, b.MaxBatch)
+	fctx, stop := context.WithCancel(ctx)
+	var fetcher sync.WaitGroup
+	fetcher.Add(1)
+	go func() {
+		defer fetcher.Done()
+		defer close(queue)
+		for {
+			m, err := r.FetchMessage(fctx)
+			if err != nil {
+				return
+			}
+			select {
+			case queue <- m:
+			case <-fctx.Done():
+				return
+			}
+		}
+	}()
+	defer func() {
+		stop()
+		fetcher.Wait()
+	}()
+	batch := make([]kafka.Message, 0, b.MaxBatch)
+	for {
+		m, ok := <-queue
+		if !ok {
+			return nil
+		}
+		batch = append(batch[:0], m)
+	drain:
+		for len(batch) < b.MaxBatch {
+			select {
+			case m, ok := <-queue:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, m)
+			default:
+				break drain
+			}
+		}
+		if w != nil {
+			out := make([]kafka.Message, len(batch))
+			for i, m := range batch {
+				out[i] = kafka.Message{Topic: b.Out, Partition: envelope.AnyPartition, Key: m.Key, Value: m.Value, Headers: m.Headers}
+			}
+			if err := w.WriteMessages(ctx, out...); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("write: %w", err)
+			}
+		}
+		last := batch[len(batch)-1]
+		commitMu.Lock()
+		err := gen.CommitOffsets(map[string]map[int]int64{b.Topic: {part: last.Offset + 1}})
+		commitMu.Unlock()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, kafka.RebalanceInProgress) {
+				return nil
+			}
+			return fmt.Errorf("commit: %w", err)
+		}
+	}
+}

@@ -1,0 +1,500 @@
+// Package bench measures every stage against the bare Kafka client on the
+// same broker and data, in the same run: main, retry and aggregator
+// throughput, delay accuracy, the cost of failures, Avro, memory and
+// scaling. Stages run as real `orders run ...` processes on an `orders
+// broker` process; the bare loops run in this process. cmd/bench runs it.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
+
+	"github.com/orderflow/orders/services/admin"
+	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/topology"
+)
+
+// Config of a benchmark run.
+type Config struct {
+	// Binary is the orders binary. Required.
+	Binary string
+	// Orders pre-filled for each throughput measurement. Optional, default 200000.
+	Orders int
+	// Partitions of every topic. Optional, default 6.
+	Partitions int
+	// DelayOrders produced at DelayRate for the delay accuracy; each is
+	// retried by every retry stage. Optional, default 10000.
+	DelayOrders int
+	// DelayRate in orders per second. Optional, default 1000.
+	DelayRate float64
+	// Delays of the retry ladder in the delay measurement. Optional,
+	// default 500ms,1s,2s.
+	Delays []time.Duration
+	// Procs are the process counts of the scaling curve. Optional, default 1,2,3.
+	Procs []int
+	// ModuleDir is the module root, where `go test -bench` runs for the
+	// Avro row. Optional: without it the row is skipped.
+	ModuleDir string
+	// OutDir receives the plots. Optional: without it none are written.
+	OutDir string
+	// Rounds of each throughput measurement; the table gives the medians.
+	// Optional, default 5.
+	Rounds int
+	// ProfileDir receives a CPU profile of each stage process of the first
+	// round of rows 1 to 3. Optional: without it none are written.
+	ProfileDir string
+	// Progress receives a line per step. Optional.
+	Progress io.Writer
+	// Timeout of each measurement. Optional, default 10m.
+	Timeout time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Orders <= 0 {
+		c.Orders = 200000
+	}
+	if c.Partitions <= 0 {
+		c.Partitions = 6
+	}
+	if c.DelayOrders <= 0 {
+		c.DelayOrders = 10000
+	}
+	if c.DelayRate <= 0 {
+		c.DelayRate = 1000
+	}
+	if c.Delays == nil {
+		c.Delays = []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second}
+	}
+	if c.Procs == nil {
+		c.Procs = []int{1, 2, 3}
+	}
+	if c.Rounds <= 0 {
+		c.Rounds = 5
+	}
+	if c.Progress == nil {
+		c.Progress = io.Discard
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 10 * time.Minute
+	}
+}
+
+// Throughput is records handled over a time.
+type Throughput struct {
+	Records int64
+	Elapsed time.Duration
+	// CPU used meanwhile by the consumer's process (for a bare loop, this
+	// process) and by the broker's.
+	CPU, BrokerCPU time.Duration
+}
+
+// CPUPerRecord is the consumer's and the broker's CPU time per record.
+func (t Throughput) CPUPerRecord() (consumer, broker time.Duration) {
+	if t.Records == 0 {
+		return 0, 0
+	}
+	return t.CPU / time.Duration(t.Records), t.BrokerCPU / time.Duration(t.Records)
+}
+
+// Rate is records per second.
+func (t Throughput) Rate() float64 {
+	if t.Elapsed <= 0 {
+		return 0
+	}
+	return float64(t.Records) / t.Elapsed.Seconds()
+}
+
+func (t Throughput) String() string {
+	return fmt.Sprintf("%.0f/s (%d in %.2fs)", t.Rate(), t.Records, t.Elapsed.Seconds())
+}
+
+// Report is everything one run measured.
+type Report struct {
+	Config Config
+	// One pair per round: the stage and its yardstick, measured one after
+	// the other on the same broker and data.
+	Main, Retry, Aggregator []Pair
+	// Failures pairs 50% failing orders (Stage) with none (Base).
+	Failures []Pair
+	// Scaling holds, per round, the main stage's throughput with each
+	// process count of Config.Procs.
+	Scaling  [][]Throughput
+	Lateness []Lateness // one per retry stage
+	// Peak RSS of one process of each stage, the highest over the rounds.
+	MainRSS, RetryRSS, AggRSS int64
+	Avro                      []AvroResult
+	Machine                   string
+	Elapsed                   time.Duration
+}
+
+// Pair is a stage's throughput beside its yardstick's in the same round.
+type Pair struct{ Stage, Base Throughput }
+
+// Ratio is the stage's rate over the yardstick's.
+func (p Pair) Ratio() float64 { return ratio(p.Stage.Rate(), p.Base.Rate()) }
+
+type runner struct {
+	cfg    Config
+	top    topology.Topology
+	broker *proc
+}
+
+func (r *runner) logf(format string, args ...any) {
+	fmt.Fprintf(r.cfg.Progress, "%s  %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
+
+// Run runs every measurement, one after the other.
+func Run(ctx context.Context, cfg Config) (Report, error) {
+	cfg.setDefaults()
+	rep := Report{Config: cfg, Machine: Machine()}
+	began := time.Now()
+	top, err := topology.New(topology.Topology{Partitions: cfg.Partitions, Delays: []time.Duration{time.Second, time.Second, time.Second}})
+	if err != nil {
+		return rep, err
+	}
+	r := &runner{cfg: cfg, top: top}
+	for round := range cfg.Rounds {
+		r.logf("round %d of %d", round+1, cfg.Rounds)
+		if err := r.stages(ctx, &rep, round); err != nil {
+			return rep, err
+		}
+		if err := r.failures(ctx, &rep, round); err != nil {
+			return rep, err
+		}
+		if err := r.scaling(ctx, &rep); err != nil {
+			return rep, err
+		}
+	}
+	if err := r.delays(ctx, &rep); err != nil {
+		return rep, err
+	}
+	if cfg.ModuleDir != "" {
+		r.logf("avro: the schemas benchmarks, 6 runs")
+		if rep.Avro, err = RunAvro(ctx, cfg.ModuleDir, 6); err != nil {
+			return rep, err
+		}
+	}
+	rep.Elapsed = time.Since(began)
+	if cfg.OutDir != "" {
+		if err := rep.WritePlots(cfg.OutDir); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+const benchTopic = "bench_copy"
+
+// withBroker runs fn against a fresh broker process with every topic created.
+func (r *runner) withBroker(ctx context.Context, top topology.Topology, fn func(pipeline.Client) error) error {
+	b, addr, err := startBroker(ctx, r.cfg.Binary)
+	if err != nil {
+		return err
+	}
+	defer b.stop()
+	r.broker = b
+	client := pipeline.Client{Brokers: []string{addr}}
+	if _, err := admin.EnsureTopics(ctx, client, top, admin.CheckConfig{}); err != nil {
+		return err
+	}
+	a := client.Admin()
+	defer a.Close()
+	res, err := a.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{
+		{Topic: benchTopic, NumPartitions: top.Partitions, ReplicationFactor: 1},
+	}})
+	if err != nil {
+		return fmt.Errorf("create %s: %w", benchTopic, err)
+	}
+	for t, err := range res.Errors {
+		if err != nil {
+			return fmt.Errorf("create %s: %w", t, err)
+		}
+	}
+	return fn(client)
+}
+
+// env is the environment of a stage process.
+func (r *runner) env(client pipeline.Client, top topology.Topology, failProducts string) []string {
+	var ds []string
+	for _, d := range top.Delays {
+		ds = append(ds, d.String())
+	}
+	return []string{
+		"KAFKA_BROKERS=" + strings.Join(client.Brokers, ","), "PARTITIONS=" + strconv.Itoa(top.Partitions),
+		"RETRY_DELAYS=" + strings.Join(ds, ","), "FAIL_PRODUCTS=" + failProducts, "FLAKY_RATE=0",
+		"LOG_FORMAT=json", "LOG_LEVEL=info",
+	}
+}
+
+// stageRun starts n processes of a stage, measures them until the group's
+// lag is 0 and stops them. It returns the peak RSS of the first process.
+func (r *runner) stageRun(ctx context.Context, client pipeline.Client, env []string, n int, profile, group, topic string, args ...string) (Throughput, int64, error) {
+	if profile != "" && r.cfg.ProfileDir != "" {
+		if err := os.MkdirAll(r.cfg.ProfileDir, 0o755); err != nil {
+			return Throughput{}, 0, err
+		}
+		args = append(args, "--cpuprofile", filepath.Join(r.cfg.ProfileDir, profile+".prof"))
+	}
+	var ps []*proc
+	defer func() {
+		for _, p := range ps {
+			p.stop()
+		}
+	}()
+	for range n {
+		p, err := start(r.cfg.Binary, env, args...)
+		if err != nil {
+			return Throughput{}, 0, err
+		}
+		ps = append(ps, p)
+	}
+	ready := func() (bool, error) {
+		gen, total := int32(-1), 0
+		for _, p := range ps {
+			if p.exited() {
+				return false, fmt.Errorf("%s exited: %v\n%s", p.name, p.err, p.output())
+			}
+			g, parts := p.assignment()
+			if g < 0 || (gen >= 0 && g != gen) {
+				return false, nil
+			}
+			gen, total = g, total+parts
+		}
+		return total == r.top.Partitions, nil
+	}
+	cpu0, bcpu0 := cpuTime(ps[0].cmd.Process.Pid), cpuTime(r.broker.cmd.Process.Pid)
+	t, err := r.measure(ctx, client, group, topic, ready)
+	if err != nil {
+		return t, 0, err
+	}
+	t.CPU, t.BrokerCPU = cpuTime(ps[0].cmd.Process.Pid)-cpu0, cpuTime(r.broker.cmd.Process.Pid)-bcpu0
+	rss, err := ps[0].peakRSS()
+	return t, rss, err
+}
+
+// bareRun runs the bare loop b until its group's lag is 0.
+func (r *runner) bareRun(ctx context.Context, b bare) (Throughput, error) {
+	b.MaxBatch = 500
+	rctx, cancel := context.WithCancel(ctx)
+	ready := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() { errc <- b.run(rctx, ready) }()
+	cpu0, bcpu0 := cpuTime(os.Getpid()), cpuTime(r.broker.cmd.Process.Pid)
+	t, err := r.measure(ctx, b.Client, b.Group, b.Topic, func() (bool, error) {
+		select {
+		case <-ready:
+			return true, nil
+		case err := <-errc:
+			return false, fmt.Errorf("bare loop: %w", err)
+		default:
+			return false, nil
+		}
+	})
+	t.CPU, t.BrokerCPU = cpuTime(os.Getpid())-cpu0, cpuTime(r.broker.cmd.Process.Pid)-bcpu0
+	cancel()
+	select {
+	case <-errc:
+	case <-time.After(30 * time.Second):
+		return t, fmt.Errorf("bare loop did not stop")
+	}
+	return t, err
+}
+
+// measure waits until ready, then counts the records the group commits
+// from then until its lag is 0. Joining the group is left out of the
+// figure, for stages and bare loops alike.
+func (r *runner) measure(ctx context.Context, client pipeline.Client, group, topic string, ready func() (bool, error)) (Throughput, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
+	defer cancel()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, err := ready()
+		if err != nil {
+			return Throughput{}, err
+		}
+		if ok {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return Throughput{}, fmt.Errorf("%s: not ready: %w", group, ctx.Err())
+		case <-tick.C:
+		}
+	}
+	t0 := time.Now()
+	lag0, _, err := admin.GroupLag(ctx, client, group, topic)
+	if err != nil {
+		return Throughput{}, err
+	}
+	if lag0 == 0 {
+		return Throughput{}, fmt.Errorf("%s: the backlog was gone before the measurement began; use more orders", group)
+	}
+	tick.Reset(25 * time.Millisecond)
+	for {
+		select {
+		case <-ctx.Done():
+			return Throughput{}, fmt.Errorf("%s: lag not 0: %w", group, ctx.Err())
+		case <-tick.C:
+		}
+		lag, _, err := admin.GroupLag(ctx, client, group, topic)
+		if err != nil {
+			return Throughput{}, err
+		}
+		if _, err := ready(); err != nil {
+			return Throughput{}, err
+		}
+		if lag == 0 {
+			return Throughput{Records: lag0, Elapsed: time.Since(t0)}, nil
+		}
+	}
+}
+
+// stages measures rows 1, 2, 3 and 7 on one broker: each bare loop, then
+// its stage, on the same records.
+func (r *runner) stages(ctx context.Context, rep *Report, round int) error {
+	profile := func(name string) string {
+		if round > 0 {
+			return ""
+		}
+		return name
+	}
+	return r.withBroker(ctx, r.top, func(client pipeline.Client) error {
+		n := r.cfg.Orders
+		r.logf("fill: %d orders in %s, %d due retries in %s", n, r.top.Orders, n, r.top.RetryTopic(1))
+		if err := fill(ctx, client, r.top.Orders, n, 1, false); err != nil {
+			return err
+		}
+		if err := fill(ctx, client, r.top.RetryTopic(1), n, 2, true); err != nil {
+			return err
+		}
+		env := r.env(client, r.top, "Item3")
+		runs := []struct {
+			what, name string
+			bare       bare
+			args       []string
+			pairs      *[]Pair
+			rss        *int64
+		}{
+			{"main stage", topology.StageMain, bare{Topic: r.top.Orders, Out: benchTopic}, []string{"run", "main"}, &rep.Main, &rep.MainRSS},
+			{"retry stage 1", topology.RetryStageName(1), bare{Topic: r.top.RetryTopic(1), Out: benchTopic}, []string{"run", "retry", "--stage", "1"}, &rep.Retry, &rep.RetryRSS},
+			{"aggregator", topology.StageAggregator, bare{Topic: r.top.Processed}, []string{"run", "aggregator"}, &rep.Aggregator, &rep.AggRSS},
+		}
+		for _, run := range runs {
+			b := run.bare
+			b.Client, b.Group = client, "bench-bare-"+run.name
+			// The order alternates from round to round, so that neither side
+			// always runs on a broker that has just done more work.
+			var p Pair
+			var rss int64
+			bareRun := func() (err error) { p.Base, err = r.bareRun(ctx, b); return err }
+			stageRun := func() (err error) {
+				p.Stage, rss, err = r.stageRun(ctx, client, env, 1, profile(run.name), r.top.Group(run.name), b.Topic, run.args...)
+				return err
+			}
+			first, second := bareRun, stageRun
+			if round%2 == 1 {
+				first, second = stageRun, bareRun
+			}
+			if err := first(); err != nil {
+				return err
+			}
+			if err := second(); err != nil {
+				return err
+			}
+			*run.pairs = append(*run.pairs, p)
+			*run.rss = max(*run.rss, rss)
+			sc, sb := p.Stage.CPUPerRecord()
+			bc, bb := p.Base.CPUPerRecord()
+			r.logf("  %s on %s: %.0f/s, bare loop %.0f/s, ratio %.2f, peak RSS %.1f MiB; CPU per record: stage %v + broker %v, bare %v + broker %v",
+				run.what, b.Topic, p.Stage.Rate(), p.Base.Rate(), p.Ratio(), mib(rss), sc, sb, bc, bb)
+		}
+		return nil
+	})
+}
+
+// mainOnFreshBroker fills a fresh broker's orders topic and measures n
+// main-stage processes on it.
+func (r *runner) mainOnFreshBroker(ctx context.Context, n, orders int, failProducts string) (Throughput, error) {
+	var t Throughput
+	err := r.withBroker(ctx, r.top, func(client pipeline.Client) error {
+		if err := fill(ctx, client, r.top.Orders, orders, 1, false); err != nil {
+			return err
+		}
+		var err error
+		t, _, err = r.stageRun(ctx, client, r.env(client, r.top, failProducts), n, "", r.top.Group(topology.StageMain), r.top.Orders, "run", "main")
+		return err
+	})
+	return t, err
+}
+
+// failures measures row 5: half the orders failing against none.
+func (r *runner) failures(ctx context.Context, rep *Report, round int) error {
+	var p Pair
+	fifty := func() (err error) {
+		p.Stage, err = r.mainOnFreshBroker(ctx, 1, r.cfg.Orders, "Item1,Item2")
+		return err
+	}
+	none := func() (err error) { p.Base, err = r.mainOnFreshBroker(ctx, 1, r.cfg.Orders, ""); return err }
+	first, second := fifty, none
+	if round%2 == 1 {
+		first, second = none, fifty
+	}
+	if err := first(); err != nil {
+		return err
+	}
+	if err := second(); err != nil {
+		return err
+	}
+	rep.Failures = append(rep.Failures, p)
+	r.logf("  main stage with 50%% failing: %.0f/s, with 0%% failing: %.0f/s, ratio %.2f", p.Stage.Rate(), p.Base.Rate(), p.Ratio())
+	return nil
+}
+
+// scaling measures row 8.
+func (r *runner) scaling(ctx context.Context, rep *Report) error {
+	var ts []Throughput
+	for _, n := range r.cfg.Procs {
+		// Processes that start together join the group one after the
+		// other: the first takes every partition and works alone until the
+		// rebalance, about a heartbeat (1s) later. The measurement starts
+		// once all are assigned, so the backlog is three times larger
+		// here, to leave most of it for then.
+		t, err := r.mainOnFreshBroker(ctx, n, 3*r.cfg.Orders, "Item3")
+		if err != nil {
+			return err
+		}
+		r.logf("  main stage, %d processes: %v", n, t)
+		ts = append(ts, t)
+	}
+	rep.Scaling = append(rep.Scaling, ts)
+	return nil
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func nopLogger() *zap.Logger { return zap.NewNop() }
+
+// Machine describes the machine: CPUs, CPU model and Go version.
+func Machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%d CPUs (%s), %s", runtime.NumCPU(), model, runtime.Version())
+}
