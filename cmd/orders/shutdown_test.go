@@ -73,6 +73,11 @@ func TestSigtermDuplicatesNothing(t *testing.T) {
 	tally := outcome.NewTally()
 	for round := 1; round <= 3; round++ {
 		main := c.start("run", "main")
+		// Stop it only once it works: a signal before the process has set
+		// up its handler would kill it, which is not what is tested here.
+		testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+			return strings.Contains(main.Output(), "assigned partitions"), "main has not joined its group"
+		})
 		threshold := round * n / 4
 		testkit.Eventually(t, time.Minute, func() (bool, string) {
 			if err := tally.Poll(context.Background(), c.client, c.top); err != nil {
