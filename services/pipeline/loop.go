@@ -268,6 +268,14 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 			return nil
 		}
 	}
+	if start >= 0 && start > a.Committed {
+		// The stage's own state is ahead of the group (it wrote its state
+		// and died before committing): record that, or the group would
+		// show lag that no record will ever clear.
+		if err := l.commit(gen, a, start); err != nil {
+			log.Warn("commit the offset the stage resumes from", zap.Int64("offset", start), zap.Error(err))
+		}
+	}
 
 	reader := kafka.NewReader(kafka.ReaderConfig{
 		Brokers:        l.cfg.Client.Brokers,

@@ -180,3 +180,46 @@ func TestStopDuringLongDelayIsPrompt(t *testing.T) {
 		t.Fatalf("a record due in a minute was handled: %+v", h)
 	}
 }
+
+// resumeAt is a stage whose own state says where to resume, ahead of the
+// group's committed offset, as the aggregator's does.
+type resumeAt struct {
+	at      int64
+	handled chan int64
+}
+
+func (r *resumeAt) Open(context.Context, pipeline.Assignment) (pipeline.Partition, int64, error) {
+	return r, r.at, nil
+}
+
+func (r *resumeAt) Handle(_ context.Context, batch []envelope.Record) ([]envelope.Output, error) {
+	for _, rec := range batch {
+		r.handled <- rec.Offset
+	}
+	return nil, nil
+}
+
+// A stage that resumes past the group's committed offset has that offset
+// committed at once, so the group shows no lag its state has already
+// cleared.
+func TestResumeAheadOfTheGroupIsCommitted(t *testing.T) {
+	client, in, _ := setup(t, 1)
+	produce(t, client, in, 0, time.Now(), time.Now(), time.Now())
+	st := &resumeAt{at: 3, handled: make(chan int64, 3)}
+	startLoop(t, client, in, st)
+	admin := client.Admin()
+	defer admin.Close()
+	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+		res, err := admin.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: "g_" + t.Name(), Topics: map[string][]int{in: {0}}})
+		if err != nil {
+			return false, err.Error()
+		}
+		got := res.Topics[in][0].CommittedOffset
+		return got == 3, "committed " + strconv.FormatInt(got, 10)
+	})
+	select {
+	case off := <-st.handled:
+		t.Fatalf("record %d before the resume point was handled", off)
+	default:
+	}
+}
