@@ -69,11 +69,7 @@ an outcome and prints a summary; with --count 0 it runs until interrupted.`,
 			if pcfg.Count > 0 {
 				go func() {
 					defer close(done)
-					t, tot, err := outcome.Wait(wctx, c.client, c.topology, pcfg.Count, 500*time.Millisecond,
-						func(ctx context.Context) (outcome.Totals, error) {
-							t, err := aggregator.ReadTotals(ctx, c.client, c.topology)
-							return outcome.Totals{Count: t.Count, Average: t.Average}, err
-						})
+					t, tot, err := outcome.Wait(wctx, c.client, c.topology, pcfg.Count, 500*time.Millisecond)
 					summary, waitErr = t.Summary(tot), err
 				}()
 			}

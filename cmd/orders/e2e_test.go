@@ -88,14 +88,11 @@ func expected(n int, seed uint64) []schemas.Order {
 
 // wait returns the tally once want orders have an outcome and the
 // aggregator has counted every processed one.
-func (c *cluster) wait(want int, timeout time.Duration) (*outcome.Tally, outcome.Totals) {
+func (c *cluster) wait(want int, timeout time.Duration) (*outcome.Tally, aggregator.Totals) {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	tally, tot, err := outcome.Wait(ctx, c.client, c.top, want, 200*time.Millisecond, func(ctx context.Context) (outcome.Totals, error) {
-		t, err := aggregator.ReadTotals(ctx, c.client, c.top)
-		return outcome.Totals{Count: t.Count, Average: t.Average}, err
-	})
+	tally, tot, err := outcome.Wait(ctx, c.client, c.top, want, 200*time.Millisecond)
 	if err != nil {
 		c.t.Fatalf("waiting for %d outcomes: %v (have %d: %d processed, %d dead, aggregator count %d)",
 			want, err, tally.Final(), len(tally.Processed), len(tally.Dead), tot.Count)

@@ -67,11 +67,7 @@ func (a *Aggregator) Totals() Totals {
 	defer a.mu.Unlock()
 	var t Totals
 	for _, p := range a.totals {
-		t.Count += p.Count
-		t.Sum += p.Sum
-	}
-	if t.Count > 0 {
-		t.Average = t.Sum / float64(t.Count)
+		t = t.add(Snapshot{Count: p.Count, Sum: p.Sum})
 	}
 	return t
 }

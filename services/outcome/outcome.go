@@ -11,6 +11,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/orderflow/orders/schemas"
+	"github.com/orderflow/orders/services/aggregator"
 	"github.com/orderflow/orders/services/envelope"
 	"github.com/orderflow/orders/services/pipeline"
 	"github.com/orderflow/orders/topology"
@@ -110,7 +111,7 @@ type Summary struct {
 }
 
 // Summary tallies t; totals is the aggregator's view of the average.
-func (t *Tally) Summary(totals Totals) Summary {
+func (t *Tally) Summary(totals aggregator.Totals) Summary {
 	s := Summary{Processed: len(t.Processed), DeadLettered: len(t.Dead), Duplicates: t.Duplicates(),
 		Average: totals.Average, AverageCount: totals.Count}
 	for _, p := range t.Processed {
@@ -121,24 +122,17 @@ func (t *Tally) Summary(totals Totals) Summary {
 	return s
 }
 
-// Totals is the aggregator's count and average.
-type Totals struct {
-	Count   int64
-	Average float64
-}
-
 // Wait polls the final topics every interval until want distinct orders
-// have an outcome and ready reports that the aggregator counted every
-// processed order, or ctx ends.
-func Wait(ctx context.Context, client pipeline.Client, top topology.Topology, want int, every time.Duration,
-	totals func(context.Context) (Totals, error)) (*Tally, Totals, error) {
+// have an outcome and the aggregator's state counts every processed order,
+// or ctx ends.
+func Wait(ctx context.Context, client pipeline.Client, top topology.Topology, want int, every time.Duration) (*Tally, aggregator.Totals, error) {
 	t := NewTally()
 	for {
 		if err := t.Poll(ctx, client, top); err != nil && ctx.Err() == nil {
-			return t, Totals{}, err
+			return t, aggregator.Totals{}, err
 		}
 		if t.Final() >= want {
-			tot, err := totals(ctx)
+			tot, err := aggregator.ReadTotals(ctx, client, top)
 			if err == nil && tot.Count >= int64(len(t.Processed)) {
 				return t, tot, nil
 			}
@@ -147,7 +141,7 @@ func Wait(ctx context.Context, client pipeline.Client, top topology.Topology, wa
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return t, Totals{}, ctx.Err()
+			return t, aggregator.Totals{}, ctx.Err()
 		case <-timer.C:
 		}
 	}
