@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/orderflow/orders/services/broker"
+	"github.com/orderflow/orders/services/testkit"
 )
 
 // A member that dies while its join request is in flight is removed once
@@ -67,7 +69,15 @@ func TestSilentMemberIsRemoved(t *testing.T) {
 	if _, err := conn.Write(frame(req)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond) // let the broker read it before the connection goes
+	// Close the connection only once the broker holds the join: the
+	// group then has two members.
+	testkit.Eventually(t, 10*time.Second, func() (bool, string) {
+		res, err := client.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{"g"}})
+		if err != nil || len(res.Groups) != 1 {
+			return false, fmt.Sprint(err)
+		}
+		return len(res.Groups[0].Members) == 2, fmt.Sprintf("%d members, %s", len(res.Groups[0].Members), res.Groups[0].GroupState)
+	})
 	conn.Close()
 
 	sawShare := false
