@@ -136,7 +136,6 @@ type Loop struct {
 	writer Writer
 
 	commitMu sync.Mutex
-	joined   chan struct{}
 	joinOnce sync.Once
 }
 
@@ -154,12 +153,8 @@ func NewLoop(cfg Config, stage Stage, log *zap.Logger) (*Loop, error) {
 		stage:  stage,
 		log:    log,
 		writer: cfg.Client.NewWriter(cfg.Writer, log),
-		joined: make(chan struct{}),
 	}, nil
 }
-
-// Joined is closed once the loop has joined its group the first time.
-func (l *Loop) Joined() <-chan struct{} { return l.joined }
 
 // Run consumes until ctx is done. It returns nil on cancellation and an
 // error only for a failure that restarting the loop would not fix. When ctx
@@ -215,7 +210,6 @@ func (l *Loop) Run(ctx context.Context) error {
 			continue
 		}
 		l.joinOnce.Do(func() {
-			close(l.joined)
 			l.cfg.Observer.Joined()
 		})
 		var parts []int
