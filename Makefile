@@ -39,6 +39,7 @@ fuzz: ## run each fuzz test for FUZZTIME (default 10s)
 	$(GO) test ./schemas/ -run=NONE -fuzz=FuzzDecode -fuzztime=$(FUZZTIME)
 	$(GO) test ./services/envelope/ -run=NONE -fuzz=FuzzParseHistory -fuzztime=$(FUZZTIME)
 	$(GO) test ./services/envelope/ -run=NONE -fuzz=FuzzFailures -fuzztime=$(FUZZTIME)
+	$(GO) test ./services/envelope/ -run=NONE -fuzz=FuzzTimes -fuzztime=$(FUZZTIME)
 
 vet:
 	$(GO) vet ./...

@@ -14,8 +14,10 @@ import (
 // exactly what appendFailures writes and hands anything else, such as a
 // header written by another producer, to encoding/json.
 
-// appendFailures appends fs as a JSON array.
-func appendFailures(b []byte, fs []Failure) []byte {
+// appendFailures appends fs as a JSON array. A failure at the instant
+// known, in UTC, gets knownText as its time, which is what it would be
+// written as: most histories write their latest failure time twice.
+func appendFailures(b []byte, fs []Failure, known time.Time, knownText []byte) []byte {
 	if fs == nil {
 		return append(b, "null"...)
 	}
@@ -39,7 +41,11 @@ func appendFailures(b []byte, fs []Failure) []byte {
 		b = append(b, `,"attempt":`...)
 		b = strconv.AppendInt(b, int64(f.Attempt), 10)
 		b = append(b, `,"at":"`...)
-		b = f.At.AppendFormat(b, time.RFC3339Nano)
+		if _, off := f.At.Zone(); off == 0 && len(knownText) > 0 && f.At.Equal(known) {
+			b = append(b, knownText...)
+		} else {
+			b = appendRFC3339(b, f.At)
+		}
 		b = append(b, `","error":`...)
 		b = appendJSONString(b, f.Error)
 		b = append(b, '}')
@@ -122,7 +128,12 @@ func parseFailuresFast(v []byte) ([]Failure, bool) {
 		var at []byte
 		ok := p.lit(`{"stage":`) && p.str(&f.Stage) && p.lit(`,"attempt":`) && p.int(&f.Attempt) &&
 			p.lit(`,"at":`) && p.raw(&at) && p.lit(`,"error":`) && p.str(&f.Error) && p.lit("}")
-		if !ok || f.At.UnmarshalText(at) != nil {
+		if !ok {
+			return nil, false
+		}
+		if t, utc := parseUTC(at); utc {
+			f.At = t
+		} else if f.At.UnmarshalText(at) != nil {
 			return nil, false
 		}
 		fs = append(fs, f)

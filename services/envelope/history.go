@@ -115,15 +115,31 @@ func (h History) Failed(stage string, at time.Time, err error) History {
 	h.LastFailureAt = at
 	h.LastStage = stage
 	h.LastError = msg
-	errs := make([]Failure, 0, MaxErrors)
-	if n := len(h.Errors); n >= MaxErrors {
-		errs = append(errs, h.Errors[n-MaxErrors+1:]...)
-	} else {
-		errs = append(errs, h.Errors...)
+	keep := h.Errors
+	if n := len(keep); n >= MaxErrors {
+		keep = keep[n-MaxErrors+1:]
 	}
+	errs := make([]Failure, 0, len(keep)+1)
+	errs = append(errs, keep...)
 	h.Errors = append(errs, Failure{Stage: stage, Attempt: h.Attempts, At: at, Error: msg})
 	return h
 }
+
+// Indexes of historyKeys.
+const (
+	iAttempts = iota
+	iOriginalTopic
+	iOriginalPartition
+	iOriginalOffset
+	iFirstFailureAt
+	iLastFailureAt
+	iLastStage
+	iLastError
+	iDueAt
+	iErrors
+	iErrorClass
+	iReplays
+)
 
 // historyKeys are the history headers in the order Headers writes them.
 var historyKeys = [...]string{
@@ -132,40 +148,63 @@ var historyKeys = [...]string{
 	HeaderErrorClass, HeaderReplays, // optional when parsing
 }
 
-// historyKeyIndex is the index of key in historyKeys, or -1.
+// historyKeyIndex is the index of key in historyKeys, or -1. It is asked
+// of every header of every retried record, so it compares one string at most.
 func historyKeyIndex(key string) int {
-	switch key {
-	case HeaderAttempts:
-		return 0
-	case HeaderOriginalTopic:
-		return 1
-	case HeaderOriginalPartition:
-		return 2
-	case HeaderOriginalOffset:
-		return 3
-	case HeaderFirstFailureAt:
-		return 4
-	case HeaderLastFailureAt:
-		return 5
-	case HeaderLastStage:
-		return 6
-	case HeaderLastError:
-		return 7
-	case HeaderDueAt:
-		return 8
-	case HeaderErrors:
-		return 9
-	case HeaderErrorClass:
-		return 10
-	case HeaderReplays:
-		return 11
+	const retry = "x-retry-"
+	if len(key) <= len(retry) || key[:len(retry)] != retry {
+		if key == HeaderReplays {
+			return iReplays
+		}
+		return -1
 	}
-	return -1
+	// The length of the rest tells all but three pairs apart; one letter
+	// tells those; the comparison at the end confirms the guess.
+	var i int
+	switch rest := key[len(retry):]; len(rest) {
+	case len("attempts"):
+		i = iAttempts
+	case len("original-topic"):
+		i = iOriginalTopic
+	case len("original-partition"):
+		i = iOriginalPartition
+	case len("original-offset"): // and last-failure-at
+		i = iOriginalOffset
+		if rest[0] == 'l' {
+			i = iLastFailureAt
+		}
+	case len("first-failure-at"):
+		i = iFirstFailureAt
+	case len("last-stage"): // and last-error
+		i = iLastStage
+		if rest[5] == 'e' {
+			i = iLastError
+		}
+	case len("due-at"): // and errors
+		i = iDueAt
+		if rest[0] == 'e' {
+			i = iErrors
+		}
+	case len("error-class"):
+		i = iErrorClass
+	default:
+		return -1
+	}
+	if historyKeys[i] != key {
+		return -1
+	}
+	return i
 }
 
 // Headers encodes h as record headers. Their values share one buffer.
 func (h History) Headers() []Header {
-	b := make([]byte, 0, 192+len(h.OriginalTopic)+2*len(h.LastStage)+2*len(h.LastError)+len(h.Errors)*(96+MaxErrorLen/4))
+	// The numbers and 3 times take at most 136 bytes; an error in the
+	// list 80 besides its texts, which are rarely escaped.
+	size := 136 + len(h.OriginalTopic) + len(h.LastStage) + len(h.LastError) + len(h.ErrorClass)
+	for _, f := range h.Errors {
+		size += 80 + len(f.Stage) + len(f.Error)
+	}
+	b := make([]byte, 0, size)
 	var end [len(historyKeys)]int
 	b = strconv.AppendInt(b, int64(h.Attempts), 10)
 	end[0] = len(b)
@@ -177,7 +216,11 @@ func (h History) Headers() []Header {
 	end[3] = len(b)
 	b = appendTime(b, h.FirstFailureAt)
 	end[4] = len(b)
-	b = appendTime(b, h.LastFailureAt)
+	if h.LastFailureAt.Equal(h.FirstFailureAt) { // a first failure: the same text again
+		b = append(b, b[end[3]:end[4]]...)
+	} else {
+		b = appendTime(b, h.LastFailureAt)
+	}
 	end[5] = len(b)
 	b = append(b, h.LastStage...)
 	end[6] = len(b)
@@ -185,7 +228,7 @@ func (h History) Headers() []Header {
 	end[7] = len(b)
 	b = appendTime(b, h.DueAt)
 	end[8] = len(b)
-	b = appendFailures(b, h.Errors)
+	b = appendFailures(b, h.Errors, h.LastFailureAt, b[end[4]:end[5]])
 	end[9] = len(b)
 	b = append(b, h.ErrorClass...)
 	end[10] = len(b)
@@ -217,18 +260,38 @@ func ParseHistory(r Record) (History, error) {
 	return h, nil
 }
 
-// ParseDueAt is ParseHistory(r).DueAt with the same errors, without
-// decoding the error list, which never makes a history invalid. A retry
-// stage asks it of every record it waits for.
+// ParseDueAt reads the due time alone, with the errors ParseHistory gives
+// for it. A retry stage asks it of every record it waits for; the rest of
+// the history is checked when the record is handled.
 func ParseDueAt(r Record) (time.Time, error) {
-	h, err := parseScalars(r)
-	return h.DueAt, err
+	for i := len(r.Headers) - 1; i >= 0; i-- {
+		if r.Headers[i].Key == HeaderDueAt {
+			return parseTime(HeaderDueAt, r.Headers[i].Value)
+		}
+	}
+	return time.Time{}, missing(HeaderDueAt)
+}
+
+func missing(key string) error { return fmt.Errorf("%w: missing %s", ErrHeaders, key) }
+
+// parseTime reads a time header.
+func parseTime(key string, v []byte) (time.Time, error) {
+	if len(v) > maxHeaderLen {
+		return time.Time{}, tooLong(key, v)
+	}
+	t, err := parseRFC3339(v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: %s is not an RFC 3339 time: %q", ErrHeaders, key, truncate(string(v), 40))
+	}
+	return t, nil
+}
+
+func tooLong(key string, v []byte) error {
+	return fmt.Errorf("%w: %s is %d bytes long", ErrHeaders, key, len(v))
 }
 
 // parseScalars reads every history header but the error list.
 func parseScalars(r Record) (History, error) {
-	var h History
-	var err error
 	// One pass over the headers finds every history header; the last of a
 	// name wins, as with Record.Header.
 	var found [len(historyKeys)][]byte
@@ -238,67 +301,73 @@ func parseScalars(r Record) (History, error) {
 			found[i], seen[i] = hd.Value, true
 		}
 	}
-	get := func(key string) string {
-		if err != nil {
-			return ""
-		}
-		i := historyKeyIndex(key)
-		v, ok := found[i], seen[i]
+	// The required headers in the order their errors are reported.
+	for i := range iErrors {
 		switch {
-		case !ok:
-			err = fmt.Errorf("%w: missing %s", ErrHeaders, key)
-		case len(v) > maxHeaderLen:
-			err = fmt.Errorf("%w: %s is %d bytes long", ErrHeaders, key, len(v))
+		case !seen[i]:
+			return History{}, missing(historyKeys[i])
+		case len(found[i]) > maxHeaderLen:
+			return History{}, tooLong(historyKeys[i], found[i])
 		}
-		return string(v)
 	}
-	num := func(key string) int64 {
-		s := get(key)
+	var (
+		h   History
+		err error
+	)
+	num := func(i int) int64 {
 		if err != nil {
 			return 0
 		}
-		n, perr := strconv.ParseInt(s, 10, 64)
-		if perr != nil || n < 0 {
-			err = fmt.Errorf("%w: %s is not a count: %q", ErrHeaders, key, truncate(s, 32))
+		n, ok := count(found[i])
+		if !ok {
+			err = fmt.Errorf("%w: %s is not a count: %q", ErrHeaders, historyKeys[i], truncate(string(found[i]), 32))
 		}
 		return n
 	}
-	when := func(key string) time.Time {
-		s := get(key)
+	when := func(i int) time.Time {
 		if err != nil {
 			return time.Time{}
 		}
-		t, perr := time.Parse(time.RFC3339Nano, s)
-		if perr != nil {
-			err = fmt.Errorf("%w: %s is not an RFC 3339 time: %q", ErrHeaders, key, truncate(s, 40))
-		}
+		var t time.Time
+		t, err = parseTime(historyKeys[i], found[i])
 		return t
 	}
-	h.Attempts = int(num(HeaderAttempts))
-	h.OriginalTopic = get(HeaderOriginalTopic)
-	h.OriginalPartition = int(num(HeaderOriginalPartition))
-	h.OriginalOffset = num(HeaderOriginalOffset)
-	h.FirstFailureAt = when(HeaderFirstFailureAt)
-	h.LastFailureAt = when(HeaderLastFailureAt)
-	h.LastStage = get(HeaderLastStage)
-	h.LastError = get(HeaderLastError)
-	h.DueAt = when(HeaderDueAt)
+	h.Attempts = int(num(iAttempts))
+	h.OriginalTopic = string(found[iOriginalTopic])
+	h.OriginalPartition = int(num(iOriginalPartition))
+	h.OriginalOffset = num(iOriginalOffset)
+	h.FirstFailureAt = when(iFirstFailureAt)
+	h.LastFailureAt = when(iLastFailureAt)
+	h.LastStage = string(found[iLastStage])
+	h.LastError = string(found[iLastError])
+	h.DueAt = when(iDueAt)
 	if err != nil {
 		return History{}, err
 	}
 	if h.Attempts < 1 {
 		return History{}, fmt.Errorf("%w: %s is %d, want at least 1", ErrHeaders, HeaderAttempts, h.Attempts)
 	}
-	if v := found[10]; seen[10] && len(v) <= 64 {
+	if v := found[iErrorClass]; seen[iErrorClass] && len(v) <= 64 {
 		h.ErrorClass = string(v)
 	}
-	if seen[11] {
-		h.Replays = parseReplays(found[11])
+	if seen[iReplays] {
+		h.Replays = parseReplays(found[iReplays])
 	}
 	return h, nil
 }
 
-func appendTime(b []byte, t time.Time) []byte { return t.UTC().AppendFormat(b, time.RFC3339Nano) }
+// count reads a non-negative decimal that fits an int64, as
+// strconv.ParseInt does with an optional sign.
+func count(v []byte) (int64, bool) {
+	if len(v) > 0 && len(v) <= 18 && v[0] != '+' && v[0] != '-' {
+		n, ok := digits(v)
+		return int64(n), ok
+	}
+	n, err := strconv.ParseInt(string(v), 10, 64)
+	return n, err == nil && n >= 0
+}
+
+func appendTime(b []byte, t time.Time) []byte { return appendRFC3339(b, t.UTC()) }
 
 // truncate cuts s to at most n bytes, on a UTF-8 character boundary.
 func truncate(s string, n int) string {
