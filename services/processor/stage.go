@@ -27,11 +27,18 @@ type Stage struct {
 	once      sync.Once
 	name      string
 	processed [][]envelope.Header // by attempt - 1
+	next      string              // where a failed order goes
+	retry     bool                // whether next is a retry topic
+	delay     time.Duration       // of the retry stage next, if retry
 }
 
 // prepare computes once what every record of the stage shares.
 func (s *Stage) prepare() {
 	s.name = s.Topology.StageName(s.Step)
+	s.next, s.retry = s.Topology.NextOnFailure(s.Step)
+	if s.retry {
+		s.delay = s.Topology.Delay(s.Step + 1)
+	}
 	s.processed = make([][]envelope.Header, s.Step+1)
 	for i := range s.processed {
 		s.processed[i] = []envelope.Header{
@@ -41,24 +48,43 @@ func (s *Stage) prepare() {
 	}
 }
 
-// Open serves every partition with the same stateless stage.
+// Open serves each partition with the stage, which is stateless, and an
+// output array of the partition's own.
 func (s *Stage) Open(_ context.Context, a pipeline.Assignment) (pipeline.Partition, int64, error) {
-	return s, a.Committed, nil
+	return &partition{Stage: s}, a.Committed, nil
 }
 
 // Handle returns one output per input record.
 func (s *Stage) Handle(_ context.Context, batch []envelope.Record) ([]envelope.Output, error) {
-	outs := make([]envelope.Output, 0, len(batch))
+	return s.appendOutputs(make([]envelope.Output, 0, len(batch)), batch), nil
+}
+
+func (s *Stage) appendOutputs(outs []envelope.Output, batch []envelope.Record) []envelope.Output {
 	now := s.now() // one clock reading per batch: the batch is handled at once
 	for _, r := range batch {
 		outs = append(outs, s.decide(r, now))
 	}
-	return outs, nil
+	return outs
+}
+
+// partition is the stage on one partition.
+type partition struct {
+	*Stage
+	outs []envelope.Output
+}
+
+// Handle is Stage.Handle into the array of the previous batch's outputs,
+// which the loop is done with.
+func (p *partition) Handle(_ context.Context, batch []envelope.Record) ([]envelope.Output, error) {
+	clear(p.outs) // nothing of the previous batch stays reachable from here
+	p.outs = p.appendOutputs(p.outs[:0], batch)
+	return p.outs, nil
 }
 
 // DueAt is when a retry record may be handled: the due time in its
 // headers. Records without a readable one are due at once, and Decide
-// dead-letters them.
+// dead-letters them; so does it, when due, a record whose other history
+// headers are broken.
 func (s *Stage) DueAt(r envelope.Record) time.Time {
 	if s.Step == 0 {
 		return time.Time{}
@@ -104,11 +130,11 @@ func (s *Stage) decide(r envelope.Record, now time.Time) envelope.Output {
 	if err := s.Rule.Process(o, attempt); err != nil {
 		h = h.Failed(name, now, err)
 		h.ErrorClass = ErrorClass(err)
-		next, retry := s.Topology.NextOnFailure(s.Step)
-		if !retry {
+		if !s.retry {
 			return s.deadLetter(r, h, envelope.ReasonRetriesExhausted)
 		}
-		h.DueAt = now.Add(s.Topology.Delay(s.Step + 1))
+		next := s.next
+		h.DueAt = now.Add(s.delay)
 		// Check first: at high rates most lines are sampled out (LOG_SAMPLE),
 		// and then their fields are not even built.
 		if ce := s.Log.Check(zap.InfoLevel, "retry scheduled"); ce != nil {
