@@ -77,7 +77,11 @@ func (r *Registry) SetAverage(count int64, average float64) {
 
 // Stage returns the observer of one stage's loop.
 func (r *Registry) Stage(name string) *Stage {
-	s := &Stage{r: r, name: name, waiting: map[int]int{}}
+	s := &Stage{
+		r: r, name: name, waiting: map[int]int{},
+		consumed: r.consumed.WithLabelValues(name), processed: r.processed.WithLabelValues(name),
+		handling: r.handling.WithLabelValues(name), lateness: r.lateness.WithLabelValues(name),
+	}
 	r.mu.Lock()
 	r.stages = append(r.stages, s)
 	r.mu.Unlock()
@@ -101,6 +105,9 @@ type Stage struct {
 	r      *Registry
 	name   string
 	joined atomic.Bool
+	// The series of this stage that every batch updates.
+	consumed, processed prometheus.Counter
+	handling, lateness  prometheus.Observer
 
 	mu      sync.Mutex
 	waiting map[int]int
@@ -112,28 +119,29 @@ func (s *Stage) Joined() { s.joined.Store(true) }
 // Handled counts a committed batch by the outcome of each output.
 func (s *Stage) Handled(batch []envelope.Record, outs []envelope.Output, began time.Time) {
 	r := s.r
-	r.consumed.WithLabelValues(s.name).Add(float64(len(batch)))
+	s.consumed.Add(float64(len(batch)))
 	took := time.Since(began).Seconds()
-	h := r.handling.WithLabelValues(s.name)
 	for range batch {
-		h.Observe(took)
+		s.handling.Observe(took)
 	}
+	processed := 0
 	for _, o := range outs {
 		switch {
 		case o.Topic == r.top.Processed:
-			r.processed.WithLabelValues(s.name).Inc()
+			processed++
 		case o.Topic == r.top.DLQ:
 			r.dead.WithLabelValues(s.name, header(o, envelope.HeaderDLQReason, "unknown")).Inc()
 		case strings.HasPrefix(o.Topic, r.top.Orders+"_retry_"):
 			r.retried.WithLabelValues(s.name, header(o, envelope.HeaderErrorClass, "other")).Inc()
 		}
 	}
+	if processed > 0 {
+		s.processed.Add(float64(processed))
+	}
 }
 
 // Late records how late a delayed record was taken up.
-func (s *Stage) Late(late time.Duration) {
-	s.r.lateness.WithLabelValues(s.name).Observe(late.Seconds())
-}
+func (s *Stage) Late(late time.Duration) { s.lateness.Observe(late.Seconds()) }
 
 // Waiting records how many records of a partition wait for their due time.
 func (s *Stage) Waiting(partition, n int) {

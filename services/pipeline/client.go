@@ -82,20 +82,23 @@ func (a *Admin) Close() { a.transport.CloseIdleConnections() }
 // WriterConfig tunes the writer of a stage.
 type WriterConfig struct {
 	// BatchSize is the most records sent in one produce request per
-	// partition. Optional, default 1000.
+	// partition; kafka-go allocates room for that many with each request.
+	// Optional, default 500, a stage's MaxBatch.
 	BatchSize int
 	// BatchTimeout is how long a partial batch waits for more records.
-	// Optional, default 2ms: writes are synchronous, so a long wait would
-	// stall every batch that does not fill up.
+	// Optional, default 1ns. Writes are synchronous and each hands the
+	// writer everything there is to write, so waiting for more only delays
+	// the acknowledgement; the writer adds all the records of one call
+	// before a batch's timeout can send it.
 	BatchTimeout time.Duration
 }
 
 func (w *WriterConfig) setDefaults() {
 	if w.BatchSize <= 0 {
-		w.BatchSize = 1000
+		w.BatchSize = 500
 	}
 	if w.BatchTimeout <= 0 {
-		w.BatchTimeout = 2 * time.Millisecond
+		w.BatchTimeout = time.Nanosecond
 	}
 }
 

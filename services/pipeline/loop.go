@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
@@ -33,7 +34,8 @@ type Assignment struct {
 type Partition interface {
 	// Handle returns the records to produce for a batch of consecutive
 	// records. The loop writes them, waits for their acknowledgement and only
-	// then commits the batch. An error stops the loop: business failures are
+	// then commits the batch; it is done with them when it calls Handle
+	// again, so a partition may reuse their array. An error stops the loop: business failures are
 	// outputs (a retry or DLQ record), not errors.
 	Handle(ctx context.Context, batch []envelope.Record) ([]envelope.Output, error)
 }
@@ -114,6 +116,9 @@ func (c *Options) setDefaults() {
 	}
 	if c.StopGrace <= 0 {
 		c.StopGrace = 5 * time.Second
+	}
+	if c.Writer.BatchSize <= 0 {
+		c.Writer.BatchSize = c.MaxBatch
 	}
 	c.Writer.setDefaults()
 }
@@ -332,6 +337,7 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 		head    envelope.Record
 		hasHead bool
 		batch   []envelope.Record
+		msgs    []kafka.Message
 	)
 	for {
 		if ctx.Err() != nil {
@@ -394,7 +400,11 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 		if err != nil {
 			return fmt.Errorf("handle %s/%d@%d: %w", a.Topic, a.Partition, batch[0].Offset, err)
 		}
-		if !l.write(hard, log, outs) {
+		// The messages of one batch are done with once written: their
+		// array carries the next batch's.
+		clear(msgs)
+		msgs = appendMessages(msgs[:0], outs)
+		if !l.write(hard, log, msgs) {
 			return nil
 		}
 		last := batch[len(batch)-1]
@@ -416,13 +426,12 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 	}
 }
 
-// write produces outs synchronously, retrying until every record is
+// write produces msgs synchronously, retrying until every record is
 // acknowledged. It returns false if ctx ends first.
-func (l *Loop) write(ctx context.Context, log *zap.Logger, outs []envelope.Output) bool {
-	if len(outs) == 0 {
+func (l *Loop) write(ctx context.Context, log *zap.Logger, msgs []kafka.Message) bool {
+	if len(msgs) == 0 {
 		return true
 	}
-	msgs := Messages(outs)
 	for b := NewBackoff(); ; {
 		err := l.writer.WriteMessages(ctx, msgs...)
 		if err == nil {
@@ -451,34 +460,43 @@ func (l *Loop) commit(gen *kafka.Generation, a Assignment, next int64) error {
 }
 
 // Messages converts outputs to kafka-go messages for a writer made by
-// Client.NewWriter.
+// Client.NewWriter. Headers are shared, not copied (see headersOf).
 func Messages(outs []envelope.Output) []kafka.Message {
-	msgs := make([]kafka.Message, len(outs))
-	n := 0
+	return appendMessages(make([]kafka.Message, 0, len(outs)), outs)
+}
+
+func appendMessages(msgs []kafka.Message, outs []envelope.Output) []kafka.Message {
 	for _, o := range outs {
-		n += len(o.Headers)
-	}
-	all := make([]kafka.Header, n) // one array for the whole batch
-	for i, o := range outs {
-		hs := all[:len(o.Headers):len(o.Headers)]
-		all = all[len(o.Headers):]
-		for j, h := range o.Headers {
-			hs[j] = kafka.Header{Key: h.Key, Value: h.Value}
-		}
-		msgs[i] = kafka.Message{Topic: o.Topic, Partition: o.Partition, Key: o.Key, Value: o.Value, Headers: hs}
+		msgs = append(msgs, kafka.Message{Topic: o.Topic, Partition: o.Partition, Key: o.Key, Value: o.Value, Headers: kafkaHeaders(o.Headers)})
 	}
 	return msgs
 }
 
 func toRecord(m kafka.Message) envelope.Record {
-	hs := make([]envelope.Header, len(m.Headers))
-	for i, h := range m.Headers {
-		hs[i] = envelope.Header{Key: h.Key, Value: h.Value}
-	}
 	return envelope.Record{
 		Topic: m.Topic, Partition: m.Partition, Offset: m.Offset,
-		Key: m.Key, Value: m.Value, Headers: hs, Time: m.Time,
+		Key: m.Key, Value: m.Value, Headers: envelopeHeaders(m.Headers), Time: m.Time,
 	}
+}
+
+// kafka.Header and envelope.Header are the same struct, which this
+// conversion checks at compile time; so a slice of one is a slice of the
+// other, and the headers of every record pass between the client and the
+// stages without a copy. Neither side changes headers it did not make.
+var _ = kafka.Header(envelope.Header{})
+
+func envelopeHeaders(hs []kafka.Header) []envelope.Header {
+	if len(hs) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*envelope.Header)(unsafe.Pointer(unsafe.SliceData(hs))), len(hs))
+}
+
+func kafkaHeaders(hs []envelope.Header) []kafka.Header {
+	if len(hs) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*kafka.Header)(unsafe.Pointer(unsafe.SliceData(hs))), len(hs))
 }
 
 // SleepUntil waits until now() reaches t, or ctx ends (false). It checks the
