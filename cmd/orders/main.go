@@ -36,7 +36,7 @@ func main() {
 
 func newRoot() *cobra.Command {
 	s := &settings{}
-	var cpuProfile string
+	var cpuProfile, memProfile string
 	var stopProfile func()
 	root := &cobra.Command{
 		Use:   "orders",
@@ -51,7 +51,7 @@ Every setting is a flag and an environment variable; flags win.`,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			applyEnv(cmd, s.list())
 			var err error
-			stopProfile, err = startCPUProfile(cpuProfile)
+			stopProfile, err = startProfiles(cpuProfile, memProfile)
 			return err
 		},
 		PersistentPostRun: func(*cobra.Command, []string) {
@@ -65,6 +65,8 @@ Every setting is a flag and an environment variable; flags win.`,
 	// with it); not a setting, so it has no environment variable.
 	root.PersistentFlags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the command to this file")
 	_ = root.PersistentFlags().MarkHidden("cpuprofile")
+	root.PersistentFlags().StringVar(&memProfile, "memprofile", "", "write the allocations of the command to this file when it ends")
+	_ = root.PersistentFlags().MarkHidden("memprofile")
 	root.AddCommand(
 		brokerCmd(s), topicsCmd(s), produceCmd(s), runCmd(s), statsCmd(s), demoCmd(s), aclsCmd(s),
 		inspectCmd(s), traceCmd(s), dlqCmd(s),
@@ -72,22 +74,37 @@ Every setting is a flag and an environment variable; flags win.`,
 	return root
 }
 
-// startCPUProfile starts a CPU profile to path, if not empty, and returns
-// the function that ends it.
-func startCPUProfile(path string) (func(), error) {
-	if path == "" {
-		return func() {}, nil
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("--cpuprofile: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("--cpuprofile: %w", err)
+// startProfiles starts a CPU profile to cpu and an allocation profile to
+// mem, each if not empty, and returns the function that writes them.
+func startProfiles(cpu, mem string) (func(), error) {
+	stopCPU := func() {}
+	if cpu != "" {
+		f, err := os.Create(cpu)
+		if err != nil {
+			return nil, fmt.Errorf("--cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("--cpuprofile: %w", err)
+		}
+		stopCPU = func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}
 	}
 	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
+		stopCPU()
+		if mem == "" {
+			return
+		}
+		f, err := os.Create(mem)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "--memprofile:", err)
+			return
+		}
+		defer f.Close()
+		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+			fmt.Fprintln(os.Stderr, "--memprofile:", err)
+		}
 	}, nil
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -51,7 +52,8 @@ type Config struct {
 	// Optional, default 5.
 	Rounds int
 	// ProfileDir receives a CPU profile of each stage process of the first
-	// round of rows 1 to 3. Optional: without it none are written.
+	// round of rows 1 to 3, and one of this process while it runs each
+	// bare loop (bare-STAGE.prof). Optional: without it none are written.
 	ProfileDir string
 	// Progress receives a line per step. Optional.
 	Progress io.Writer
@@ -243,7 +245,8 @@ func (r *runner) stageRun(ctx context.Context, client pipeline.Client, env []str
 		if err := os.MkdirAll(r.cfg.ProfileDir, 0o755); err != nil {
 			return Throughput{}, 0, err
 		}
-		args = append(args, "--cpuprofile", filepath.Join(r.cfg.ProfileDir, profile+".prof"))
+		args = append(args, "--cpuprofile", filepath.Join(r.cfg.ProfileDir, profile+".prof"),
+			"--memprofile", filepath.Join(r.cfg.ProfileDir, profile+".allocs"))
 	}
 	var ps []*proc
 	defer func() {
@@ -283,8 +286,15 @@ func (r *runner) stageRun(ctx context.Context, client pipeline.Client, env []str
 }
 
 // bareRun runs the bare loop b until its group's lag is 0.
-func (r *runner) bareRun(ctx context.Context, b bare) (Throughput, error) {
+func (r *runner) bareRun(ctx context.Context, b bare, profile string) (Throughput, error) {
 	b.MaxBatch = 500
+	if profile != "" && r.cfg.ProfileDir != "" {
+		stop, err := startProfile(filepath.Join(r.cfg.ProfileDir, profile+".prof"))
+		if err != nil {
+			return Throughput{}, err
+		}
+		defer stop()
+	}
 	rctx, cancel := context.WithCancel(ctx)
 	ready := make(chan struct{})
 	errc := make(chan error, 1)
@@ -363,12 +373,7 @@ func (r *runner) measure(ctx context.Context, client pipeline.Client, group, top
 // stages measures rows 1, 2, 3 and 7 on one broker: each bare loop, then
 // its stage, on the same records.
 func (r *runner) stages(ctx context.Context, rep *Report, round int) error {
-	profile := func(name string) string {
-		if round > 0 {
-			return ""
-		}
-		return name
-	}
+	profile := func(name string) string { return firstRound(round, name) }
 	return r.withBroker(ctx, r.top, func(client pipeline.Client) error {
 		n := r.cfg.Orders
 		r.logf("fill: %d orders in %s, %d due retries in %s", n, r.top.Orders, n, r.top.RetryTopic(1))
@@ -397,7 +402,7 @@ func (r *runner) stages(ctx context.Context, rep *Report, round int) error {
 			// always runs on a broker that has just done more work.
 			var p Pair
 			var rss int64
-			bareRun := func() (err error) { p.Base, err = r.bareRun(ctx, b); return err }
+			bareRun := func() (err error) { p.Base, err = r.bareRun(ctx, b, profile("bare-"+run.name)); return err }
 			stageRun := func() (err error) {
 				p.Stage, rss, err = r.stageRun(ctx, client, env, 1, profile(run.name), r.top.Group(run.name), b.Topic, run.args...)
 				return err
@@ -425,14 +430,14 @@ func (r *runner) stages(ctx context.Context, rep *Report, round int) error {
 
 // mainOnFreshBroker fills a fresh broker's orders topic and measures n
 // main-stage processes on it.
-func (r *runner) mainOnFreshBroker(ctx context.Context, n, orders int, failProducts string) (Throughput, error) {
+func (r *runner) mainOnFreshBroker(ctx context.Context, n, orders int, failProducts, profile string) (Throughput, error) {
 	var t Throughput
 	err := r.withBroker(ctx, r.top, func(client pipeline.Client) error {
 		if err := fill(ctx, client, r.top.Orders, orders, 1, false); err != nil {
 			return err
 		}
 		var err error
-		t, _, err = r.stageRun(ctx, client, r.env(client, r.top, failProducts), n, "", r.top.Group(topology.StageMain), r.top.Orders, "run", "main")
+		t, _, err = r.stageRun(ctx, client, r.env(client, r.top, failProducts), n, profile, r.top.Group(topology.StageMain), r.top.Orders, "run", "main")
 		return err
 	})
 	return t, err
@@ -440,12 +445,16 @@ func (r *runner) mainOnFreshBroker(ctx context.Context, n, orders int, failProdu
 
 // failures measures row 5: half the orders failing against none.
 func (r *runner) failures(ctx context.Context, rep *Report, round int) error {
+	profile := func(name string) string { return firstRound(round, name) }
 	var p Pair
 	fifty := func() (err error) {
-		p.Stage, err = r.mainOnFreshBroker(ctx, 1, r.cfg.Orders, "Item1,Item2")
+		p.Stage, err = r.mainOnFreshBroker(ctx, 1, r.cfg.Orders, "Item1,Item2", profile("main-50-failing"))
 		return err
 	}
-	none := func() (err error) { p.Base, err = r.mainOnFreshBroker(ctx, 1, r.cfg.Orders, ""); return err }
+	none := func() (err error) {
+		p.Base, err = r.mainOnFreshBroker(ctx, 1, r.cfg.Orders, "", profile("main-0-failing"))
+		return err
+	}
 	first, second := fifty, none
 	if round%2 == 1 {
 		first, second = none, fifty
@@ -470,7 +479,7 @@ func (r *runner) scaling(ctx context.Context, rep *Report) error {
 		// rebalance, about a heartbeat (1s) later. The measurement starts
 		// once all are assigned, so the backlog is three times larger
 		// here, to leave most of it for then.
-		t, err := r.mainOnFreshBroker(ctx, n, 3*r.cfg.Orders, "Item3")
+		t, err := r.mainOnFreshBroker(ctx, n, 3*r.cfg.Orders, "Item3", "")
 		if err != nil {
 			return err
 		}
@@ -479,6 +488,30 @@ func (r *runner) scaling(ctx context.Context, rep *Report) error {
 	}
 	rep.Scaling = append(rep.Scaling, ts)
 	return nil
+}
+
+// startProfile writes a CPU profile of this process to path until stop.
+func startProfile(path string) (stop func(), err error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// firstRound is the name of a profile to write in round 0, and none later.
+func firstRound(round int, name string) string {
+	if round > 0 {
+		return ""
+	}
+	return name
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
