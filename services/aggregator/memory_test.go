@@ -19,7 +19,7 @@ import (
 func BenchmarkDedupMemory(b *testing.B) {
 	const orders = 1_000_000
 	for b.Loop() {
-		p := &partition{top: topology.Default(), log: zap.NewNop(), seen: map[string]int64{},
+		p := &partition{top: topology.Default(), log: zap.NewNop(), seen: map[orderKey]int64{},
 			totals: func() Totals { return Totals{} }, update: func(Snapshot) {}}
 		batch := make([]envelope.Record, 0, 500)
 		runtime.GC()

@@ -21,7 +21,7 @@ type partition struct {
 	base     int64
 	index    int
 	cur      Snapshot
-	seen     map[string]int64
+	seen     map[orderKey]int64
 	inFlight Snapshot  // the state written for the batch being acknowledged
 	prices   []float32 // the prices of inFlight.IDs
 }
@@ -48,11 +48,12 @@ func (p *partition) Handle(_ context.Context, batch []envelope.Record) ([]envelo
 			})
 			continue
 		}
-		if _, dup := p.seen[o.OrderID]; dup {
+		k := keyOf(o.OrderID)
+		if _, dup := p.seen[k]; dup {
 			p.log.Debug("duplicate order ignored", zap.String("orderId", o.OrderID), zap.Int64("offset", r.Offset))
 			continue
 		}
-		p.seen[o.OrderID] = -1
+		p.seen[k] = -1
 		next.Count++
 		next.Sum += float64(o.Price)
 		next.IDs = append(next.IDs, o.OrderID)

@@ -66,14 +66,14 @@ func (t Totals) add(s Snapshot) Totals {
 type replay struct {
 	gen  int32
 	cur  Snapshot
-	seen map[string]int64 // orderId -> state offset that counted it; nil: totals only
+	seen map[orderKey]int64 // orderId -> state offset that counted it; nil: totals only
 	any  bool
 }
 
 func newReplay(withIDs bool) *replay {
 	r := &replay{gen: -1}
 	if withIDs {
-		r.seen = make(map[string]int64)
+		r.seen = make(map[orderKey]int64)
 	}
 	return r
 }
@@ -94,7 +94,7 @@ func (r *replay) apply(offset int64, s Snapshot) {
 	}
 	if r.seen != nil {
 		for _, id := range s.IDs {
-			r.seen[id] = offset
+			r.seen[keyOf(id)] = offset
 		}
 	}
 	s.IDs = nil

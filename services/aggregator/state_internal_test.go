@@ -12,8 +12,12 @@ import (
 
 func wantSeen(t *testing.T, rp *replay, want map[string]int64) {
 	t.Helper()
-	if !maps.Equal(rp.seen, want) {
-		t.Fatalf("seen = %v, want %v", rp.seen, want)
+	keyed := make(map[orderKey]int64, len(want))
+	for id, at := range want {
+		keyed[keyOf(id)] = at
+	}
+	if !maps.Equal(rp.seen, keyed) {
+		t.Fatalf("seen = %v, want the keys of %v", rp.seen, want)
 	}
 }
 
