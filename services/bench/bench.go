@@ -129,9 +129,10 @@ type Report struct {
 	// Failures pairs 50% failing orders (Stage) with none (Base).
 	Failures []Pair
 	// Scaling holds, per round, the main stage's throughput with each
-	// process count of Config.Procs.
-	Scaling  [][]Throughput
-	Lateness []Lateness // one per retry stage
+	// process count of Config.Procs; ScalingOneCore the same with each
+	// process held to one core.
+	Scaling, ScalingOneCore [][]Throughput
+	Lateness                []Lateness // one per retry stage
 	// Peak RSS of one process of each stage, the highest over the rounds.
 	MainRSS, RetryRSS, AggRSS int64
 	Avro                      []AvroResult
@@ -429,15 +430,16 @@ func (r *runner) stages(ctx context.Context, rep *Report, round int) error {
 }
 
 // mainOnFreshBroker fills a fresh broker's orders topic and measures n
-// main-stage processes on it.
-func (r *runner) mainOnFreshBroker(ctx context.Context, n, orders int, failProducts, profile string) (Throughput, error) {
+// main-stage processes on it, with extra in their environment.
+func (r *runner) mainOnFreshBroker(ctx context.Context, n, orders int, failProducts, profile string, extra ...string) (Throughput, error) {
 	var t Throughput
 	err := r.withBroker(ctx, r.top, func(client pipeline.Client) error {
 		if err := fill(ctx, client, r.top.Orders, orders, 1, false); err != nil {
 			return err
 		}
 		var err error
-		t, _, err = r.stageRun(ctx, client, r.env(client, r.top, failProducts), n, profile, r.top.Group(topology.StageMain), r.top.Orders, "run", "main")
+		env := append(r.env(client, r.top, failProducts), extra...)
+		t, _, err = r.stageRun(ctx, client, env, n, profile, r.top.Group(topology.StageMain), r.top.Orders, "run", "main")
 		return err
 	})
 	return t, err
@@ -470,23 +472,35 @@ func (r *runner) failures(ctx context.Context, rep *Report, round int) error {
 	return nil
 }
 
-// scaling measures row 8.
+// scaling measures row 8 twice: with each process free to use every core,
+// as one process already does, and with each held to one core
+// (GOMAXPROCS=1), like a container with one CPU, where processes add CPU
+// until the machine has none left.
 func (r *runner) scaling(ctx context.Context, rep *Report) error {
-	var ts []Throughput
-	for _, n := range r.cfg.Procs {
-		// Processes that start together join the group one after the
-		// other: the first takes every partition and works alone until the
-		// rebalance, about a heartbeat (1s) later. The measurement starts
-		// once all are assigned, so the backlog is three times larger
-		// here, to leave most of it for then.
-		t, err := r.mainOnFreshBroker(ctx, n, 3*r.cfg.Orders, "Item3", "")
-		if err != nil {
-			return err
+	for _, c := range []struct {
+		what  string
+		env   []string
+		curve *[][]Throughput
+	}{
+		{"every core", nil, &rep.Scaling},
+		{"one core", []string{"GOMAXPROCS=1"}, &rep.ScalingOneCore},
+	} {
+		var ts []Throughput
+		for _, n := range r.cfg.Procs {
+			// Processes that start together join the group one after the
+			// other: the first takes every partition and works alone until
+			// the rebalance, about a heartbeat (1s) later. The measurement
+			// starts once all are assigned, so the backlog is three times
+			// larger here, to leave most of it for then.
+			t, err := r.mainOnFreshBroker(ctx, n, 3*r.cfg.Orders, "Item3", "", c.env...)
+			if err != nil {
+				return err
+			}
+			r.logf("  main stage, %d processes, %s each: %v", n, c.what, t)
+			ts = append(ts, t)
 		}
-		r.logf("  main stage, %d processes: %v", n, t)
-		ts = append(ts, t)
+		*c.curve = append(*c.curve, ts)
 	}
-	rep.Scaling = append(rep.Scaling, ts)
 	return nil
 }
 

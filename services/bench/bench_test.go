@@ -34,8 +34,10 @@ func TestBenchSmoke(t *testing.T) {
 			t.Errorf("%s: %+v, want one round with positive rates", name, ps)
 		}
 	}
-	if len(rep.Scaling) != 1 || len(rep.Scaling[0]) != 1 || rep.Scaling[0][0].Rate() <= 0 {
-		t.Errorf("scaling: %+v", rep.Scaling)
+	for _, curve := range [][][]bench.Throughput{rep.Scaling, rep.ScalingOneCore} {
+		if len(curve) != 1 || len(curve[0]) != 1 || curve[0][0].Rate() <= 0 {
+			t.Errorf("scaling: %+v", curve)
+		}
 	}
 	if rep.MainRSS <= 0 {
 		t.Errorf("main stage peak RSS %d", rep.MainRSS)
@@ -48,7 +50,7 @@ func TestBenchSmoke(t *testing.T) {
 			t.Errorf("retry-%d: %d records, %d early; want 300, 0", l.Stage, l.N, l.Early)
 		}
 	}
-	if md := rep.Markdown(); !strings.Contains(md, "1. main stage") || !strings.Contains(md, "8. main stage scaling") {
+	if md := rep.Markdown(); !strings.Contains(md, "1. main stage") || strings.Count(md, "8. main stage scaling") != 2 {
 		t.Errorf("table:\n%s", md)
 	}
 	for _, f := range []string{"scaling.svg", "lateness.svg"} {

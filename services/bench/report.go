@@ -53,12 +53,13 @@ func figure(ts []Throughput) string {
 	return fmt.Sprintf("%.0f/s; CPU/record %.1f µs + broker %.1f µs", median(rates), c, b)
 }
 
-// ScalingMedians is the median rate for each process count of Config.Procs.
-func (r Report) ScalingMedians() []float64 {
+// ScalingMedians is the median rate of a scaling curve for each process
+// count of Config.Procs.
+func (r Report) ScalingMedians(curve [][]Throughput) []float64 {
 	var out []float64
 	for i := range r.Config.Procs {
 		var rates []float64
-		for _, round := range r.Scaling {
+		for _, round := range curve {
 			if i < len(round) {
 				rates = append(rates, round[i].Rate())
 			}
@@ -66,6 +67,27 @@ func (r Report) ScalingMedians() []float64 {
 		out = append(out, median(rates))
 	}
 	return out
+}
+
+// scalingRow is row 8 for one curve.
+func (r Report) scalingRow(what string, curve [][]Throughput) (Row, bool) {
+	meds := r.ScalingMedians(curve)
+	if len(curve) == 0 || len(meds) == 0 {
+		return Row{}, false
+	}
+	var parts []string
+	rising := true
+	for i, m := range meds {
+		parts = append(parts, fmt.Sprintf("%d: %.0f/s", r.Config.Procs[i], m))
+		if i > 0 && m < meds[i-1] {
+			rising = false
+		}
+	}
+	return Row{
+		What:  fmt.Sprintf("8. main stage scaling, processes on %d partitions, %s", r.Config.Partitions, what),
+		Stage: strings.Join(parts, ", "), Baseline: fmt.Sprintf("1 process: %.0f/s", meds[0]),
+		Ratio: fmt.Sprintf("**%.2f** (%d vs 1)", ratio(meds[len(meds)-1], meds[0]), r.Config.Procs[len(meds)-1]), Target: "does not fall", Met: rising,
+	}, true
 }
 
 // Rows is the results table.
@@ -112,20 +134,13 @@ func (r Report) Rows() []Row {
 		Stage: fmt.Sprintf("%.1f MiB", mib(r.MainRSS)), Baseline: "-", Ratio: "-", Target: "< 64 MiB",
 		Met: r.MainRSS > 0 && r.MainRSS < 64<<20,
 	})
-	if meds := r.ScalingMedians(); len(meds) > 0 {
-		var parts []string
-		rising := true
-		for i, m := range meds {
-			parts = append(parts, fmt.Sprintf("%d: %.0f/s", r.Config.Procs[i], m))
-			if i > 0 && m < meds[i-1] {
-				rising = false
-			}
+	for _, c := range []struct {
+		what  string
+		curve [][]Throughput
+	}{{"every core each", r.Scaling}, {"one core each (GOMAXPROCS=1)", r.ScalingOneCore}} {
+		if row, ok := r.scalingRow(c.what, c.curve); ok {
+			rows = append(rows, row)
 		}
-		rows = append(rows, Row{
-			What:  fmt.Sprintf("8. main stage scaling, processes on %d partitions", r.Config.Partitions),
-			Stage: strings.Join(parts, ", "), Baseline: fmt.Sprintf("1 process: %.0f/s", meds[0]),
-			Ratio: fmt.Sprintf("**%.2f** (%d vs 1)", ratio(meds[len(meds)-1], meds[0]), r.Config.Procs[len(meds)-1]), Target: "does not fall", Met: rising,
-		})
 	}
 	return rows
 }
