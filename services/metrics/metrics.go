@@ -79,8 +79,7 @@ func (r *Registry) SetAverage(count int64, average float64) {
 func (r *Registry) Stage(name string) *Stage {
 	s := &Stage{
 		r: r, name: name, waiting: map[int]int{},
-		consumed: r.consumed.WithLabelValues(name), processed: r.processed.WithLabelValues(name),
-		handling: r.handling.WithLabelValues(name), lateness: r.lateness.WithLabelValues(name),
+		consumed: r.consumed.WithLabelValues(name), handling: r.handling.WithLabelValues(name),
 	}
 	r.mu.Lock()
 	r.stages = append(r.stages, s)
@@ -105,9 +104,10 @@ type Stage struct {
 	r      *Registry
 	name   string
 	joined atomic.Bool
-	// The series of this stage that every batch updates.
-	consumed, processed prometheus.Counter
-	handling, lateness  prometheus.Observer
+	// The series of this stage that every batch updates; the others appear
+	// once they count something.
+	consumed prometheus.Counter
+	handling prometheus.Observer
 
 	mu      sync.Mutex
 	waiting map[int]int
@@ -136,12 +136,14 @@ func (s *Stage) Handled(batch []envelope.Record, outs []envelope.Output, began t
 		}
 	}
 	if processed > 0 {
-		s.processed.Add(float64(processed))
+		r.processed.WithLabelValues(s.name).Add(float64(processed))
 	}
 }
 
 // Late records how late a delayed record was taken up.
-func (s *Stage) Late(late time.Duration) { s.lateness.Observe(late.Seconds()) }
+func (s *Stage) Late(late time.Duration) {
+	s.r.lateness.WithLabelValues(s.name).Observe(late.Seconds())
+}
 
 // Waiting records how many records of a partition wait for their due time.
 func (s *Stage) Waiting(partition, n int) {

@@ -33,10 +33,11 @@ type Assignment struct {
 // Partition handles the records of one partition, in order.
 type Partition interface {
 	// Handle returns the records to produce for a batch of consecutive
-	// records. The loop writes them, waits for their acknowledgement and only
-	// then commits the batch; it is done with them when it calls Handle
-	// again, so a partition may reuse their array. An error stops the loop: business failures are
-	// outputs (a retry or DLQ record), not errors.
+	// records. The loop writes them, waits for their acknowledgement and
+	// only then commits the batch; it is done with them when it calls
+	// Handle again, so a partition may reuse their array. An error stops
+	// the loop: business failures are outputs (a retry or DLQ record), not
+	// errors.
 	Handle(ctx context.Context, batch []envelope.Record) ([]envelope.Output, error)
 }
 
@@ -460,7 +461,7 @@ func (l *Loop) commit(gen *kafka.Generation, a Assignment, next int64) error {
 }
 
 // Messages converts outputs to kafka-go messages for a writer made by
-// Client.NewWriter. Headers are shared, not copied (see headersOf).
+// Client.NewWriter. Headers are shared, not copied (see kafkaHeaders).
 func Messages(outs []envelope.Output) []kafka.Message {
 	return appendMessages(make([]kafka.Message, 0, len(outs)), outs)
 }
