@@ -360,8 +360,7 @@ func parseScalars(r Record) (History, error) {
 // strconv.ParseInt does with an optional sign.
 func count(v []byte) (int64, bool) {
 	if len(v) > 0 && len(v) <= 18 && v[0] != '+' && v[0] != '-' {
-		n, ok := digits(v)
-		return int64(n), ok
+		return digits(v)
 	}
 	n, err := strconv.ParseInt(string(v), 10, 64)
 	return n, err == nil && n >= 0

@@ -60,12 +60,12 @@ func parseUTC(v []byte) (t time.Time, ok bool) {
 	if len(v) < 20 || v[len(v)-1] != 'Z' || v[4] != '-' || v[7] != '-' || v[10] != 'T' || v[13] != ':' || v[16] != ':' {
 		return time.Time{}, false
 	}
-	year, ok1 := digits(v[0:4])
-	month, ok2 := digits(v[5:7])
-	day, ok3 := digits(v[8:10])
-	hour, ok4 := digits(v[11:13])
-	minute, ok5 := digits(v[14:16])
-	sec, ok6 := digits(v[17:19])
+	year, ok1 := digitsInt(v[0:4])
+	month, ok2 := digitsInt(v[5:7])
+	day, ok3 := digitsInt(v[8:10])
+	hour, ok4 := digitsInt(v[11:13])
+	minute, ok5 := digitsInt(v[14:16])
+	sec, ok6 := digitsInt(v[17:19])
 	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || month < 1 || month > 12 || day < 1 ||
 		day > daysIn(time.Month(month), year) || hour > 23 || minute > 59 || sec > 59 {
 		return time.Time{}, false
@@ -75,7 +75,7 @@ func parseUTC(v []byte) (t time.Time, ok bool) {
 		if len(frac) < 2 || len(frac) > 10 || frac[0] != '.' {
 			return time.Time{}, false
 		}
-		n, ok := digits(frac[1:])
+		n, ok := digitsInt(frac[1:])
 		if !ok {
 			return time.Time{}, false
 		}
@@ -87,16 +87,22 @@ func parseUTC(v []byte) (t time.Time, ok bool) {
 	return time.Date(year, time.Month(month), day, hour, minute, sec, ns, time.UTC), true
 }
 
-// digits reads a run of ASCII digits.
-func digits(b []byte) (int, bool) {
-	n := 0
+// digits reads a run of at most 18 ASCII digits.
+func digits(b []byte) (int64, bool) {
+	var n int64
 	for _, c := range b {
 		if c < '0' || c > '9' {
 			return 0, false
 		}
-		n = n*10 + int(c-'0')
+		n = n*10 + int64(c-'0')
 	}
 	return n, true
+}
+
+// digitsInt reads a run of at most 9 ASCII digits, which fit any int.
+func digitsInt(b []byte) (int, bool) {
+	n, ok := digits(b)
+	return int(n), ok
 }
 
 func daysIn(m time.Month, year int) int {
