@@ -2,25 +2,19 @@ package aggregator
 
 import (
 	"context"
-	"io"
 	"strconv"
 	"testing"
-	"time"
-
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/orderflow/orders/services/envelope"
+	"github.com/orderflow/orders/services/testkit"
 )
 
 // BenchmarkHandle is the aggregator's work per distinct order: decode,
 // de-duplicate, the state record of the batch, and the acknowledgement's
 // running average, logged as the stages log at benchmark rates.
 func BenchmarkHandle(b *testing.B) {
-	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
-	log := zap.New(zapcore.NewSamplerWithOptions(zapcore.NewCore(enc, zapcore.AddSync(io.Discard), zapcore.InfoLevel), time.Second, 100, 100))
 	f := newFixture(4)
-	f.p.log = log
+	f.p.log = testkit.SampledLogger()
 	const size = 500
 	batches := make([][]envelope.Record, (b.N+size-1)/size)
 	for i := range batches {

@@ -2,27 +2,18 @@ package processor_test
 
 import (
 	"context"
-	"io"
 	"strconv"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/orderflow/orders/schemas"
 	"github.com/orderflow/orders/services/envelope"
 	"github.com/orderflow/orders/services/processor"
+	"github.com/orderflow/orders/services/testkit"
 	"github.com/orderflow/orders/topology"
 )
-
-// sampledLogger is the stages' logger at benchmark rates: JSON, info, and
-// the first 100 lines of a message in a second, then one in 100.
-func sampledLogger() *zap.Logger {
-	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
-	core := zapcore.NewCore(enc, zapcore.AddSync(io.Discard), zapcore.InfoLevel)
-	return zap.New(zapcore.NewSamplerWithOptions(core, time.Second, 100, 100))
-}
 
 // orderBatch is a batch of the orders topic with one order in four of the
 // failing product, as in make bench.
@@ -51,7 +42,7 @@ func BenchmarkHandleMain(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			batch := orderBatch(b, 500)
-			s := &processor.Stage{Topology: topology.Default(), Rule: processor.Rule{FailProducts: c.fail}, Log: sampledLogger()}
+			s := &processor.Stage{Topology: topology.Default(), Rule: processor.Rule{FailProducts: c.fail}, Log: testkit.SampledLogger()}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i += len(batch) {
@@ -78,7 +69,7 @@ func BenchmarkHandleRetry(b *testing.B) {
 			batch = append(batch, consumed(o, int64(i)))
 		}
 	}
-	s := &processor.Stage{Step: 1, Topology: topology.Default(), Rule: processor.Rule{FailProducts: []string{"Item3"}}, Log: sampledLogger()}
+	s := &processor.Stage{Step: 1, Topology: topology.Default(), Rule: processor.Rule{FailProducts: []string{"Item3"}}, Log: testkit.SampledLogger()}
 	now := time.Now().Add(time.Hour)
 	b.ReportAllocs()
 	b.ResetTimer()
