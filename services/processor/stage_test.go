@@ -47,15 +47,6 @@ func consumed(out envelope.Output, offset int64) envelope.Record {
 	return envelope.Record{Topic: out.Topic, Partition: 1, Offset: offset, Key: out.Key, Value: out.Value, Headers: out.Headers}
 }
 
-func header(tb testing.TB, hs []envelope.Header, key string) string {
-	tb.Helper()
-	v, ok := envelope.Record{Headers: hs}.Header(key)
-	if !ok {
-		tb.Fatalf("no header %s in %v", key, hs)
-	}
-	return string(v)
-}
-
 func history(tb testing.TB, out envelope.Output) envelope.History {
 	tb.Helper()
 	h, err := envelope.ParseHistory(envelope.Record{Headers: out.Headers})
