@@ -374,7 +374,6 @@ func (r *runner) measure(ctx context.Context, client pipeline.Client, group, top
 // stages measures rows 1, 2, 3 and 7 on one broker: each bare loop, then
 // its stage, on the same records.
 func (r *runner) stages(ctx context.Context, rep *Report, round int) error {
-	profile := func(name string) string { return firstRound(round, name) }
 	return r.withBroker(ctx, r.top, func(client pipeline.Client) error {
 		n := r.cfg.Orders
 		r.logf("fill: %d orders in %s, %d due retries in %s", n, r.top.Orders, n, r.top.RetryTopic(1))
@@ -403,9 +402,9 @@ func (r *runner) stages(ctx context.Context, rep *Report, round int) error {
 			// always runs on a broker that has just done more work.
 			var p Pair
 			var rss int64
-			bareRun := func() (err error) { p.Base, err = r.bareRun(ctx, b, profile("bare-"+run.name)); return err }
+			bareRun := func() (err error) { p.Base, err = r.bareRun(ctx, b, firstRound(round, "bare-"+run.name)); return err }
 			stageRun := func() (err error) {
-				p.Stage, rss, err = r.stageRun(ctx, client, env, 1, profile(run.name), r.top.Group(run.name), b.Topic, run.args...)
+				p.Stage, rss, err = r.stageRun(ctx, client, env, 1, firstRound(round, run.name), r.top.Group(run.name), b.Topic, run.args...)
 				return err
 			}
 			first, second := bareRun, stageRun
@@ -447,14 +446,13 @@ func (r *runner) mainOnFreshBroker(ctx context.Context, n, orders int, failProdu
 
 // failures measures row 5: half the orders failing against none.
 func (r *runner) failures(ctx context.Context, rep *Report, round int) error {
-	profile := func(name string) string { return firstRound(round, name) }
 	var p Pair
 	fifty := func() (err error) {
-		p.Stage, err = r.mainOnFreshBroker(ctx, 1, r.cfg.Orders, "Item1,Item2", profile("main-50-failing"))
+		p.Stage, err = r.mainOnFreshBroker(ctx, 1, r.cfg.Orders, "Item1,Item2", firstRound(round, "main-50-failing"))
 		return err
 	}
 	none := func() (err error) {
-		p.Base, err = r.mainOnFreshBroker(ctx, 1, r.cfg.Orders, "", profile("main-0-failing"))
+		p.Base, err = r.mainOnFreshBroker(ctx, 1, r.cfg.Orders, "", firstRound(round, "main-0-failing"))
 		return err
 	}
 	first, second := fifty, none
