@@ -3,6 +3,7 @@ package main_test
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -46,8 +47,9 @@ func TestHostileInputIsDeadLetteredOnce(t *testing.T) {
 		headers                     []envelope.Header
 	}
 	valid := encode(t, schemas.Order{OrderID: "r1", Product: "Item1", Price: 10})
-	history := envelope.History{Attempts: 1, OriginalTopic: "orders", LastStage: "main", LastError: "x",
-		FirstFailureAt: time.Now(), LastFailureAt: time.Now(), DueAt: time.Now()}.Headers()
+	failed := envelope.Begin(envelope.Record{Topic: "orders"}).Failed("main", time.Now(), errors.New("x"))
+	failed.DueAt = time.Now()
+	history := failed.Headers()
 	garbled := append([]envelope.Header(nil), history...)
 	for i := range garbled {
 		if garbled[i].Key == envelope.HeaderDueAt {

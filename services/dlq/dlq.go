@@ -7,6 +7,7 @@ package dlq
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -219,12 +220,16 @@ func send(write func(envelope.Output) error, top topology.Topology, to string, s
 	if step > 0 {
 		// A retry stage needs a history: the order failed the stages
 		// before this one, and is due now.
+		// Its failures so far are the DLQ record's, then the replay.
 		now := time.Now()
 		h := envelope.History{
-			Attempts: step, OriginalTopic: e.Letter.Topic, OriginalPartition: e.Letter.Partition,
-			OriginalOffset: e.Letter.Offset, FirstFailureAt: e.Letter.FirstFailureAt, LastFailureAt: now,
-			LastStage: "replay", LastError: e.Letter.Error, ErrorClass: "replay", Replays: replays, DueAt: now,
+			OriginalTopic: e.Letter.Topic, OriginalPartition: e.Letter.Partition, OriginalOffset: e.Letter.Offset,
+			FirstFailureAt: e.Letter.FirstFailureAt, Errors: e.Letter.Errors, Replays: replays,
 		}
+		h = h.Failed("replay", now, errors.New(e.Letter.Error))
+		h.Attempts = step
+		h.Errors[len(h.Errors)-1].Attempt = step
+		h.ErrorClass, h.DueAt = "replay", now
 		headers = append(h.Headers(), headers[1])
 	}
 	if err := write(envelope.Output{Topic: to, Partition: envelope.AnyPartition, Key: []byte(e.Letter.Key), Value: raw, Headers: headers}); err != nil {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
-	"time"
 	"unicode/utf8"
 )
 
@@ -14,15 +13,13 @@ import (
 // exactly what appendFailures writes and hands anything else, such as a
 // header written by another producer, to encoding/json.
 
-// appendFailures appends fs as a JSON array. A failure at the instant
-// known, in UTC, gets knownText as its time, which is what it would be
-// written as: most histories write their latest failure time twice.
-func appendFailures(b []byte, fs []Failure, known time.Time, knownText []byte) []byte {
+// appendFailures appends fs as a JSON array, with the times in UTC.
+func appendFailures(b []byte, fs []Failure) []byte {
 	if fs == nil {
 		return append(b, "null"...)
 	}
 	for _, f := range fs {
-		if y := f.At.Year(); y < 0 || y > 9999 {
+		if y := f.At.UTC().Year(); y < 0 || y > 9999 {
 			// encoding/json refuses such times; keep its behaviour.
 			v, err := json.Marshal(fs)
 			if err != nil {
@@ -41,11 +38,7 @@ func appendFailures(b []byte, fs []Failure, known time.Time, knownText []byte) [
 		b = append(b, `,"attempt":`...)
 		b = strconv.AppendInt(b, int64(f.Attempt), 10)
 		b = append(b, `,"at":"`...)
-		if _, off := f.At.Zone(); off == 0 && len(knownText) > 0 && f.At.Equal(known) {
-			b = append(b, knownText...)
-		} else {
-			b = appendRFC3339(b, f.At)
-		}
+		b = appendTime(b, f.At)
 		b = append(b, `","error":`...)
 		b = appendJSONString(b, f.Error)
 		b = append(b, '}')

@@ -15,12 +15,11 @@ import (
 // testdata/fuzz/FuzzParseHistory.
 func FuzzParseHistory(f *testing.F) {
 	keys := []string{
-		envelope.HeaderAttempts, envelope.HeaderOriginalTopic, envelope.HeaderOriginalPartition,
-		envelope.HeaderOriginalOffset, envelope.HeaderFirstFailureAt, envelope.HeaderLastFailureAt,
-		envelope.HeaderLastStage, envelope.HeaderLastError, envelope.HeaderDueAt, envelope.HeaderErrors,
+		envelope.HeaderAttempts, envelope.HeaderOrigin, envelope.HeaderDueAt, envelope.HeaderErrors,
+		envelope.HeaderErrorClass, envelope.HeaderReplays,
 	}
-	f.Fuzz(func(t *testing.T, attempts, topic, partition, offset, first, last, stage, lastErr, due, errs string) {
-		values := []string{attempts, topic, partition, offset, first, last, stage, lastErr, due, errs}
+	f.Fuzz(func(t *testing.T, attempts, origin, due, errs, class, replays string) {
+		values := []string{attempts, origin, due, errs, class, replays}
 		var hs []envelope.Header
 		for i, k := range keys {
 			hs = append(hs, envelope.Header{Key: k, Value: []byte(values[i])})

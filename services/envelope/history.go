@@ -1,31 +1,34 @@
 package envelope
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 	"unicode/utf8"
 )
 
-// Header names of the retry history. Every hop replaces them all.
+// Header names of the retry history. Every hop replaces them all. They are
+// few on purpose: a Kafka client encodes, and a broker stores, each header
+// of each record on its own, so a failed order's cost grows with their
+// number.
 const (
-	HeaderAttempts          = "x-retry-attempts"
-	HeaderOriginalTopic     = "x-retry-original-topic"
-	HeaderOriginalPartition = "x-retry-original-partition"
-	HeaderOriginalOffset    = "x-retry-original-offset"
-	HeaderFirstFailureAt    = "x-retry-first-failure-at"
-	HeaderLastFailureAt     = "x-retry-last-failure-at"
-	HeaderLastStage         = "x-retry-last-stage"
-	HeaderLastError         = "x-retry-last-error"
-	HeaderDueAt             = "x-retry-due-at"
-	HeaderErrors            = "x-retry-errors"
+	HeaderAttempts = "x-retry-attempts"
+	// HeaderOrigin is where the order entered the pipeline, as
+	// topic/partition@offset.
+	HeaderOrigin = "x-retry-origin"
+	HeaderDueAt  = "x-retry-due-at"
+	// HeaderErrors is the JSON list of the failures: the first and the
+	// latest ones, oldest first, at most MaxErrors.
+	HeaderErrors = "x-retry-errors"
 	// HeaderErrorClass is a short, stable name for the kind of the latest
 	// failure (failing_product, transient, undecodable, ...), for metrics
 	// and filtering. Optional when parsing.
 	HeaderErrorClass = "x-retry-error-class"
 	// HeaderReplays counts how many times the order was sent back from the
-	// DLQ. Optional when parsing; it travels from hop to hop.
+	// DLQ. Written only when it is not 0; it travels from hop to hop.
 	HeaderReplays = "x-replay-count"
 	// HeaderReplaySource names the DLQ record a replayed order came from,
 	// as topic/partition@offset.
@@ -38,7 +41,8 @@ const (
 // the processed topic, beside HeaderAttempts.
 const HeaderProcessedBy = "x-processed-by"
 
-// MaxErrors is how many of the latest failures the history keeps.
+// MaxErrors is how many failures the history keeps: the first and the
+// latest ones.
 const MaxErrors = 5
 
 // MaxErrorLen bounds one error message in the history, in bytes.
@@ -46,6 +50,11 @@ const MaxErrorLen = 256
 
 // maxHeaderLen bounds a history header read from an untrusted record.
 const maxHeaderLen = 8 << 10
+
+// maxErrorsLen bounds the error list read from an untrusted record. It holds
+// what Headers writes at most: MaxErrors errors of MaxErrorLen bytes, each
+// byte escaped in six.
+const maxErrorsLen = 16 << 10
 
 // ErrHeaders marks a retry record whose history headers are missing or garbled.
 var ErrHeaders = errors.New("retry headers")
@@ -115,26 +124,23 @@ func (h History) Failed(stage string, at time.Time, err error) History {
 	h.LastFailureAt = at
 	h.LastStage = stage
 	h.LastError = msg
-	keep := h.Errors
-	if n := len(keep); n >= MaxErrors {
-		keep = keep[n-MaxErrors+1:]
+	errs := make([]Failure, 0, min(len(h.Errors)+1, MaxErrors))
+	if n := len(h.Errors); n >= MaxErrors {
+		// The first failure stays: it tells when and how the order began
+		// to fail. The oldest of the others give way.
+		errs = append(errs, h.Errors[0])
+		errs = append(errs, h.Errors[n-MaxErrors+2:]...)
+	} else {
+		errs = append(errs, h.Errors...)
 	}
-	errs := make([]Failure, 0, len(keep)+1)
-	errs = append(errs, keep...)
 	h.Errors = append(errs, Failure{Stage: stage, Attempt: h.Attempts, At: at, Error: msg})
 	return h
 }
 
-// Indexes of historyKeys.
+// Indexes of historyKeys. The first four are required.
 const (
 	iAttempts = iota
-	iOriginalTopic
-	iOriginalPartition
-	iOriginalOffset
-	iFirstFailureAt
-	iLastFailureAt
-	iLastStage
-	iLastError
+	iOrigin
 	iDueAt
 	iErrors
 	iErrorClass
@@ -142,11 +148,7 @@ const (
 )
 
 // historyKeys are the history headers in the order Headers writes them.
-var historyKeys = [...]string{
-	HeaderAttempts, HeaderOriginalTopic, HeaderOriginalPartition, HeaderOriginalOffset, HeaderFirstFailureAt,
-	HeaderLastFailureAt, HeaderLastStage, HeaderLastError, HeaderDueAt, HeaderErrors,
-	HeaderErrorClass, HeaderReplays, // optional when parsing
-}
+var historyKeys = [...]string{HeaderAttempts, HeaderOrigin, HeaderDueAt, HeaderErrors, HeaderErrorClass, HeaderReplays}
 
 // historyKeyIndex is the index of key in historyKeys, or -1. It is asked
 // of every header of every retried record, so it compares one string at most.
@@ -158,31 +160,19 @@ func historyKeyIndex(key string) int {
 		}
 		return -1
 	}
-	// The length of the rest tells all but three pairs apart; one letter
-	// tells those; the comparison at the end confirms the guess.
+	// The length of the rest, then its first letter, tell them apart; the
+	// comparison at the end confirms the guess.
 	var i int
 	switch rest := key[len(retry):]; len(rest) {
 	case len("attempts"):
 		i = iAttempts
-	case len("original-topic"):
-		i = iOriginalTopic
-	case len("original-partition"):
-		i = iOriginalPartition
-	case len("original-offset"): // and last-failure-at
-		i = iOriginalOffset
-		if rest[0] == 'l' {
-			i = iLastFailureAt
-		}
-	case len("first-failure-at"):
-		i = iFirstFailureAt
-	case len("last-stage"): // and last-error
-		i = iLastStage
-		if rest[5] == 'e' {
-			i = iLastError
-		}
-	case len("due-at"): // and errors
-		i = iDueAt
-		if rest[0] == 'e' {
+	case len("origin"): // and due-at, errors
+		switch rest[0] {
+		case 'o':
+			i = iOrigin
+		case 'd':
+			i = iDueAt
+		default:
 			i = iErrors
 		}
 	case len("error-class"):
@@ -196,48 +186,48 @@ func historyKeyIndex(key string) int {
 	return i
 }
 
-// Headers encodes h as record headers. Their values share one buffer.
+// Headers encodes h as record headers; their values share one buffer. The
+// error list stands for the first and the latest failure: ParseHistory
+// reads FirstFailureAt, LastFailureAt, LastStage and LastError from it.
 func (h History) Headers() []Header {
-	// The numbers and 3 times take at most 136 bytes; an error in the
+	// The numbers and the due time take at most 80 bytes; an error in the
 	// list 80 besides its texts, which are rarely escaped.
-	size := 136 + len(h.OriginalTopic) + len(h.LastStage) + len(h.LastError) + len(h.ErrorClass)
+	size := 80 + len(h.OriginalTopic) + len(h.ErrorClass)
 	for _, f := range h.Errors {
 		size += 80 + len(f.Stage) + len(f.Error)
 	}
 	b := make([]byte, 0, size)
 	var end [len(historyKeys)]int
 	b = strconv.AppendInt(b, int64(h.Attempts), 10)
-	end[0] = len(b)
+	end[iAttempts] = len(b)
 	b = append(b, h.OriginalTopic...)
-	end[1] = len(b)
+	b = append(b, '/')
 	b = strconv.AppendInt(b, int64(h.OriginalPartition), 10)
-	end[2] = len(b)
+	b = append(b, '@')
 	b = strconv.AppendInt(b, h.OriginalOffset, 10)
-	end[3] = len(b)
-	b = appendTime(b, h.FirstFailureAt)
-	end[4] = len(b)
-	if h.LastFailureAt.Equal(h.FirstFailureAt) { // a first failure: the same text again
-		b = append(b, b[end[3]:end[4]]...)
-	} else {
-		b = appendTime(b, h.LastFailureAt)
-	}
-	end[5] = len(b)
-	b = append(b, h.LastStage...)
-	end[6] = len(b)
-	b = append(b, h.LastError...)
-	end[7] = len(b)
+	end[iOrigin] = len(b)
 	b = appendTime(b, h.DueAt)
-	end[8] = len(b)
-	b = appendFailures(b, h.Errors, h.LastFailureAt, b[end[4]:end[5]])
-	end[9] = len(b)
-	b = append(b, h.ErrorClass...)
-	end[10] = len(b)
-	b = strconv.AppendInt(b, int64(h.Replays), 10)
-	end[11] = len(b)
-	hs := make([]Header, len(historyKeys))
+	end[iDueAt] = len(b)
+	b = appendFailures(b, h.Errors)
+	end[iErrors] = len(b)
+	n := iErrors + 1
+	if h.ErrorClass != "" {
+		b = append(b, h.ErrorClass...)
+		end[iErrorClass] = len(b)
+		n++
+	}
+	if h.Replays != 0 {
+		b = strconv.AppendInt(b, int64(h.Replays), 10)
+		end[iReplays] = len(b)
+		n++
+	}
+	hs := make([]Header, 0, n)
 	start := 0
 	for i, k := range historyKeys {
-		hs[i] = Header{k, b[start:end[i]:end[i]]}
+		if i > iErrors && end[i] == 0 {
+			continue // not written
+		}
+		hs = append(hs, Header{k, b[start:end[i]:end[i]]})
 		start = end[i]
 	}
 	return hs
@@ -246,18 +236,80 @@ func (h History) Headers() []Header {
 // ParseHistory reads the history headers of a record on a retry topic. A
 // missing or garbled header is an error wrapping ErrHeaders.
 func ParseHistory(r Record) (History, error) {
-	h, err := parseScalars(r)
-	if err != nil {
-		return History{}, err
-	}
-	if v, ok := r.Header(HeaderErrors); ok && len(v) <= maxHeaderLen {
-		// The error history is informative only: a garbled one is dropped,
-		// not a reason to dead-letter the order.
-		if errs, ok := parseFailures(v); ok && len(errs) <= MaxErrors {
-			h.Errors = errs
+	// One pass over the headers finds every history header; the last of a
+	// name wins, as with Record.Header.
+	var found [len(historyKeys)][]byte
+	var seen [len(historyKeys)]bool
+	for _, hd := range r.Headers {
+		if i := historyKeyIndex(hd.Key); i >= 0 {
+			found[i], seen[i] = hd.Value, true
 		}
 	}
+	// The required headers in the order their errors are reported.
+	for i := range iErrorClass {
+		limit := maxHeaderLen
+		if i == iErrors {
+			limit = maxErrorsLen
+		}
+		switch {
+		case !seen[i]:
+			return History{}, missing(historyKeys[i])
+		case len(found[i]) > limit:
+			return History{}, tooLong(historyKeys[i], found[i])
+		}
+	}
+	var h History
+	attempts, ok := count(found[iAttempts])
+	if !ok {
+		return History{}, fmt.Errorf("%w: %s is not a count: %q", ErrHeaders, HeaderAttempts, truncate(string(found[iAttempts]), 32))
+	}
+	if attempts < 1 || attempts > math.MaxInt32 {
+		return History{}, fmt.Errorf("%w: %s is %d, want at least 1", ErrHeaders, HeaderAttempts, attempts)
+	}
+	h.Attempts = int(attempts)
+	if h.OriginalTopic, h.OriginalPartition, h.OriginalOffset, ok = parseOrigin(found[iOrigin]); !ok {
+		return History{}, fmt.Errorf("%w: %s is not topic/partition@offset: %q", ErrHeaders, HeaderOrigin, truncate(string(found[iOrigin]), 64))
+	}
+	var err error
+	if h.DueAt, err = parseTime(HeaderDueAt, found[iDueAt]); err != nil {
+		return History{}, err
+	}
+	errs, ok := parseFailures(found[iErrors])
+	if !ok || len(errs) == 0 || len(errs) > MaxErrors {
+		return History{}, fmt.Errorf("%w: %s is not a JSON list of 1 to %d failures: %q", ErrHeaders, HeaderErrors, MaxErrors, truncate(string(found[iErrors]), 64))
+	}
+	h.Errors = errs
+	first, last := errs[0], errs[len(errs)-1]
+	h.FirstFailureAt, h.LastFailureAt, h.LastStage, h.LastError = first.At, last.At, last.Stage, last.Error
+	if v := found[iErrorClass]; seen[iErrorClass] && len(v) <= 64 {
+		h.ErrorClass = string(v)
+	}
+	if seen[iReplays] {
+		h.Replays = parseReplays(found[iReplays])
+	}
 	return h, nil
+}
+
+// parseOrigin reads topic/partition@offset. Kafka's topic names hold
+// neither '/' nor '@', so the last of each splits it.
+func parseOrigin(v []byte) (topic string, partition int, offset int64, ok bool) {
+	at := bytes.LastIndexByte(v, '@')
+	if at < 0 {
+		return "", 0, 0, false
+	}
+	slash := bytes.LastIndexByte(v[:at], '/')
+	if slash < 0 {
+		return "", 0, 0, false
+	}
+	p, ok := count(v[slash+1 : at])
+	if !ok || p > math.MaxInt32 {
+		return "", 0, 0, false
+	}
+	o, ok := count(v[at+1:])
+	if !ok {
+		return "", 0, 0, false
+	}
+	return string(v[:slash]), int(p), o, true
 }
 
 // ParseDueAt reads the due time alone, with the errors ParseHistory gives
@@ -288,72 +340,6 @@ func parseTime(key string, v []byte) (time.Time, error) {
 
 func tooLong(key string, v []byte) error {
 	return fmt.Errorf("%w: %s is %d bytes long", ErrHeaders, key, len(v))
-}
-
-// parseScalars reads every history header but the error list.
-func parseScalars(r Record) (History, error) {
-	// One pass over the headers finds every history header; the last of a
-	// name wins, as with Record.Header.
-	var found [len(historyKeys)][]byte
-	var seen [len(historyKeys)]bool
-	for _, hd := range r.Headers {
-		if i := historyKeyIndex(hd.Key); i >= 0 {
-			found[i], seen[i] = hd.Value, true
-		}
-	}
-	// The required headers in the order their errors are reported.
-	for i := range iErrors {
-		switch {
-		case !seen[i]:
-			return History{}, missing(historyKeys[i])
-		case len(found[i]) > maxHeaderLen:
-			return History{}, tooLong(historyKeys[i], found[i])
-		}
-	}
-	var (
-		h   History
-		err error
-	)
-	num := func(i int) int64 {
-		if err != nil {
-			return 0
-		}
-		n, ok := count(found[i])
-		if !ok {
-			err = fmt.Errorf("%w: %s is not a count: %q", ErrHeaders, historyKeys[i], truncate(string(found[i]), 32))
-		}
-		return n
-	}
-	when := func(i int) time.Time {
-		if err != nil {
-			return time.Time{}
-		}
-		var t time.Time
-		t, err = parseTime(historyKeys[i], found[i])
-		return t
-	}
-	h.Attempts = int(num(iAttempts))
-	h.OriginalTopic = string(found[iOriginalTopic])
-	h.OriginalPartition = int(num(iOriginalPartition))
-	h.OriginalOffset = num(iOriginalOffset)
-	h.FirstFailureAt = when(iFirstFailureAt)
-	h.LastFailureAt = when(iLastFailureAt)
-	h.LastStage = string(found[iLastStage])
-	h.LastError = string(found[iLastError])
-	h.DueAt = when(iDueAt)
-	if err != nil {
-		return History{}, err
-	}
-	if h.Attempts < 1 {
-		return History{}, fmt.Errorf("%w: %s is %d, want at least 1", ErrHeaders, HeaderAttempts, h.Attempts)
-	}
-	if v := found[iErrorClass]; seen[iErrorClass] && len(v) <= 64 {
-		h.ErrorClass = string(v)
-	}
-	if seen[iReplays] {
-		h.Replays = parseReplays(found[iReplays])
-	}
-	return h, nil
 }
 
 // count reads a non-negative decimal that fits an int64, as

@@ -25,7 +25,7 @@ func TestBeginTakesThePlaceInTheInputTopic(t *testing.T) {
 	}
 }
 
-func TestFailedKeepsTheLatestFailuresOldestFirst(t *testing.T) {
+func TestFailedKeepsTheFirstAndTheLatestFailuresOldestFirst(t *testing.T) {
 	h := envelope.Begin(envelope.Record{Topic: "orders", Partition: 1, Offset: 2})
 	const n = envelope.MaxErrors + 3
 	for i := 1; i <= n; i++ {
@@ -35,24 +35,35 @@ func TestFailedKeepsTheLatestFailuresOldestFirst(t *testing.T) {
 		if h.Attempts != i {
 			t.Fatalf("after %d failures Attempts = %d", i, h.Attempts)
 		}
-		if want := min(i, envelope.MaxErrors); len(h.Errors) != want {
-			t.Fatalf("after %d failures len(Errors) = %d, want %d", i, len(h.Errors), want)
+		// Failure 1, then the latest ones, oldest first.
+		want := []int{1}
+		for k := max(2, i-envelope.MaxErrors+2); k <= i; k++ {
+			want = append(want, k)
 		}
-		// The kept failures are the latest ones, oldest first.
-		first := i - len(h.Errors) + 1
+		if i == 1 {
+			want = want[:1]
+		}
+		var got []int
 		for j, f := range h.Errors {
-			k := first + j
-			want := envelope.Failure{
+			k := want[min(j, len(want)-1)]
+			w := envelope.Failure{
 				Stage: fmt.Sprintf("s%d", k), Attempt: k,
 				At: t0.Add(time.Duration(k) * time.Second), Error: fmt.Sprintf("e%d", k),
 			}
-			if !reflect.DeepEqual(f, want) {
-				t.Fatalf("after %d failures Errors[%d] = %+v, want %+v", i, j, f, want)
+			if !reflect.DeepEqual(f, w) {
+				t.Fatalf("after %d failures Errors[%d] = %+v, want %+v", i, j, f, w)
 			}
+			got = append(got, f.Attempt)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("after %d failures the kept attempts are %v, want %v", i, got, want)
 		}
 		if h.LastStage != fmt.Sprintf("s%d", i) || h.LastError != fmt.Sprintf("e%d", i) || !h.LastFailureAt.Equal(at) {
 			t.Fatalf("after %d failures last = %q %q %v", i, h.LastStage, h.LastError, h.LastFailureAt)
 		}
+	}
+	if len(h.Errors) != envelope.MaxErrors {
+		t.Fatalf("after %d failures %d are kept, want %d", n, len(h.Errors), envelope.MaxErrors)
 	}
 	if h.OriginalTopic != "orders" || h.OriginalPartition != 1 || h.OriginalOffset != 2 {
 		t.Fatalf("Failed changed the original place: %+v", h)
@@ -117,6 +128,8 @@ func fullHistory() envelope.History {
 	h = h.Failed("main", t0, errors.New(`product fails processing: "Item3"`))
 	h = h.Failed("retry-1", t0.Add(2*time.Second+1), errors.New("second, with ünïcode"))
 	h.DueAt = t0.Add(7*time.Second + 999)
+	h.ErrorClass = "transient"
+	h.Replays = 2
 	return h
 }
 
@@ -149,13 +162,16 @@ func TestHeadersRoundTrip(t *testing.T) {
 func TestHeadersAreUTCWhateverTheInputZone(t *testing.T) {
 	zone := time.FixedZone("UTC+3", 3*3600)
 	h := fullHistory()
-	h.FirstFailureAt = h.FirstFailureAt.In(zone)
-	h.LastFailureAt = h.LastFailureAt.In(zone)
+	for i := range h.Errors {
+		h.Errors[i].At = h.Errors[i].At.In(zone)
+	}
 	h.DueAt = h.DueAt.In(zone)
 	r := recordWith(h.Headers())
-	v, _ := r.Header(envelope.HeaderFirstFailureAt)
-	if want := "2024-03-05T06:07:08.123456789Z"; string(v) != want {
-		t.Fatalf("%s = %q, want %q", envelope.HeaderFirstFailureAt, v, want)
+	if v, _ := r.Header(envelope.HeaderDueAt); string(v) != "2024-03-05T06:07:15.123457788Z" {
+		t.Fatalf("%s = %q, want it in UTC", envelope.HeaderDueAt, v)
+	}
+	if v, _ := r.Header(envelope.HeaderErrors); !strings.Contains(string(v), `"at":"2024-03-05T06:07:08.123456789Z"`) {
+		t.Fatalf("%s = %s, want its times in UTC", envelope.HeaderErrors, v)
 	}
 	got, err := envelope.ParseHistory(r)
 	if err != nil {
@@ -168,9 +184,7 @@ func TestHeadersAreUTCWhateverTheInputZone(t *testing.T) {
 
 func TestHeadersNamesEveryHistoryHeaderOnce(t *testing.T) {
 	want := []string{
-		envelope.HeaderAttempts, envelope.HeaderOriginalTopic, envelope.HeaderOriginalPartition,
-		envelope.HeaderOriginalOffset, envelope.HeaderFirstFailureAt, envelope.HeaderLastFailureAt,
-		envelope.HeaderLastStage, envelope.HeaderLastError, envelope.HeaderDueAt, envelope.HeaderErrors,
+		envelope.HeaderAttempts, envelope.HeaderOrigin, envelope.HeaderDueAt, envelope.HeaderErrors,
 		envelope.HeaderErrorClass, envelope.HeaderReplays,
 	}
 	var got []string
@@ -183,11 +197,46 @@ func TestHeadersNamesEveryHistoryHeaderOnce(t *testing.T) {
 		t.Fatalf("header keys %v, want %v", got, want)
 	}
 	r := recordWith(fullHistory().Headers())
-	if v, _ := r.Header(envelope.HeaderAttempts); string(v) != "2" {
-		t.Fatalf("%s = %q, want 2", envelope.HeaderAttempts, v)
+	for key, want := range map[string]string{
+		envelope.HeaderAttempts: "2", envelope.HeaderOrigin: "orders/5@1234567890123",
+		envelope.HeaderErrorClass: "transient", envelope.HeaderReplays: "2",
+	} {
+		if v, _ := r.Header(key); string(v) != want {
+			t.Errorf("%s = %q, want %q", key, v, want)
+		}
 	}
-	if v, _ := r.Header(envelope.HeaderOriginalOffset); string(v) != "1234567890123" {
-		t.Fatalf("%s = %q", envelope.HeaderOriginalOffset, v)
+}
+
+func TestHeadersLeaveOutAnEmptyClassAndNoReplays(t *testing.T) {
+	h := fullHistory()
+	h.ErrorClass, h.Replays = "", 0
+	var got []string
+	for _, hd := range h.Headers() {
+		got = append(got, hd.Key)
+	}
+	want := []string{envelope.HeaderAttempts, envelope.HeaderOrigin, envelope.HeaderDueAt, envelope.HeaderErrors}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("header keys %v, want %v", got, want)
+	}
+	back, err := envelope.ParseHistory(recordWith(h.Headers()))
+	if err != nil || !reflect.DeepEqual(back, h) {
+		t.Fatalf("ParseHistory = %+v, %v; want %+v", back, err, h)
+	}
+}
+
+func TestTheLongestHistoryIsReadBack(t *testing.T) {
+	// Every byte of every error escaped in six: the most Headers writes.
+	h := envelope.Begin(envelope.Record{Topic: strings.Repeat("t", 249), Partition: 1<<31 - 1, Offset: 1<<63 - 1})
+	for i := range envelope.MaxErrors + 1 {
+		h = h.Failed(strings.Repeat("s", 64), t0.Add(time.Duration(i)), errors.New(strings.Repeat("\x01", envelope.MaxErrorLen)))
+	}
+	h.DueAt = t0
+	back, err := envelope.ParseHistory(recordWith(h.Headers()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, h) {
+		t.Fatalf("ParseHistory = %+v, want %+v", back, h)
 	}
 }
 
@@ -231,11 +280,7 @@ func wantHeaderError(t *testing.T, r envelope.Record, mention string) {
 }
 
 func TestParseHistoryMissingHeader(t *testing.T) {
-	required := []string{
-		envelope.HeaderAttempts, envelope.HeaderOriginalTopic, envelope.HeaderOriginalPartition,
-		envelope.HeaderOriginalOffset, envelope.HeaderFirstFailureAt, envelope.HeaderLastFailureAt,
-		envelope.HeaderLastStage, envelope.HeaderLastError, envelope.HeaderDueAt,
-	}
+	required := []string{envelope.HeaderAttempts, envelope.HeaderOrigin, envelope.HeaderDueAt, envelope.HeaderErrors}
 	for _, key := range required {
 		t.Run(key, func(t *testing.T) {
 			wantHeaderError(t, recordWith(without(fullHistory().Headers(), key)), key)
@@ -244,6 +289,18 @@ func TestParseHistoryMissingHeader(t *testing.T) {
 	t.Run("all", func(t *testing.T) {
 		wantHeaderError(t, envelope.Record{Topic: "orders_retry_1"}, "missing")
 	})
+}
+
+// failureList is a valid error list of n failures.
+func failureList(n int) []byte {
+	b := []byte{'['}
+	for i := range n {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"stage":"main","attempt":1,"at":"2024-03-05T06:07:08Z","error":"x"}`...)
+	}
+	return append(b, ']')
 }
 
 func TestParseHistoryBadValues(t *testing.T) {
@@ -255,15 +312,26 @@ func TestParseHistoryBadValues(t *testing.T) {
 		{"fractional attempts", envelope.HeaderAttempts, "1.5"},
 		{"negative attempts", envelope.HeaderAttempts, "-1"},
 		{"zero attempts", envelope.HeaderAttempts, "0"},
-		{"non-numeric partition", envelope.HeaderOriginalPartition, "p3"},
-		{"negative partition", envelope.HeaderOriginalPartition, "-3"},
-		{"non-numeric offset", envelope.HeaderOriginalOffset, "0x10"},
-		{"negative offset", envelope.HeaderOriginalOffset, "-10"},
-		{"offset overflow", envelope.HeaderOriginalOffset, "99999999999999999999"},
-		{"bad first time", envelope.HeaderFirstFailureAt, "yesterday"},
-		{"date only last time", envelope.HeaderLastFailureAt, "2024-03-05"},
+		{"huge attempts", envelope.HeaderAttempts, "99999999999"},
+		{"origin without a partition", envelope.HeaderOrigin, "orders@1"},
+		{"origin without an offset", envelope.HeaderOrigin, "orders/1"},
+		{"empty origin", envelope.HeaderOrigin, ""},
+		{"non-numeric partition", envelope.HeaderOrigin, "orders/p3@1"},
+		{"negative partition", envelope.HeaderOrigin, "orders/-3@1"},
+		{"huge partition", envelope.HeaderOrigin, "orders/4294967296@1"},
+		{"non-numeric offset", envelope.HeaderOrigin, "orders/1@0x10"},
+		{"negative offset", envelope.HeaderOrigin, "orders/1@-10"},
+		{"offset overflow", envelope.HeaderOrigin, "orders/1@99999999999999999999"},
 		{"empty due time", envelope.HeaderDueAt, ""},
 		{"unix due time", envelope.HeaderDueAt, "1709618828"},
+		{"date only due time", envelope.HeaderDueAt, "2024-03-05"},
+		{"errors not json", envelope.HeaderErrors, "garbled{"},
+		{"errors not a list", envelope.HeaderErrors, `{"stage":"main"}`},
+		{"errors with a bad time", envelope.HeaderErrors, `[{"stage":"main","attempt":1,"at":"never","error":"x"}]`},
+		{"no errors", envelope.HeaderErrors, "[]"},
+		{"null errors", envelope.HeaderErrors, "null"},
+		{"empty errors", envelope.HeaderErrors, ""},
+		{"too many errors", envelope.HeaderErrors, string(failureList(envelope.MaxErrors + 1))},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -272,72 +340,45 @@ func TestParseHistoryBadValues(t *testing.T) {
 	}
 }
 
+func TestParseHistoryReadsFirstAndLastFromTheErrors(t *testing.T) {
+	list := `[{"stage":"main","attempt":1,"at":"2024-03-05T06:07:08Z","error":"a"},` +
+		`{"stage":"retry-2","attempt":3,"at":"2024-03-05T06:09:00Z","error":"c"}]`
+	h, err := envelope.ParseHistory(recordWith(replace(fullHistory().Headers(), envelope.HeaderErrors, []byte(list))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := time.Date(2024, 3, 5, 6, 7, 8, 0, time.UTC)
+	last := time.Date(2024, 3, 5, 6, 9, 0, 0, time.UTC)
+	if h.FirstFailureAt != first || h.LastFailureAt != last || h.LastStage != "retry-2" || h.LastError != "c" {
+		t.Fatalf("first %v, last %v %q %q", h.FirstFailureAt, h.LastFailureAt, h.LastStage, h.LastError)
+	}
+}
+
 func TestParseHistoryRejectsOversizedHeaders(t *testing.T) {
 	const limit = 8 << 10
-	fields := map[string]func(envelope.History) string{
-		envelope.HeaderLastError:     func(h envelope.History) string { return h.LastError },
-		envelope.HeaderOriginalTopic: func(h envelope.History) string { return h.OriginalTopic },
-		envelope.HeaderLastStage:     func(h envelope.History) string { return h.LastStage },
-	}
-	for key, field := range fields {
-		t.Run(key, func(t *testing.T) {
-			atLimit := strings.Repeat("e", limit)
-			h, err := envelope.ParseHistory(recordWith(replace(fullHistory().Headers(), key, []byte(atLimit))))
-			if err != nil {
-				t.Fatalf("a %d-byte %s: %v", limit, key, err)
-			}
-			if field(h) != atLimit {
-				t.Fatalf("the %d-byte %s was not read", limit, key)
-			}
-			over := []byte(strings.Repeat("e", limit+1))
-			wantHeaderError(t, recordWith(replace(fullHistory().Headers(), key, over)), key)
-		})
-	}
+	t.Run("origin", func(t *testing.T) {
+		topic := strings.Repeat("t", limit-len("/5@1"))
+		h, err := envelope.ParseHistory(recordWith(replace(fullHistory().Headers(), envelope.HeaderOrigin, []byte(topic+"/5@1"))))
+		if err != nil || h.OriginalTopic != topic {
+			t.Fatalf("a %d-byte origin: %v", limit, err)
+		}
+		over := []byte("t" + topic + "/5@1")
+		wantHeaderError(t, recordWith(replace(fullHistory().Headers(), envelope.HeaderOrigin, over)), envelope.HeaderOrigin)
+	})
+	t.Run("errors", func(t *testing.T) {
+		const errorsLimit = 16 << 10
+		pad := errorsLimit - len(failureList(1))
+		list := strings.Replace(string(failureList(1)), `"error":"x"`, `"error":"x`+strings.Repeat("e", pad)+`"`, 1)
+		h, err := envelope.ParseHistory(recordWith(replace(fullHistory().Headers(), envelope.HeaderErrors, []byte(list))))
+		if err != nil || len(h.LastError) != pad+1 {
+			t.Fatalf("a %d-byte error list: %v", len(list), err)
+		}
+		over := strings.Replace(list, `"error":"x`, `"error":"xe`, 1)
+		wantHeaderError(t, recordWith(replace(fullHistory().Headers(), envelope.HeaderErrors, []byte(over))), envelope.HeaderErrors)
+	})
 	t.Run("oversized attempts", func(t *testing.T) {
 		big := []byte(strings.Repeat("0", limit) + "1")
 		wantHeaderError(t, recordWith(replace(fullHistory().Headers(), envelope.HeaderAttempts, big)), envelope.HeaderAttempts)
-	})
-}
-
-func TestParseHistoryDropsGarbledErrors(t *testing.T) {
-	tooMany := make([]byte, 0)
-	tooMany = append(tooMany, '[')
-	for i := range envelope.MaxErrors + 1 {
-		if i > 0 {
-			tooMany = append(tooMany, ',')
-		}
-		tooMany = append(tooMany, `{"stage":"main","attempt":1,"at":"2024-03-05T06:07:08Z","error":"x"}`...)
-	}
-	tooMany = append(tooMany, ']')
-	cases := map[string][]byte{
-		"not json":     []byte("garbled{"),
-		"wrong type":   []byte(`{"stage":"main"}`),
-		"bad time":     []byte(`[{"stage":"main","attempt":1,"at":"never","error":"x"}]`),
-		"too many":     tooMany,
-		"oversized":    []byte(`[{"stage":"main","attempt":1,"at":"2024-03-05T06:07:08Z","error":"` + strings.Repeat("x", 8<<10) + `"}]`),
-		"empty header": {},
-	}
-	for name, v := range cases {
-		t.Run(name, func(t *testing.T) {
-			want := fullHistory()
-			got, err := envelope.ParseHistory(recordWith(replace(want.Headers(), envelope.HeaderErrors, v)))
-			if err != nil {
-				t.Fatalf("ParseHistory: %v, want the garbled errors dropped without an error", err)
-			}
-			if got.Errors != nil {
-				t.Fatalf("Errors = %+v, want nil", got.Errors)
-			}
-			want.Errors = nil
-			if !reflect.DeepEqual(got, want) {
-				t.Fatalf("ParseHistory = %+v, want %+v", got, want)
-			}
-		})
-	}
-	t.Run("missing", func(t *testing.T) {
-		got, err := envelope.ParseHistory(recordWith(without(fullHistory().Headers(), envelope.HeaderErrors)))
-		if err != nil || got.Errors != nil || got.Attempts != 2 {
-			t.Fatalf("ParseHistory = %+v, %v; want the history without errors", got, err)
-		}
 	})
 }
 
@@ -354,7 +395,7 @@ func TestParseHistoryReadsTheLastDuplicateHeader(t *testing.T) {
 
 func TestFailedTruncatesOnARuneBoundary(t *testing.T) {
 	msg := strings.Repeat("x", envelope.MaxErrorLen-1) + "é and more"
-	h := envelope.History{}.Failed("main", t0, errors.New(msg))
+	h := envelope.Begin(envelope.Record{Topic: "orders"}).Failed("main", t0, errors.New(msg))
 	if !utf8.ValidString(h.LastError) {
 		t.Fatalf("truncated error is not valid UTF-8: ...%q", h.LastError[len(h.LastError)-4:])
 	}
