@@ -103,7 +103,8 @@ func parseFailures(v []byte) (fs []Failure, ok bool) {
 }
 
 // parseFailuresFast reads the exact form appendFailures writes, with no
-// escapes in strings; ok is false for anything else.
+// escapes in strings and at most MaxErrors failures; ok is false for
+// anything else. The strings of the list share one copy of v.
 func parseFailuresFast(v []byte) ([]Failure, bool) {
 	if string(v) == "null" {
 		return nil, true
@@ -112,32 +113,57 @@ func parseFailuresFast(v []byte) ([]Failure, bool) {
 	if !p.lit("[") {
 		return nil, false
 	}
-	fs := make([]Failure, 0, MaxErrors)
 	if p.lit("]") {
-		return fs, p.end()
+		return []Failure{}, p.end()
 	}
+	// Each failure with where its stage and error are in v, until the list
+	// is known to be whole.
+	type parsed struct {
+		f          Failure
+		stage, msg span
+	}
+	var buf [MaxErrors]parsed
+	n := 0
 	for {
-		var f Failure
-		var at []byte
-		ok := p.lit(`{"stage":`) && p.str(&f.Stage) && p.lit(`,"attempt":`) && p.int(&f.Attempt) &&
-			p.lit(`,"at":`) && p.raw(&at) && p.lit(`,"error":`) && p.str(&f.Error) && p.lit("}")
+		if n == len(buf) {
+			return nil, false
+		}
+		e := &buf[n]
+		var at span
+		ok := p.lit(`{"stage":`) && p.raw(&e.stage) && p.lit(`,"attempt":`) && p.int(&e.f.Attempt) &&
+			p.lit(`,"at":`) && p.raw(&at) && p.lit(`,"error":`) && p.raw(&e.msg) && p.lit("}")
 		if !ok {
 			return nil, false
 		}
-		if t, utc := parseUTC(at); utc {
-			f.At = t
-		} else if f.At.UnmarshalText(at) != nil {
+		if t, utc := parseUTC(at.of(v)); utc {
+			e.f.At = t
+		} else if e.f.At.UnmarshalText(at.of(v)) != nil {
 			return nil, false
 		}
-		fs = append(fs, f)
+		n++
 		if p.lit("]") {
-			return fs, p.end()
+			break
 		}
 		if !p.lit(",") {
 			return nil, false
 		}
 	}
+	if !p.end() {
+		return nil, false
+	}
+	s := string(v)
+	fs := make([]Failure, n)
+	for i, e := range buf[:n] {
+		fs[i] = e.f
+		fs[i].Stage, fs[i].Error = s[e.stage.from:e.stage.to], s[e.msg.from:e.msg.to]
+	}
+	return fs, true
 }
+
+// span is where a string is in the bytes being parsed.
+type span struct{ from, to int }
+
+func (s span) of(b []byte) []byte { return b[s.from:s.to] }
 
 type failureParser struct {
 	b []byte
@@ -155,8 +181,8 @@ func (p *failureParser) lit(s string) bool {
 }
 
 // raw reads a string without escapes or control characters, in valid
-// UTF-8, and returns its bytes without the quotes.
-func (p *failureParser) raw(out *[]byte) bool {
+// UTF-8, and gives where its bytes are, without the quotes.
+func (p *failureParser) raw(out *span) bool {
 	if !p.lit(`"`) {
 		return false
 	}
@@ -174,17 +200,8 @@ func (p *failureParser) raw(out *[]byte) bool {
 	if !utf8.Valid(s) {
 		return false
 	}
-	*out = s
+	*out = span{p.i, p.i + n}
 	p.i += n + 1
-	return true
-}
-
-func (p *failureParser) str(out *string) bool {
-	var s []byte
-	if !p.raw(&s) {
-		return false
-	}
-	*out = string(s)
 	return true
 }
 
