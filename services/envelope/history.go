@@ -84,7 +84,10 @@ type History struct {
 	Replays int
 	// DueAt is when the next stage may process the record.
 	DueAt time.Time
-	// Errors holds the latest failures, oldest first, at most MaxErrors.
+	// Errors holds the first failure and the latest ones, oldest first, at
+	// most MaxErrors. On the wire it stands for FirstFailureAt and the
+	// Last fields too: Headers writes it alone, and ParseHistory sets them
+	// from its first and last entries.
 	Errors []Failure
 }
 
