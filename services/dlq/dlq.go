@@ -219,8 +219,8 @@ func send(write func(envelope.Output) error, top topology.Topology, to string, s
 	}
 	if step > 0 {
 		// A retry stage needs a history: the order failed the stages
-		// before this one, and is due now.
-		// Its failures so far are the DLQ record's, then the replay.
+		// before this one, and is due now. Its failures are the DLQ
+		// record's, then the replay.
 		now := time.Now()
 		h := envelope.History{
 			OriginalTopic: e.Letter.Topic, OriginalPartition: e.Letter.Partition, OriginalOffset: e.Letter.Offset,
