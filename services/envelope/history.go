@@ -193,9 +193,9 @@ func historyKeyIndex(key string) int {
 // error list stands for the first and the latest failure: ParseHistory
 // reads FirstFailureAt, LastFailureAt, LastStage and LastError from it.
 func (h History) Headers() []Header {
-	// The numbers and the due time take at most 80 bytes; an error in the
+	// The numbers and the due time take at most 100 bytes; an error in the
 	// list 80 besides its texts, which are rarely escaped.
-	size := 80 + len(h.OriginalTopic) + len(h.ErrorClass)
+	size := 100 + len(h.OriginalTopic) + len(h.ErrorClass)
 	for _, f := range h.Errors {
 		size += 80 + len(f.Stage) + len(f.Error)
 	}
