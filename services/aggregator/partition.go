@@ -3,11 +3,13 @@ package aggregator
 import (
 	"context"
 	"strconv"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/orderflow/orders/schemas"
 	"github.com/orderflow/orders/services/envelope"
+	"github.com/orderflow/orders/services/pipeline"
 	"github.com/orderflow/orders/topology"
 )
 
@@ -79,9 +81,10 @@ func (p *partition) Acked([]envelope.Record) {
 	// The log shows the average growing order by order, over the
 	// partitions this process owns; orders stats gives the global one.
 	t := p.totals()
+	log := pipeline.LoggerAt(p.log, time.Now())
 	for i, id := range ids {
 		t = t.add(Snapshot{Count: 1, Sum: float64(p.prices[i])})
-		if ce := p.log.Check(zap.InfoLevel, "running average updated"); ce != nil { // mostly sampled out at high rates
+		if ce := log.Check(zap.InfoLevel, "running average updated"); ce != nil { // mostly sampled out at high rates
 			ce.Write(zap.String("stage", topology.StageAggregator),
 				zap.String("orderId", id), zap.Float32("price", p.prices[i]),
 				zap.Int64("count", t.Count), zap.Float64("average", t.Average))

@@ -61,11 +61,16 @@ func (s *Stage) Handle(_ context.Context, batch []envelope.Record) ([]envelope.O
 
 func (s *Stage) appendOutputs(outs []envelope.Output, batch []envelope.Record) []envelope.Output {
 	now := s.now() // one clock reading per batch: the batch is handled at once
+	log := s.logAt(now)
 	for _, r := range batch {
-		outs = append(outs, s.decide(r, now))
+		outs = append(outs, s.decide(r, now, log))
 	}
 	return outs
 }
+
+// logAt is the stage's logger for a batch handled at now (see
+// pipeline.LoggerAt).
+func (s *Stage) logAt(now time.Time) *zap.Logger { return pipeline.LoggerAt(s.Log, now) }
 
 // partition is the stage on one partition.
 type partition struct {
@@ -104,9 +109,12 @@ func (s *Stage) now() time.Time {
 }
 
 // Decide returns where record r goes from this stage.
-func (s *Stage) Decide(r envelope.Record) envelope.Output { return s.decide(r, s.now()) }
+func (s *Stage) Decide(r envelope.Record) envelope.Output {
+	now := s.now()
+	return s.decide(r, now, s.logAt(now))
+}
 
-func (s *Stage) decide(r envelope.Record, now time.Time) envelope.Output {
+func (s *Stage) decide(r envelope.Record, now time.Time, log *zap.Logger) envelope.Output {
 	s.once.Do(s.prepare)
 	name := s.name
 	var h envelope.History
@@ -116,34 +124,34 @@ func (s *Stage) decide(r envelope.Record, now time.Time) envelope.Output {
 		var err error
 		if h, err = envelope.ParseHistory(r); err != nil {
 			h = envelope.Begin(r).Failed(name, now, err)
-			return s.deadLetter(r, h, envelope.ReasonBadHeaders)
+			return s.deadLetter(r, h, envelope.ReasonBadHeaders, log)
 		}
 	}
 	o, err := schemas.Decode(r.Value)
 	if err != nil {
-		return s.deadLetter(r, h.Failed(name, now, err), envelope.ReasonUndecodable)
+		return s.deadLetter(r, h.Failed(name, now, err), envelope.ReasonUndecodable, log)
 	}
 	if err := schemas.Validate(o); err != nil {
-		return s.deadLetter(r, h.Failed(name, now, err), envelope.ReasonInvalid)
+		return s.deadLetter(r, h.Failed(name, now, err), envelope.ReasonInvalid, log)
 	}
 	attempt := h.Attempts + 1
 	if err := s.Rule.Process(o, attempt); err != nil {
 		h = h.Failed(name, now, err)
 		h.ErrorClass = ErrorClass(err)
 		if !s.retry {
-			return s.deadLetter(r, h, envelope.ReasonRetriesExhausted)
+			return s.deadLetter(r, h, envelope.ReasonRetriesExhausted, log)
 		}
 		next := s.next
 		h.DueAt = now.Add(s.delay)
 		// Check first: at high rates most lines are sampled out (LOG_SAMPLE),
 		// and then their fields are not even built.
-		if ce := s.Log.Check(zap.InfoLevel, "retry scheduled"); ce != nil {
+		if ce := log.Check(zap.InfoLevel, "retry scheduled"); ce != nil {
 			ce.Write(zap.String("stage", name), zap.String("orderId", o.OrderID),
 				zap.Int("attempt", attempt), zap.String("next", next), zap.Time("due", h.DueAt), zap.Error(err))
 		}
 		return envelope.Output{Topic: next, Partition: envelope.AnyPartition, Key: r.Key, Value: r.Value, Headers: h.Headers()}
 	}
-	if ce := s.Log.Check(zap.InfoLevel, "order processed"); ce != nil {
+	if ce := log.Check(zap.InfoLevel, "order processed"); ce != nil {
 		ce.Write(zap.String("stage", name), zap.String("orderId", o.OrderID),
 			zap.Int("attempt", attempt), zap.String("product", o.Product), zap.Float32("price", o.Price))
 	}
@@ -169,12 +177,12 @@ func (s *Stage) processedHeaders(attempt int, name string) []envelope.Header {
 	}
 }
 
-func (s *Stage) deadLetter(r envelope.Record, h envelope.History, reason string) envelope.Output {
+func (s *Stage) deadLetter(r envelope.Record, h envelope.History, reason string, log *zap.Logger) envelope.Output {
 	if reason != envelope.ReasonRetriesExhausted {
 		h.ErrorClass = reason
 	}
 	dl := envelope.NewDeadLetter(r, h, reason)
-	s.Log.Warn("order dead-lettered", zap.String("stage", h.LastStage), zap.String("key", string(r.Key)),
+	log.Warn("order dead-lettered", zap.String("stage", h.LastStage), zap.String("key", string(r.Key)),
 		zap.Int("attempt", h.Attempts), zap.String("reason", reason), zap.String("error", h.LastError))
 	headers := append(h.Headers(), envelope.Header{Key: envelope.HeaderDLQReason, Value: []byte(reason)})
 	return envelope.Output{Topic: s.Topology.DLQ, Partition: envelope.AnyPartition, Key: r.Key, Value: dl.Marshal(), Headers: headers}
