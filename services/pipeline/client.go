@@ -5,6 +5,7 @@
 package pipeline
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -105,23 +106,35 @@ func (w *WriterConfig) setDefaults() {
 // Writer is a kafka-go writer whose Close also releases its connections.
 type Writer struct {
 	*kafka.Writer
+	transport *kafka.Transport
+	counts    *partitionCounts
+}
+
+// WriteMessages writes msgs and returns once they are acknowledged.
+func (w Writer) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
+	w.counts.expire(time.Now())
+	return w.Writer.WriteMessages(ctx, msgs...)
 }
 
 // Close flushes pending writes and releases the writer's connections.
 func (w Writer) Close() error {
 	err := w.Writer.Close()
-	if t, ok := w.Transport.(*kafka.Transport); ok {
-		t.CloseIdleConnections()
-	}
+	w.transport.CloseIdleConnections()
 	return err
 }
+
+// partitionCountsTTL is how long a writer trusts the partition count of a
+// topic, on top of the transport's metadata TTL.
+const partitionCountsTTL = time.Second
 
 // NewWriter returns a synchronous writer that waits for all in-sync
 // replicas, partitions by key with the Java client's murmur2 hash unless a
 // record names its partition, and never creates topics.
 func (c Client) NewWriter(wc WriterConfig, log *zap.Logger) Writer {
 	wc.setDefaults()
-	return Writer{&kafka.Writer{
+	t := c.Transport()
+	counts := newPartitionCounts(t, partitionCountsTTL)
+	return Writer{Writer: &kafka.Writer{
 		Addr:                   kafka.TCP(c.Brokers...),
 		Balancer:               partitioner{},
 		RequiredAcks:           kafka.RequireAll,
@@ -132,9 +145,9 @@ func (c Client) NewWriter(wc WriterConfig, log *zap.Logger) Writer {
 		WriteBackoffMin:        50 * time.Millisecond,
 		WriteBackoffMax:        time.Second,
 		AllowAutoTopicCreation: false,
-		Transport:              c.Transport(),
+		Transport:              counts,
 		ErrorLogger:            kafkaLogger(log, true),
-	}}
+	}, transport: t, counts: counts}
 }
 
 // partitioner sends a record to the partition it names, if any, else by key.
