@@ -14,9 +14,9 @@ import (
 // writer asks the transport, for every record it is handed, how many
 // partitions the record's topic has; the transport answers each time from
 // its cached metadata, but copies it for every answer, and at a stage's
-// rates that was a tenth of its CPU and a quarter of its allocations. This keeps one
-// answer per topic and forgets them all once they are older than ttl,
-// checked once per write call (expire), so no record reads the clock.
+// rates that was a tenth of its CPU and a quarter of its allocations. This
+// keeps one answer per topic and forgets them all once they are older than
+// ttl, checked once per write call (expire), so no record reads the clock.
 // Anything else, and any answer with an error, goes through untouched.
 type partitionCounts struct {
 	kafka.RoundTripper
