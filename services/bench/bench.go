@@ -407,14 +407,7 @@ func (r *runner) stages(ctx context.Context, rep *Report, round int) error {
 				p.Stage, rss, err = r.stageRun(ctx, client, env, 1, firstRound(round, run.name), r.top.Group(run.name), b.Topic, run.args...)
 				return err
 			}
-			first, second := bareRun, stageRun
-			if round%2 == 1 {
-				first, second = stageRun, bareRun
-			}
-			if err := first(); err != nil {
-				return err
-			}
-			if err := second(); err != nil {
+			if err := alternate(round, bareRun, stageRun); err != nil {
 				return err
 			}
 			*run.pairs = append(*run.pairs, p)
@@ -455,14 +448,7 @@ func (r *runner) failures(ctx context.Context, rep *Report, round int) error {
 		p.Base, err = r.mainOnFreshBroker(ctx, 1, r.cfg.Orders, "", firstRound(round, "main-0-failing"))
 		return err
 	}
-	first, second := fifty, none
-	if round%2 == 1 {
-		first, second = none, fifty
-	}
-	if err := first(); err != nil {
-		return err
-	}
-	if err := second(); err != nil {
+	if err := alternate(round, fifty, none); err != nil {
 		return err
 	}
 	rep.Failures = append(rep.Failures, p)
@@ -516,6 +502,18 @@ func startProfile(path string) (stop func(), err error) {
 		return nil, err
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// alternate runs a then b in even rounds and b then a in odd ones, so that
+// neither side of a ratio always runs first on a shared machine.
+func alternate(round int, a, b func() error) error {
+	if round%2 == 1 {
+		a, b = b, a
+	}
+	if err := a(); err != nil {
+		return err
+	}
+	return b()
 }
 
 // firstRound is the name of a profile to write in round 0, and none later.
