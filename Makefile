@@ -39,7 +39,8 @@ bench: build ## benchmark every stage against the bare Kafka client (BENCH_ORDER
 	./bin/bench -bin $(BIN) -orders $(BENCH_ORDERS) -out services/bench/results
 
 fuzz: ## run each fuzz test for FUZZTIME (default 100000x executions; a duration such as 1m also works)
-	$(GO) test ./schemas/ -run=NONE -fuzz=FuzzDecode -fuzztime=$(FUZZTIME)
+	$(GO) test ./schemas/ -run=NONE -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME)
+	$(GO) test ./schemas/ -run=NONE -fuzz=FuzzDecodeMatchesHamba -fuzztime=$(FUZZTIME)
 	$(GO) test ./services/envelope/ -run=NONE -fuzz=FuzzParseHistory -fuzztime=$(FUZZTIME)
 	$(GO) test ./services/envelope/ -run=NONE -fuzz=FuzzFailures -fuzztime=$(FUZZTIME)
 	$(GO) test ./services/envelope/ -run=NONE -fuzz=FuzzTimes -fuzztime=$(FUZZTIME)
