@@ -80,6 +80,7 @@ func (r *Registry) Stage(name string) *Stage {
 	s := &Stage{
 		r: r, name: name, waiting: map[int]int{},
 		consumed: r.consumed.WithLabelValues(name), handling: r.handling.WithLabelValues(name),
+		retryPrefix: r.top.Orders + "_retry_",
 	}
 	r.mu.Lock()
 	r.stages = append(r.stages, s)
@@ -106,8 +107,9 @@ type Stage struct {
 	joined atomic.Bool
 	// The series of this stage that every batch updates; the others appear
 	// once they count something.
-	consumed prometheus.Counter
-	handling prometheus.Observer
+	consumed    prometheus.Counter
+	handling    prometheus.Observer
+	retryPrefix string // of the retry topics
 
 	mu      sync.Mutex
 	waiting map[int]int
@@ -124,20 +126,46 @@ func (s *Stage) Handled(batch []envelope.Record, outs []envelope.Output, began t
 	for range batch {
 		s.handling.Observe(took)
 	}
+	// Outputs are counted by label value first, so that each series is
+	// looked up once per batch, not once per record.
 	processed := 0
+	var deadBuf, retriedBuf [4]tally
+	dead, retried := deadBuf[:0], retriedBuf[:0]
 	for _, o := range outs {
 		switch {
 		case o.Topic == r.top.Processed:
 			processed++
 		case o.Topic == r.top.DLQ:
-			r.dead.WithLabelValues(s.name, header(o, envelope.HeaderDLQReason, "unknown")).Inc()
-		case strings.HasPrefix(o.Topic, r.top.Orders+"_retry_"):
-			r.retried.WithLabelValues(s.name, header(o, envelope.HeaderErrorClass, "other")).Inc()
+			dead = count(dead, header(o, envelope.HeaderDLQReason, "unknown"))
+		case strings.HasPrefix(o.Topic, s.retryPrefix):
+			retried = count(retried, header(o, envelope.HeaderErrorClass, "other"))
 		}
 	}
 	if processed > 0 {
 		r.processed.WithLabelValues(s.name).Add(float64(processed))
 	}
+	for _, t := range dead {
+		r.dead.WithLabelValues(s.name, t.label).Add(float64(t.n))
+	}
+	for _, t := range retried {
+		r.retried.WithLabelValues(s.name, t.label).Add(float64(t.n))
+	}
+}
+
+// tally is how many outputs of a batch carry one label value.
+type tally struct {
+	label string
+	n     int
+}
+
+func count(ts []tally, label []byte) []tally {
+	for i := range ts {
+		if ts[i].label == string(label) {
+			ts[i].n++
+			return ts
+		}
+	}
+	return append(ts, tally{string(label), 1})
 }
 
 // Late records how late a delayed record was taken up.
@@ -157,11 +185,11 @@ func (s *Stage) Waiting(partition, n int) {
 	s.r.waiting.WithLabelValues(s.name).Set(float64(total))
 }
 
-func header(o envelope.Output, key, def string) string {
+func header(o envelope.Output, key, def string) []byte {
 	for _, h := range o.Headers {
 		if h.Key == key && len(h.Value) > 0 {
-			return string(h.Value)
+			return h.Value
 		}
 	}
-	return def
+	return []byte(def)
 }
