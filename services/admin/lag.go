@@ -32,6 +32,11 @@ func (p PartitionLag) Lag() int64 {
 func GroupLag(ctx context.Context, client pipeline.Client, group, topic string) (int64, []PartitionLag, error) {
 	admin := client.Admin()
 	defer admin.Close()
+	return Lag(ctx, admin, group, topic)
+}
+
+// Lag is GroupLag on the connections of admin, for callers that ask often.
+func Lag(ctx context.Context, admin *pipeline.Admin, group, topic string) (int64, []PartitionLag, error) {
 	counts, err := partitionCounts(ctx, admin, []string{topic})
 	if err != nil {
 		return 0, nil, err

@@ -343,8 +343,12 @@ func (r *runner) measure(ctx context.Context, client pipeline.Client, group, top
 		case <-tick.C:
 		}
 	}
+	// One connection for every poll: a new one each time would make the
+	// broker and this process accept and dial 40 connections a second.
+	a := client.Admin()
+	defer a.Close()
 	t0 := time.Now()
-	lag0, _, err := admin.GroupLag(ctx, client, group, topic)
+	lag0, _, err := admin.Lag(ctx, a, group, topic)
 	if err != nil {
 		return Throughput{}, err
 	}
@@ -358,7 +362,7 @@ func (r *runner) measure(ctx context.Context, client pipeline.Client, group, top
 			return Throughput{}, fmt.Errorf("%s: lag not 0: %w", group, ctx.Err())
 		case <-tick.C:
 		}
-		lag, _, err := admin.GroupLag(ctx, client, group, topic)
+		lag, _, err := admin.Lag(ctx, a, group, topic)
 		if err != nil {
 			return Throughput{}, err
 		}
