@@ -460,6 +460,13 @@ func (r *runner) failures(ctx context.Context, rep *Report, round int) error {
 	return nil
 }
 
+// scalingBacklog is how many times Config.Orders the scaling runs pre-fill.
+// Processes that start together join the group one after the other: the
+// first takes every partition and works alone until the rebalance, about a
+// heartbeat (1s) later, and at 300,000 orders/s it would take most of a
+// smaller backlog with it. The measurement starts once all are assigned.
+const scalingBacklog = 5
+
 // scaling measures row 8 twice: with each process free to use every core,
 // as one process already does, and with each held to one core
 // (GOMAXPROCS=1), like a container with one CPU, where processes add CPU
@@ -475,12 +482,7 @@ func (r *runner) scaling(ctx context.Context, rep *Report) error {
 	} {
 		var ts []Throughput
 		for _, n := range r.cfg.Procs {
-			// Processes that start together join the group one after the
-			// other: the first takes every partition and works alone until
-			// the rebalance, about a heartbeat (1s) later. The measurement
-			// starts once all are assigned, so the backlog is three times
-			// larger here, to leave most of it for then.
-			t, err := r.mainOnFreshBroker(ctx, n, 3*r.cfg.Orders, "Item3", "", c.env...)
+			t, err := r.mainOnFreshBroker(ctx, n, scalingBacklog*r.cfg.Orders, "Item3", "", c.env...)
 			if err != nil {
 				return err
 			}
