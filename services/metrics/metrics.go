@@ -107,9 +107,10 @@ type Stage struct {
 	joined atomic.Bool
 	// The series of this stage that every batch updates; the others appear
 	// once they count something.
-	consumed    prometheus.Counter
-	handling    prometheus.Observer
-	retryPrefix string // of the retry topics
+	consumed prometheus.Counter
+	handling prometheus.Observer
+	// retryPrefix begins the name of every retry topic.
+	retryPrefix string
 
 	mu      sync.Mutex
 	waiting map[int]int
