@@ -472,26 +472,43 @@ const scalingBacklog = 5
 // (GOMAXPROCS=1), like a container with one CPU, where processes add CPU
 // until the machine has none left.
 func (r *runner) scaling(ctx context.Context, rep *Report) error {
-	for _, c := range []struct {
-		what  string
-		env   []string
-		curve *[][]Throughput
-	}{
-		{"every core", nil, &rep.Scaling},
-		{"one core", []string{"GOMAXPROCS=1"}, &rep.ScalingOneCore},
-	} {
+	for _, c := range rep.scalingCurves() {
 		var ts []Throughput
 		for _, n := range r.cfg.Procs {
 			t, err := r.mainOnFreshBroker(ctx, n, scalingBacklog*r.cfg.Orders, "Item3", "", c.env...)
 			if err != nil {
 				return err
 			}
-			r.logf("  main stage, %d processes, %s each: %v", n, c.what, t)
+			r.logf("  main stage, %d processes, %s: %v", n, c.name, t)
 			ts = append(ts, t)
 		}
-		*c.curve = append(*c.curve, ts)
+		*c.runs = append(*c.runs, ts)
 	}
 	return nil
+}
+
+// scalingCurve is one line of row 8: how its processes run, and its rounds.
+type scalingCurve struct {
+	name string   // as the plot's legend gives it
+	env  []string // added to each process's environment
+	runs *[][]Throughput
+}
+
+// scalingCurves are the lines of row 8, in the order they are measured and
+// shown.
+func (r *Report) scalingCurves() []scalingCurve {
+	return []scalingCurve{
+		{"every core each", nil, &r.Scaling},
+		{"one core each", []string{"GOMAXPROCS=1"}, &r.ScalingOneCore},
+	}
+}
+
+// label is the curve's name in the table: with its environment, if any.
+func (c scalingCurve) label() string {
+	if len(c.env) == 0 {
+		return c.name
+	}
+	return c.name + " (" + strings.Join(c.env, " ") + ")"
 }
 
 // startProfile writes a CPU profile of this process to path until stop.

@@ -134,11 +134,8 @@ func (r Report) Rows() []Row {
 		Stage: fmt.Sprintf("%.1f MiB", mib(r.MainRSS)), Baseline: "-", Ratio: "-", Target: "< 64 MiB",
 		Met: r.MainRSS > 0 && r.MainRSS < 64<<20,
 	})
-	for _, c := range []struct {
-		what  string
-		curve [][]Throughput
-	}{{"every core each", r.Scaling}, {"one core each (GOMAXPROCS=1)", r.ScalingOneCore}} {
-		if row, ok := r.scalingRow(c.what, c.curve); ok {
+	for _, c := range r.scalingCurves() {
+		if row, ok := r.scalingRow(c.label(), *c.runs); ok {
 			rows = append(rows, row)
 		}
 	}

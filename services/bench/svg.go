@@ -13,14 +13,17 @@ func (r Report) WritePlots(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	var names []string
+	var series [][]float64
+	for _, c := range r.scalingCurves() {
+		if len(*c.runs) > 0 {
+			names, series = append(names, c.name), append(series, r.ScalingMedians(*c.runs))
+		}
+	}
 	if len(r.Scaling) > 0 {
 		var labels []string
 		for _, n := range r.Config.Procs {
 			labels = append(labels, fmt.Sprintf("%d process", n)+plural(n))
-		}
-		names, series := []string{"every core each"}, [][]float64{r.ScalingMedians(r.Scaling)}
-		if len(r.ScalingOneCore) > 0 {
-			names, series = append(names, "one core each"), append(series, r.ScalingMedians(r.ScalingOneCore))
 		}
 		svg := barChart(fmt.Sprintf("Main stage throughput by processes (%d partitions, median of %d rounds, %s)", r.Config.Partitions, len(r.Scaling), r.Machine),
 			"orders/s", labels, names, series, "%.0f")
