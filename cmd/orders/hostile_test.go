@@ -3,7 +3,6 @@ package main_test
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -47,7 +46,7 @@ func TestHostileInputIsDeadLetteredOnce(t *testing.T) {
 		headers                     []envelope.Header
 	}
 	valid := encode(t, schemas.Order{OrderID: "r1", Product: "Item1", Price: 10})
-	failed := envelope.Begin(envelope.Record{Topic: "orders"}).Failed("main", time.Now(), errors.New("x"))
+	failed := envelope.Begin(envelope.Record{Topic: "orders"}).Failed("main", time.Now(), "x")
 	failed.DueAt = time.Now()
 	history := failed.Headers()
 	garbled := append([]envelope.Header(nil), history...)

@@ -42,7 +42,7 @@ func (p *partition) Handle(_ context.Context, batch []envelope.Record) ([]envelo
 			err, reason = schemas.Validate(o), envelope.ReasonInvalid
 		}
 		if err != nil {
-			h := envelope.Begin(r).Failed(topology.StageAggregator, r.Time, err)
+			h := envelope.Begin(r).Failed(topology.StageAggregator, r.Time, err.Error())
 			p.log.Warn("record dead-lettered", zap.String("stage", topology.StageAggregator), zap.Int64("offset", r.Offset), zap.Error(err))
 			outs = append(outs, envelope.Output{
 				Topic: p.top.DLQ, Partition: envelope.AnyPartition, Key: r.Key,

@@ -36,7 +36,7 @@ func fill(ctx context.Context, client pipeline.Client, topic string, n int, seed
 			out := envelope.Output{Topic: topic, Partition: envelope.AnyPartition, Key: []byte(o.OrderID), Value: v}
 			if retry {
 				h := envelope.History{OriginalTopic: topology.DefaultOrders, OriginalOffset: int64(done + len(outs))}
-				h = h.Failed(topology.StageMain, failedAt, fmt.Errorf("%w: %s", processor.ErrFailingProduct, o.Product))
+				h = h.Failed(topology.StageMain, failedAt, processor.ErrFailingProduct.Error()+": "+o.Product)
 				h.DueAt = failedAt.Add(time.Second)
 				out.Headers = h.Headers()
 			}

@@ -7,7 +7,6 @@ package dlq
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -226,7 +225,7 @@ func send(write func(envelope.Output) error, top topology.Topology, to string, s
 			OriginalTopic: e.Letter.Topic, OriginalPartition: e.Letter.Partition, OriginalOffset: e.Letter.Offset,
 			FirstFailureAt: e.Letter.FirstFailureAt, Errors: e.Letter.Errors, Replays: replays,
 		}
-		h = h.Failed("replay", now, errors.New(e.Letter.Error))
+		h = h.Failed("replay", now, e.Letter.Error)
 		h.Attempts = step
 		h.Errors[len(h.Errors)-1].Attempt = step
 		h.ErrorClass, h.DueAt = "replay", now

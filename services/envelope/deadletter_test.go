@@ -3,7 +3,6 @@ package envelope_test
 import (
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"reflect"
 	"slices"
 	"testing"
@@ -21,7 +20,7 @@ func exhausted(t *testing.T) (envelope.Record, envelope.History, envelope.DeadLe
 	h := envelope.Begin(orig)
 	stages := []string{"main", "retry-1", "retry-2", "retry-3"}
 	for i, s := range stages {
-		h = h.Failed(s, t0.Add(time.Duration(i)*time.Second), errors.New("product fails processing: Item3"))
+		h = h.Failed(s, t0.Add(time.Duration(i)*time.Second), "product fails processing: Item3")
 	}
 	// The record failing for good is the copy on the last retry topic.
 	last := envelope.Record{Topic: "orders_retry_3", Partition: 0, Offset: 7, Key: orig.Key, Value: orig.Value, Headers: h.Headers()}
@@ -165,7 +164,7 @@ func TestDeadLetterOfAHugeValueFitsTheBroker(t *testing.T) {
 		big[i] = byte(i)
 	}
 	r := envelope.Record{Topic: "orders", Key: []byte("k"), Value: big}
-	d := envelope.NewDeadLetter(r, envelope.Begin(r).Failed("main", time.Now(), errors.New("boom")), envelope.ReasonUndecodable)
+	d := envelope.NewDeadLetter(r, envelope.Begin(r).Failed("main", time.Now(), "boom"), envelope.ReasonUndecodable)
 	if !d.RawValueTruncated || d.RawValueSize != len(big) || len(d.RawValueHex) != 2*envelope.MaxRawValue {
 		t.Fatalf("truncated %v size %d hex %d bytes", d.RawValueTruncated, d.RawValueSize, len(d.RawValueHex))
 	}

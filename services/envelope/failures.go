@@ -13,8 +13,9 @@ import (
 // exactly what appendFailures writes and hands anything else, such as a
 // header written by another producer, to encoding/json.
 
-// appendFailures appends fs as a JSON array, with the times in UTC.
-func appendFailures(b []byte, fs []Failure) []byte {
+// appendFailures appends fs as a JSON array, with the times in UTC,
+// formatted through buf (which may be nil).
+func appendFailures(b []byte, fs []Failure, buf *Buffer) []byte {
 	if fs == nil {
 		return append(b, "null"...)
 	}
@@ -38,7 +39,7 @@ func appendFailures(b []byte, fs []Failure) []byte {
 		b = append(b, `,"attempt":`...)
 		b = strconv.AppendInt(b, int64(f.Attempt), 10)
 		b = append(b, `,"at":"`...)
-		b = appendTime(b, f.At)
+		b = buf.appendTime(b, f.At)
 		b = append(b, `","error":`...)
 		b = appendJSONString(b, f.Error)
 		b = append(b, '}')
@@ -92,10 +93,21 @@ func appendJSONString(b []byte, s string) []byte {
 }
 
 // parseFailures reads a JSON error list; ok is false if it is not valid.
-func parseFailures(v []byte) (fs []Failure, ok bool) {
-	if fs, ok := parseFailuresFast(v); ok {
+func parseFailures(v []byte, buf *Buffer) ([]Failure, bool) {
+	if fs, ok := buf.parsedFailures(v); ok {
 		return fs, true
 	}
+	fs, ok := parseFailuresFast(v, buf)
+	if !ok {
+		if fs, ok = parseFailuresJSON(v); !ok {
+			return nil, false
+		}
+	}
+	buf.keepFailures(v, fs)
+	return fs, true
+}
+
+func parseFailuresJSON(v []byte) (fs []Failure, ok bool) {
 	if err := json.Unmarshal(v, &fs); err != nil {
 		return nil, false
 	}
@@ -104,8 +116,8 @@ func parseFailures(v []byte) (fs []Failure, ok bool) {
 
 // parseFailuresFast reads the exact form appendFailures writes, with no
 // escapes in strings and at most MaxErrors failures; ok is false for
-// anything else. The strings of the list share one copy of v.
-func parseFailuresFast(v []byte) ([]Failure, bool) {
+// anything else. Its strings and times come from buf (which may be nil).
+func parseFailuresFast(v []byte, buf *Buffer) ([]Failure, bool) {
 	if string(v) == "null" {
 		return nil, true
 	}
@@ -122,20 +134,20 @@ func parseFailuresFast(v []byte) ([]Failure, bool) {
 		f          Failure
 		stage, msg span
 	}
-	var buf [MaxErrors]parsed
+	var list [MaxErrors]parsed
 	n := 0
 	for {
-		if n == len(buf) {
+		if n == len(list) {
 			return nil, false
 		}
-		e := &buf[n]
+		e := &list[n]
 		var at span
 		ok := p.lit(`{"stage":`) && p.raw(&e.stage) && p.lit(`,"attempt":`) && p.int(&e.f.Attempt) &&
 			p.lit(`,"at":`) && p.raw(&at) && p.lit(`,"error":`) && p.raw(&e.msg) && p.lit("}")
 		if !ok {
 			return nil, false
 		}
-		if t, utc := parseUTC(at.of(v)); utc {
+		if t, utc := buf.parseUTC(at.of(v)); utc {
 			e.f.At = t
 		} else if e.f.At.UnmarshalText(at.of(v)) != nil {
 			return nil, false
@@ -151,11 +163,10 @@ func parseFailuresFast(v []byte) ([]Failure, bool) {
 	if !p.end() {
 		return nil, false
 	}
-	s := string(v)
 	fs := make([]Failure, n)
-	for i, e := range buf[:n] {
+	for i, e := range list[:n] {
 		fs[i] = e.f
-		fs[i].Stage, fs[i].Error = s[e.stage.from:e.stage.to], s[e.msg.from:e.msg.to]
+		fs[i].Stage, fs[i].Error = buf.string(e.stage.of(v)), buf.string(e.msg.of(v))
 	}
 	return fs, true
 }

@@ -18,13 +18,13 @@ func FuzzFailures(f *testing.F) {
 	f.Fuzz(func(t *testing.T, stage string, attempt int, at int64, msg string, raw []byte) {
 		fs := []Failure{{Stage: stage, Attempt: attempt, At: time.Unix(0, at).UTC(), Error: msg}, {Stage: msg, Attempt: -attempt, At: time.Unix(0, at/3).In(time.FixedZone("x", 5400)), Error: stage}}
 		for _, list := range [][]Failure{nil, {}, fs} {
-			enc := appendFailures(nil, list)
+			enc := appendFailures(nil, list, nil)
 			var want []Failure
 			wantErr := json.Unmarshal(enc, &want)
 			if wantErr != nil {
 				t.Fatalf("encoding/json cannot read %s: %v", enc, wantErr)
 			}
-			got, ok := parseFailures(enc)
+			got, ok := parseFailures(enc, nil)
 			if !ok || !reflect.DeepEqual(got, want) {
 				t.Fatalf("parseFailures(%s) = %+v, %v; encoding/json: %+v", enc, got, ok, want)
 			}
@@ -39,7 +39,7 @@ func FuzzFailures(f *testing.F) {
 		}
 		var want []Failure
 		wantErr := json.Unmarshal(raw, &want)
-		got, ok := parseFailures(raw)
+		got, ok := parseFailures(raw, nil)
 		if ok != (wantErr == nil) || (ok && !reflect.DeepEqual(got, want)) {
 			t.Fatalf("parseFailures(%q) = %+v, %v; encoding/json: %+v, %v", raw, got, ok, want, wantErr)
 		}

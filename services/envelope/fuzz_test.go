@@ -42,6 +42,22 @@ func FuzzParseHistory(f *testing.F) {
 		if !reflect.DeepEqual(normalize(again), normalize(h)) {
 			t.Fatalf("round trip changed\n%+v\ninto\n%+v", h, again)
 		}
+		// Through a Buffer: the same history read, twice (the second time
+		// from what the buffer kept), and the same headers written.
+		var buf envelope.Buffer
+		for range 2 {
+			bh, err := buf.ParseHistory(envelope.Record{Headers: hs})
+			if err != nil || !reflect.DeepEqual(bh, h) {
+				t.Fatalf("buffered parse = %+v, %v; want %+v", bh, err, h)
+			}
+			bt, err := buf.ParseDueAt(envelope.Record{Headers: hs})
+			if err != nil || bt != dueAt {
+				t.Fatalf("buffered due time = %v, %v; want %v", bt, err, dueAt)
+			}
+			if got, want := bh.AppendHeaders(&buf), h.Headers(); !reflect.DeepEqual(got, want) {
+				t.Fatalf("buffered headers = %q, want %q", got, want)
+			}
+		}
 	})
 }
 

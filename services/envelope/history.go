@@ -117,9 +117,10 @@ func parseReplays(v []byte) int {
 	return n
 }
 
-// Failed records one more failed attempt in stage at time at.
-func (h History) Failed(stage string, at time.Time, err error) History {
-	msg := truncate(err.Error(), MaxErrorLen)
+// Failed records one more failed attempt in stage at time at, failing
+// with the error message msg.
+func (h History) Failed(stage string, at time.Time, msg string) History {
+	msg = truncate(msg, MaxErrorLen)
 	h.Attempts++
 	if h.FirstFailureAt.IsZero() {
 		h.FirstFailureAt = at
@@ -193,13 +194,22 @@ func historyKeyIndex(key string) int {
 // error list stands for the first and the latest failure: ParseHistory
 // reads FirstFailureAt, LastFailureAt, LastStage and LastError from it.
 func (h History) Headers() []Header {
+	var buf Buffer
+	return h.AppendHeaders(&buf)
+}
+
+// AppendHeaders is Headers, written into buf: the headers and their values
+// stay valid until buf is reset.
+func (h History) AppendHeaders(buf *Buffer) []Header {
 	// The numbers and the due time take at most 100 bytes; an error in the
 	// list 80 besides its texts, which are rarely escaped.
 	size := 100 + len(h.OriginalTopic) + len(h.ErrorClass)
 	for _, f := range h.Errors {
 		size += 80 + len(f.Stage) + len(f.Error)
 	}
-	b := make([]byte, 0, size)
+	buf.reserve(size, len(historyKeys))
+	b := buf.b
+	start := len(b)
 	var end [len(historyKeys)]int
 	b = strconv.AppendInt(b, int64(h.Attempts), 10)
 	end[iAttempts] = len(b)
@@ -209,23 +219,23 @@ func (h History) Headers() []Header {
 	b = append(b, '@')
 	b = strconv.AppendInt(b, h.OriginalOffset, 10)
 	end[iOrigin] = len(b)
-	b = appendTime(b, h.DueAt)
+	b = buf.appendTime(b, h.DueAt)
 	end[iDueAt] = len(b)
-	b = appendFailures(b, h.Errors)
+	b = appendFailures(b, h.Errors, buf)
 	end[iErrors] = len(b)
-	n := iErrors + 1
 	if h.ErrorClass != "" {
 		b = append(b, h.ErrorClass...)
 		end[iErrorClass] = len(b)
-		n++
 	}
 	if h.Replays != 0 {
 		b = strconv.AppendInt(b, int64(h.Replays), 10)
 		end[iReplays] = len(b)
-		n++
 	}
-	hs := make([]Header, 0, n)
-	start := 0
+	// Values past the room reserved moved b to new memory: the headers
+	// point to wherever b is now.
+	buf.b = b
+	hs := buf.hs
+	first := len(hs)
 	for i, k := range historyKeys {
 		if i > iErrors && end[i] == 0 {
 			continue // not written
@@ -233,12 +243,21 @@ func (h History) Headers() []Header {
 		hs = append(hs, Header{k, b[start:end[i]:end[i]]})
 		start = end[i]
 	}
-	return hs
+	buf.hs = hs
+	return hs[first:len(hs):len(hs)]
 }
 
 // ParseHistory reads the history headers of a record on a retry topic. A
 // missing or garbled header is an error wrapping ErrHeaders.
-func ParseHistory(r Record) (History, error) {
+func ParseHistory(r Record) (History, error) { return parseHistory(r, nil) }
+
+// ParseHistory is ParseHistory with what recurs kept in buf. The history
+// stays valid after buf is reset; its Errors may be those of other
+// histories the buffer read, and must not be changed (Failed makes a new
+// list).
+func (buf *Buffer) ParseHistory(r Record) (History, error) { return parseHistory(r, buf) }
+
+func parseHistory(r Record, buf *Buffer) (History, error) {
 	// One pass over the headers finds every history header; the last of a
 	// name wins, as with Record.Header.
 	var found [len(historyKeys)][]byte
@@ -270,14 +289,14 @@ func ParseHistory(r Record) (History, error) {
 		return History{}, fmt.Errorf("%w: %s is %d, want at least 1", ErrHeaders, HeaderAttempts, attempts)
 	}
 	h.Attempts = int(attempts)
-	if h.OriginalTopic, h.OriginalPartition, h.OriginalOffset, ok = parseOrigin(found[iOrigin]); !ok {
+	if h.OriginalTopic, h.OriginalPartition, h.OriginalOffset, ok = parseOrigin(found[iOrigin], buf); !ok {
 		return History{}, fmt.Errorf("%w: %s is not topic/partition@offset: %q", ErrHeaders, HeaderOrigin, truncate(string(found[iOrigin]), 64))
 	}
 	var err error
-	if h.DueAt, err = parseTime(HeaderDueAt, found[iDueAt]); err != nil {
+	if h.DueAt, err = parseTime(HeaderDueAt, found[iDueAt], buf); err != nil {
 		return History{}, err
 	}
-	errs, ok := parseFailures(found[iErrors])
+	errs, ok := parseFailures(found[iErrors], buf)
 	if !ok || len(errs) == 0 || len(errs) > MaxErrors {
 		return History{}, fmt.Errorf("%w: %s is not a JSON list of 1 to %d failures: %q", ErrHeaders, HeaderErrors, MaxErrors, truncate(string(found[iErrors]), 64))
 	}
@@ -285,7 +304,7 @@ func ParseHistory(r Record) (History, error) {
 	first, last := errs[0], errs[len(errs)-1]
 	h.FirstFailureAt, h.LastFailureAt, h.LastStage, h.LastError = first.At, last.At, last.Stage, last.Error
 	if v := found[iErrorClass]; seen[iErrorClass] && len(v) <= 64 {
-		h.ErrorClass = string(v)
+		h.ErrorClass = buf.string(v)
 	}
 	if seen[iReplays] {
 		h.Replays = parseReplays(found[iReplays])
@@ -295,7 +314,7 @@ func ParseHistory(r Record) (History, error) {
 
 // parseOrigin reads topic/partition@offset. Kafka's topic names hold
 // neither '/' nor '@', so the last of each splits it.
-func parseOrigin(v []byte) (topic string, partition int, offset int64, ok bool) {
+func parseOrigin(v []byte, buf *Buffer) (topic string, partition int, offset int64, ok bool) {
 	at := bytes.LastIndexByte(v, '@')
 	if at < 0 {
 		return "", 0, 0, false
@@ -312,16 +331,21 @@ func parseOrigin(v []byte) (topic string, partition int, offset int64, ok bool) 
 	if !ok {
 		return "", 0, 0, false
 	}
-	return string(v[:slash]), int(p), o, true
+	return buf.string(v[:slash]), int(p), o, true
 }
 
 // ParseDueAt reads the due time alone, with the errors ParseHistory gives
 // for it. A retry stage asks it of every record it waits for; the rest of
 // the history is checked when the record is handled.
-func ParseDueAt(r Record) (time.Time, error) {
+func ParseDueAt(r Record) (time.Time, error) { return parseDueAt(r, nil) }
+
+// ParseDueAt is ParseDueAt with what recurs kept in buf.
+func (buf *Buffer) ParseDueAt(r Record) (time.Time, error) { return parseDueAt(r, buf) }
+
+func parseDueAt(r Record, buf *Buffer) (time.Time, error) {
 	for i := len(r.Headers) - 1; i >= 0; i-- {
 		if r.Headers[i].Key == HeaderDueAt {
-			return parseTime(HeaderDueAt, r.Headers[i].Value)
+			return parseTime(HeaderDueAt, r.Headers[i].Value, buf)
 		}
 	}
 	return time.Time{}, missing(HeaderDueAt)
@@ -330,11 +354,11 @@ func ParseDueAt(r Record) (time.Time, error) {
 func missing(key string) error { return fmt.Errorf("%w: missing %s", ErrHeaders, key) }
 
 // parseTime reads a time header.
-func parseTime(key string, v []byte) (time.Time, error) {
+func parseTime(key string, v []byte, buf *Buffer) (time.Time, error) {
 	if len(v) > maxHeaderLen {
 		return time.Time{}, tooLong(key, v)
 	}
-	t, err := parseRFC3339(v)
+	t, err := buf.parseRFC3339(v)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("%w: %s is not an RFC 3339 time: %q", ErrHeaders, key, truncate(string(v), 40))
 	}

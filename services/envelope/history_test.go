@@ -30,7 +30,7 @@ func TestFailedKeepsTheFirstAndTheLatestFailuresOldestFirst(t *testing.T) {
 	const n = envelope.MaxErrors + 3
 	for i := 1; i <= n; i++ {
 		at := t0.Add(time.Duration(i) * time.Second)
-		h = h.Failed(fmt.Sprintf("s%d", i), at, fmt.Errorf("e%d", i))
+		h = h.Failed(fmt.Sprintf("s%d", i), at, fmt.Sprintf("e%d", i))
 
 		if h.Attempts != i {
 			t.Fatalf("after %d failures Attempts = %d", i, h.Attempts)
@@ -75,9 +75,9 @@ func TestFailedSetsFirstFailureAtOnce(t *testing.T) {
 	if !h.FirstFailureAt.IsZero() {
 		t.Fatalf("FirstFailureAt before any failure = %v", h.FirstFailureAt)
 	}
-	h = h.Failed("main", t0, errors.New("a"))
-	h = h.Failed("retry-1", t0.Add(time.Minute), errors.New("b"))
-	h = h.Failed("retry-2", t0.Add(time.Hour), errors.New("c"))
+	h = h.Failed("main", t0, "a")
+	h = h.Failed("retry-1", t0.Add(time.Minute), "b")
+	h = h.Failed("retry-2", t0.Add(time.Hour), "c")
 	if !h.FirstFailureAt.Equal(t0) {
 		t.Fatalf("FirstFailureAt = %v, want %v", h.FirstFailureAt, t0)
 	}
@@ -89,11 +89,11 @@ func TestFailedSetsFirstFailureAtOnce(t *testing.T) {
 func TestFailedDoesNotShareErrorsWithItsInput(t *testing.T) {
 	base := envelope.History{Attempts: 0}
 	for i := range envelope.MaxErrors {
-		base = base.Failed("s", t0, fmt.Errorf("e%d", i))
+		base = base.Failed("s", t0, fmt.Sprintf("e%d", i))
 	}
 	before := slices.Clone(base.Errors)
-	a := base.Failed("a", t0, errors.New("a"))
-	b := base.Failed("b", t0, errors.New("b"))
+	a := base.Failed("a", t0, "a")
+	b := base.Failed("b", t0, "b")
 	if got := a.Errors[len(a.Errors)-1].Stage; got != "a" {
 		t.Fatalf("a's last failure is in stage %q after b was derived from the same history", got)
 	}
@@ -107,7 +107,7 @@ func TestFailedDoesNotShareErrorsWithItsInput(t *testing.T) {
 
 func TestFailedTruncatesLongErrors(t *testing.T) {
 	long := strings.Repeat("x", envelope.MaxErrorLen) + "tail that must go"
-	h := envelope.History{}.Failed("main", t0, errors.New(long))
+	h := envelope.History{}.Failed("main", t0, long)
 	want := long[:envelope.MaxErrorLen]
 	if h.LastError != want {
 		t.Fatalf("LastError has %d bytes, want the first %d", len(h.LastError), envelope.MaxErrorLen)
@@ -117,7 +117,7 @@ func TestFailedTruncatesLongErrors(t *testing.T) {
 	}
 
 	exact := strings.Repeat("y", envelope.MaxErrorLen)
-	if h := (envelope.History{}).Failed("main", t0, errors.New(exact)); h.LastError != exact {
+	if h := (envelope.History{}).Failed("main", t0, exact); h.LastError != exact {
 		t.Fatalf("an error of exactly MaxErrorLen bytes became %d bytes", len(h.LastError))
 	}
 }
@@ -125,8 +125,8 @@ func TestFailedTruncatesLongErrors(t *testing.T) {
 // fullHistory has every field set, with times to the nanosecond in UTC.
 func fullHistory() envelope.History {
 	h := envelope.Begin(envelope.Record{Topic: "orders", Partition: 5, Offset: 1234567890123})
-	h = h.Failed("main", t0, errors.New(`product fails processing: "Item3"`))
-	h = h.Failed("retry-1", t0.Add(2*time.Second+1), errors.New("second, with ünïcode"))
+	h = h.Failed("main", t0, `product fails processing: "Item3"`)
+	h = h.Failed("retry-1", t0.Add(2*time.Second+1), "second, with ünïcode")
 	h.DueAt = t0.Add(7*time.Second + 999)
 	h.ErrorClass = "transient"
 	h.Replays = 2
@@ -228,7 +228,7 @@ func TestTheLongestHistoryIsReadBack(t *testing.T) {
 	// Every byte of every error escaped in six: the most Headers writes.
 	h := envelope.Begin(envelope.Record{Topic: strings.Repeat("t", 249), Partition: 1<<31 - 1, Offset: 1<<63 - 1})
 	for i := range envelope.MaxErrors + 1 {
-		h = h.Failed(strings.Repeat("s", 64), t0.Add(time.Duration(i)), errors.New(strings.Repeat("\x01", envelope.MaxErrorLen)))
+		h = h.Failed(strings.Repeat("s", 64), t0.Add(time.Duration(i)), strings.Repeat("\x01", envelope.MaxErrorLen))
 	}
 	h.DueAt = t0
 	back, err := envelope.ParseHistory(recordWith(h.Headers()))
@@ -395,7 +395,7 @@ func TestParseHistoryReadsTheLastDuplicateHeader(t *testing.T) {
 
 func TestFailedTruncatesOnARuneBoundary(t *testing.T) {
 	msg := strings.Repeat("x", envelope.MaxErrorLen-1) + "é and more"
-	h := envelope.Begin(envelope.Record{Topic: "orders"}).Failed("main", t0, errors.New(msg))
+	h := envelope.Begin(envelope.Record{Topic: "orders"}).Failed("main", t0, msg)
 	if !utf8.ValidString(h.LastError) {
 		t.Fatalf("truncated error is not valid UTF-8: ...%q", h.LastError[len(h.LastError)-4:])
 	}
@@ -410,7 +410,7 @@ func TestFailedTruncatesOnARuneBoundary(t *testing.T) {
 
 func TestReplayCountTravels(t *testing.T) {
 	in := envelope.Record{Topic: "orders", Headers: []envelope.Header{{Key: envelope.HeaderReplays, Value: []byte("2")}}}
-	h := envelope.Begin(in).Failed("main", t0, errors.New("x"))
+	h := envelope.Begin(in).Failed("main", t0, "x")
 	h.ErrorClass = "transient"
 	got, err := envelope.ParseHistory(recordWith(h.Headers()))
 	if err != nil {

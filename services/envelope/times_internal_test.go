@@ -26,10 +26,36 @@ func FuzzTimes(f *testing.F) {
 		if (gotErr == nil) != (wantErr == nil) || !got.Equal(want) || gotZone != wantZone || gotOff != wantOff {
 			t.Fatalf("parse %q = %v, %v; time.Parse = %v, %v", s, got, gotErr, want, wantErr)
 		}
+		// Through a Buffer, twice (kept the first time, found the second),
+		// and formatting the time read: the same as without.
+		var buf Buffer
+		for range 2 {
+			bgot, bErr := buf.parseRFC3339([]byte(s))
+			bZone, bOff := bgot.Zone()
+			if (bErr == nil) != (gotErr == nil) || !bgot.Equal(got) || bZone != gotZone || bOff != gotOff {
+				t.Fatalf("buffered parse %q = %v, %v; unbuffered %v, %v", s, bgot, bErr, got, gotErr)
+			}
+			if gotErr == nil {
+				if b, want := string(buf.appendTime(nil, bgot)), string(appendTime(nil, got)); b != want {
+					t.Fatalf("buffered append of %q read = %q, want %q", s, b, want)
+				}
+			}
+		}
 		zone := time.FixedZone("z", int(offset%(24*3600)))
 		for _, tm := range []time.Time{time.Unix(0, unixNano), time.Unix(0, unixNano).In(zone), time.Unix(unixNano/7, unixNano%1e9).UTC()} {
 			if got, want := string(appendRFC3339(nil, tm)), tm.Format(time.RFC3339Nano); got != want {
 				t.Fatalf("append %v = %q, want %q", tm, got, want)
+			}
+			want := string(appendTime(nil, tm))
+			for range 2 {
+				if got := string(buf.appendTime(nil, tm)); got != want {
+					t.Fatalf("buffered append %v = %q, want %q", tm, got, want)
+				}
+				back, err := buf.parseRFC3339([]byte(want))
+				wantBack, wantErr := parseRFC3339([]byte(want))
+				if (err == nil) != (wantErr == nil) || back != wantBack {
+					t.Fatalf("buffered parse of %q = %v, %v; want %v, %v", want, back, err, wantBack, wantErr)
+				}
 			}
 		}
 	})

@@ -2,7 +2,6 @@ package pipeline_test
 
 import (
 	"context"
-	"errors"
 	"strconv"
 	"testing"
 	"time"
@@ -24,7 +23,7 @@ import (
 func BenchmarkWrite(b *testing.B) {
 	value := []byte("\x08\x31\x30\x30\x36\x0aItem3\xf6\x28\x1f\x42")
 	at := time.Date(2026, 11, 29, 18, 14, 46, 884268796, time.UTC)
-	fail := errors.New("product fails processing: Item3")
+	const fail = "product fails processing: Item3"
 	history := func(failures int) []envelope.Header {
 		h := envelope.Begin(envelope.Record{Topic: "orders", Partition: 3, Offset: 123456})
 		for i := range failures {

@@ -62,7 +62,7 @@ func ErrorClass(err error) string {
 // Process handles one valid order on its attempt-th try (1-based). A non-nil
 // error is retryable.
 func (r Rule) Process(o schemas.Order, attempt int) error {
-	if slices.Contains(r.FailProducts, o.Product) {
+	if r.failing(o.Product) >= 0 {
 		return failingProduct(o.Product)
 	}
 	if r.FlakyRate > 0 && flakyDraw(o.OrderID, attempt) < r.FlakyRate {
@@ -70,6 +70,9 @@ func (r Rule) Process(o schemas.Order, attempt int) error {
 	}
 	return nil
 }
+
+// failing is the index of product in FailProducts, or -1.
+func (r Rule) failing(product string) int { return slices.Index(r.FailProducts, product) }
 
 // flakyDraw maps (orderId, attempt) to a number in [0, 1), independently
 // for each attempt. FNV-1a alone barely moves its high bits when only the

@@ -27,6 +27,7 @@ type Stage struct {
 	once      sync.Once
 	name      string
 	processed [][]envelope.Header // by attempt - 1
+	failures  []failure           // of Rule.FailProducts, by index
 	next      string              // where a failed order goes
 	retry     bool                // whether next is a retry topic
 	delay     time.Duration       // of the retry stage next, if retry
@@ -38,6 +39,10 @@ func (s *Stage) prepare() {
 	s.next, s.retry = s.Topology.NextOnFailure(s.Step)
 	if s.retry {
 		s.delay = s.Topology.Delay(s.Step + 1)
+	}
+	s.failures = make([]failure, len(s.Rule.FailProducts))
+	for i, p := range s.Rule.FailProducts {
+		s.failures[i] = failureOf(failingProduct(p))
 	}
 	s.processed = make([][]envelope.Header, s.Step+1)
 	for i := range s.processed {
@@ -56,14 +61,16 @@ func (s *Stage) Open(_ context.Context, a pipeline.Assignment) (pipeline.Partiti
 
 // Handle returns one output per input record.
 func (s *Stage) Handle(_ context.Context, batch []envelope.Record) ([]envelope.Output, error) {
-	return s.appendOutputs(make([]envelope.Output, 0, len(batch)), batch), nil
+	return s.appendOutputs(make([]envelope.Output, 0, len(batch)), batch, new(envelope.Buffer)), nil
 }
 
-func (s *Stage) appendOutputs(outs []envelope.Output, batch []envelope.Record) []envelope.Output {
+// appendOutputs appends the outputs of batch to outs, with their history
+// headers in buf.
+func (s *Stage) appendOutputs(outs []envelope.Output, batch []envelope.Record, buf *envelope.Buffer) []envelope.Output {
 	now := s.now() // one clock reading per batch: the batch is handled at once
 	log := s.logAt(now)
 	for _, r := range batch {
-		outs = append(outs, s.decide(r, now, log))
+		outs = append(outs, s.decide(r, now, log, buf))
 	}
 	return outs
 }
@@ -76,13 +83,15 @@ func (s *Stage) logAt(now time.Time) *zap.Logger { return pipeline.LoggerAt(s.Lo
 type partition struct {
 	*Stage
 	outs []envelope.Output
+	buf  envelope.Buffer
 }
 
-// Handle is Stage.Handle into the array of the previous batch's outputs,
-// which the loop is done with.
+// Handle is Stage.Handle into the array and the header buffer of the
+// previous batch's outputs, which the loop is done with.
 func (p *partition) Handle(_ context.Context, batch []envelope.Record) ([]envelope.Output, error) {
 	clear(p.outs) // nothing of the previous batch stays reachable from here
-	p.outs = p.appendOutputs(p.outs[:0], batch)
+	p.buf.Reset()
+	p.outs = p.appendOutputs(p.outs[:0], batch, &p.buf)
 	return p.outs, nil
 }
 
@@ -90,11 +99,16 @@ func (p *partition) Handle(_ context.Context, batch []envelope.Record) ([]envelo
 // headers. Records without a readable one are due at once, and Decide
 // dead-letters them; so does it, when due, a record whose other history
 // headers are broken.
-func (s *Stage) DueAt(r envelope.Record) time.Time {
+func (s *Stage) DueAt(r envelope.Record) time.Time { return s.dueAt(r, nil) }
+
+// DueAt is Stage.DueAt with the partition's buffer.
+func (p *partition) DueAt(r envelope.Record) time.Time { return p.dueAt(r, &p.buf) }
+
+func (s *Stage) dueAt(r envelope.Record, buf *envelope.Buffer) time.Time {
 	if s.Step == 0 {
 		return time.Time{}
 	}
-	due, err := envelope.ParseDueAt(r)
+	due, err := buf.ParseDueAt(r)
 	if err != nil {
 		return time.Time{}
 	}
@@ -111,10 +125,10 @@ func (s *Stage) now() time.Time {
 // Decide returns where record r goes from this stage.
 func (s *Stage) Decide(r envelope.Record) envelope.Output {
 	now := s.now()
-	return s.decide(r, now, s.logAt(now))
+	return s.decide(r, now, s.logAt(now), new(envelope.Buffer))
 }
 
-func (s *Stage) decide(r envelope.Record, now time.Time, log *zap.Logger) envelope.Output {
+func (s *Stage) decide(r envelope.Record, now time.Time, log *zap.Logger, buf *envelope.Buffer) envelope.Output {
 	s.once.Do(s.prepare)
 	name := s.name
 	var h envelope.History
@@ -122,22 +136,22 @@ func (s *Stage) decide(r envelope.Record, now time.Time, log *zap.Logger) envelo
 		h = envelope.Begin(r)
 	} else {
 		var err error
-		if h, err = envelope.ParseHistory(r); err != nil {
-			h = envelope.Begin(r).Failed(name, now, err)
+		if h, err = buf.ParseHistory(r); err != nil {
+			h = envelope.Begin(r).Failed(name, now, err.Error())
 			return s.deadLetter(r, h, envelope.ReasonBadHeaders, log)
 		}
 	}
 	o, err := schemas.Decode(r.Value)
 	if err != nil {
-		return s.deadLetter(r, h.Failed(name, now, err), envelope.ReasonUndecodable, log)
+		return s.deadLetter(r, h.Failed(name, now, err.Error()), envelope.ReasonUndecodable, log)
 	}
 	if err := schemas.Validate(o); err != nil {
-		return s.deadLetter(r, h.Failed(name, now, err), envelope.ReasonInvalid, log)
+		return s.deadLetter(r, h.Failed(name, now, err.Error()), envelope.ReasonInvalid, log)
 	}
 	attempt := h.Attempts + 1
-	if err := s.Rule.Process(o, attempt); err != nil {
-		h = h.Failed(name, now, err)
-		h.ErrorClass = ErrorClass(err)
+	if f, failed := s.process(o, attempt); failed {
+		h = h.Failed(name, now, f.text)
+		h.ErrorClass = f.class
 		if !s.retry {
 			return s.deadLetter(r, h, envelope.ReasonRetriesExhausted, log)
 		}
@@ -147,9 +161,9 @@ func (s *Stage) decide(r envelope.Record, now time.Time, log *zap.Logger) envelo
 		// and then their fields are not even built.
 		if ce := log.Check(zap.InfoLevel, "retry scheduled"); ce != nil {
 			ce.Write(zap.String("stage", name), zap.String("orderId", o.OrderID),
-				zap.Int("attempt", attempt), zap.String("next", next), zap.Time("due", h.DueAt), zap.Error(err))
+				zap.Int("attempt", attempt), zap.String("next", next), zap.Time("due", h.DueAt), zap.Error(f.err))
 		}
-		return envelope.Output{Topic: next, Partition: envelope.AnyPartition, Key: r.Key, Value: r.Value, Headers: h.Headers()}
+		return envelope.Output{Topic: next, Partition: envelope.AnyPartition, Key: r.Key, Value: r.Value, Headers: h.AppendHeaders(buf)}
 	}
 	if ce := log.Check(zap.InfoLevel, "order processed"); ce != nil {
 		ce.Write(zap.String("stage", name), zap.String("orderId", o.OrderID),
@@ -163,6 +177,26 @@ func (s *Stage) decide(r envelope.Record, now time.Time, log *zap.Logger) envelo
 		Topic: s.Topology.Processed, Partition: envelope.AnyPartition,
 		Key: key, Value: r.Value, Headers: s.processedHeaders(attempt, name),
 	}
+}
+
+// failure is a processing failure with its text and class.
+type failure struct {
+	err         error
+	text, class string
+}
+
+func failureOf(err error) failure { return failure{err, err.Error(), ErrorClass(err)} }
+
+// process is Rule.Process, with the failure of a failing product made once
+// for the stage instead of once per order.
+func (s *Stage) process(o schemas.Order, attempt int) (failure, bool) {
+	if i := s.Rule.failing(o.Product); i >= 0 {
+		return s.failures[i], true
+	}
+	if err := s.Rule.Process(o, attempt); err != nil {
+		return failureOf(err), true
+	}
+	return failure{}, false
 }
 
 // processedHeaders are the headers of an order this stage processed on its
