@@ -123,6 +123,14 @@ func (w Writer) Close() error {
 	return err
 }
 
+// maxRequestBytes bounds the records the writer sends to a partition in
+// one request. A broker refuses a record batch larger than its
+// max.message.bytes (1 MiB and 12 bytes by default) for good, so a batch of
+// many or large records is split to stay below that. kafka-go counts a
+// record at 22 bytes besides its key, value and headers, more than a record
+// takes in a batch, which leaves room for the batch's own 61 bytes.
+const maxRequestBytes = 1_000_000
+
 // partitionCountsTTL is how long a writer trusts the partition count of a
 // topic, on top of the transport's metadata TTL.
 const partitionCountsTTL = time.Second
@@ -139,7 +147,7 @@ func (c Client) NewWriter(wc WriterConfig, log *zap.Logger) Writer {
 		Balancer:               partitioner{},
 		RequiredAcks:           kafka.RequireAll,
 		BatchSize:              wc.BatchSize,
-		BatchBytes:             16 << 20,
+		BatchBytes:             maxRequestBytes,
 		BatchTimeout:           wc.BatchTimeout,
 		MaxAttempts:            3,
 		WriteBackoffMin:        50 * time.Millisecond,

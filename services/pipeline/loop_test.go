@@ -227,3 +227,35 @@ func TestResumeAheadOfTheGroupIsCommitted(t *testing.T) {
 	default:
 	}
 }
+
+// A batch whose records together exceed what the broker takes in one
+// request (max.message.bytes, 1 MiB by default) is written in several: a
+// stage that wrote it as one would be refused for good, and stop.
+func TestWriterSplitsABatchLargerThanTheBrokerTakes(t *testing.T) {
+	client, _, out := setup(t, 1)
+	const n, size = 600, 5 << 10 // 3 MiB in all
+	outs := make([]envelope.Output, n)
+	for i := range outs {
+		outs[i] = envelope.Output{
+			Topic: out, Partition: 0, Key: []byte(strconv.Itoa(i)), Value: make([]byte, size),
+			Headers: []envelope.Header{{Key: "h", Value: make([]byte, 64)}},
+		}
+	}
+	w := client.NewWriter(pipeline.WriterConfig{BatchSize: n}, zap.NewNop())
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.WriteMessages(ctx, pipeline.Messages(outs)...); err != nil {
+		msg := err.Error()
+		t.Fatalf("writing %d records of %d bytes: %s", n, size, msg[:min(len(msg), 300)])
+	}
+	admin := client.Admin()
+	defer admin.Close()
+	res, err := admin.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{out: {kafka.LastOffsetOf(0)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Topics[out][0].LastOffset; got != n {
+		t.Fatalf("the topic ends at offset %d, want %d", got, n)
+	}
+}
