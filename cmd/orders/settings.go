@@ -72,7 +72,7 @@ func (s *settings) list() []setting {
 		{"partitions", "PARTITIONS", "6", "partitions of every pipeline topic", &s.partitions},
 		{"replication", "REPLICATION", "1", "replication factor of every pipeline topic", &s.replication},
 		{"session-timeout", "SESSION_TIMEOUT", "10s", "consumer group session timeout of every stage", &s.sessionTimeout},
-		{"max-batch", "MAX_BATCH", "500", "most records a stage handles, writes and commits together", &s.maxBatch},
+		{"max-batch", "MAX_BATCH", strconv.Itoa(pipeline.DefaultMaxBatch), "most records a stage handles, writes and commits together", &s.maxBatch},
 		{"log-level", "LOG_LEVEL", "info", "debug, info, warn or error", &s.logLevel},
 		{"log-format", "LOG_FORMAT", "console", "console or json", &s.logFormat},
 		{"log-sample", "LOG_SAMPLE", "100", "per second, each log message's first N lines, then one in N; 0 logs every line", &s.logSample},

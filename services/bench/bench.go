@@ -33,6 +33,9 @@ type Config struct {
 	Orders int
 	// Partitions of every topic. Optional, default 6.
 	Partitions int
+	// MaxBatch of the stages and of the bare loops alike. Optional,
+	// default pipeline.DefaultMaxBatch, the stages' own default.
+	MaxBatch int
 	// DelayOrders produced at DelayRate for the delay accuracy; each is
 	// retried by every retry stage. Optional, default 10000.
 	DelayOrders int
@@ -67,6 +70,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Partitions <= 0 {
 		c.Partitions = 6
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = pipeline.DefaultMaxBatch
 	}
 	if c.DelayOrders <= 0 {
 		c.DelayOrders = 10000
@@ -235,7 +241,7 @@ func (r *runner) env(client pipeline.Client, top topology.Topology, failProducts
 	return []string{
 		"KAFKA_BROKERS=" + strings.Join(client.Brokers, ","), "PARTITIONS=" + strconv.Itoa(top.Partitions),
 		"RETRY_DELAYS=" + strings.Join(ds, ","), "FAIL_PRODUCTS=" + failProducts, "FLAKY_RATE=0",
-		"LOG_FORMAT=json", "LOG_LEVEL=info",
+		"LOG_FORMAT=json", "LOG_LEVEL=info", "MAX_BATCH=" + strconv.Itoa(r.cfg.MaxBatch),
 	}
 }
 
@@ -288,7 +294,7 @@ func (r *runner) stageRun(ctx context.Context, client pipeline.Client, env []str
 
 // bareRun runs the bare loop b until its group's lag is 0.
 func (r *runner) bareRun(ctx context.Context, b bare, profile string) (Throughput, error) {
-	b.MaxBatch = 500
+	b.MaxBatch = r.cfg.MaxBatch
 	if profile != "" && r.cfg.ProfileDir != "" {
 		stop, err := startProfile(filepath.Join(r.cfg.ProfileDir, profile+".prof"))
 		if err != nil {

@@ -161,8 +161,8 @@ func (r Report) Markdown() string {
 // String is the report as printed by cmd/bench.
 func (r Report) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "bench: %d orders per throughput run (%d for scaling), %d partitions, %d rounds (medians; ratios per round in brackets), %d orders at %.0f/s for the delays, in %v\n",
-		r.Config.Orders, scalingBacklog*r.Config.Orders, r.Config.Partitions, r.Config.Rounds, r.Config.DelayOrders, r.Config.DelayRate, r.Elapsed.Round(time.Second))
+	fmt.Fprintf(&b, "bench: %d orders per throughput run (%d for scaling), %d partitions, batches of up to %d records, %d rounds (medians; ratios per round in brackets), %d orders at %.0f/s for the delays, in %v\n",
+		r.Config.Orders, scalingBacklog*r.Config.Orders, r.Config.Partitions, r.Config.MaxBatch, r.Config.Rounds, r.Config.DelayOrders, r.Config.DelayRate, r.Elapsed.Round(time.Second))
 	fmt.Fprintf(&b, "machine: %s\n", r.Machine)
 	fmt.Fprintf(&b, "peak RSS: main %.1f MiB, retry-1 %.1f MiB, aggregator %.1f MiB\n\n", mib(r.MainRSS), mib(r.RetryRSS), mib(r.AggRSS))
 	b.WriteString(r.Markdown())

@@ -51,7 +51,7 @@ type Config struct {
 	Delays []time.Duration
 	// SessionTimeout of every group. Optional, default 3s.
 	SessionTimeout time.Duration
-	// MaxBatch of every stage. Optional, default 500.
+	// MaxBatch of every stage. Optional, default pipeline.DefaultMaxBatch.
 	MaxBatch int
 	// MinKills is the least number of SIGKILLs, one every 1-3s. Optional, default 20.
 	MinKills int
@@ -86,7 +86,7 @@ func (c *Config) setDefaults() {
 		c.SessionTimeout = 3 * time.Second
 	}
 	if c.MaxBatch == 0 {
-		c.MaxBatch = 500
+		c.MaxBatch = pipeline.DefaultMaxBatch
 	}
 	if c.MinKills == 0 {
 		c.MinKills = 20

@@ -84,7 +84,7 @@ func (a *Admin) Close() { a.transport.CloseIdleConnections() }
 type WriterConfig struct {
 	// BatchSize is the most records sent in one produce request per
 	// partition; kafka-go allocates room for that many with each request.
-	// Optional, default 500, a stage's MaxBatch.
+	// Optional, default a stage's MaxBatch.
 	BatchSize int
 	// BatchTimeout is how long a partial batch waits for more records.
 	// Optional, default 1ns. Writes are synchronous and each hands the
@@ -96,7 +96,7 @@ type WriterConfig struct {
 
 func (w *WriterConfig) setDefaults() {
 	if w.BatchSize <= 0 {
-		w.BatchSize = 500
+		w.BatchSize = DefaultMaxBatch
 	}
 	if w.BatchTimeout <= 0 {
 		w.BatchTimeout = time.Nanosecond

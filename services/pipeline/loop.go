@@ -87,10 +87,14 @@ type Config struct {
 	Observer Observer
 }
 
+// DefaultMaxBatch is the most records a stage handles, writes and commits
+// together unless told otherwise (MAX_BATCH).
+const DefaultMaxBatch = 500
+
 // Options tune every loop of a process.
 type Options struct {
 	// MaxBatch is the most records handled, written and committed together.
-	// Optional, default 500.
+	// Optional, default DefaultMaxBatch.
 	MaxBatch int
 	// SessionTimeout after which the group gives a silent member's
 	// partitions to others. Optional, default 10s.
@@ -107,7 +111,7 @@ type Options struct {
 
 func (c *Options) setDefaults() {
 	if c.MaxBatch <= 0 {
-		c.MaxBatch = 500
+		c.MaxBatch = DefaultMaxBatch
 	}
 	if c.SessionTimeout <= 0 {
 		c.SessionTimeout = 10 * time.Second
