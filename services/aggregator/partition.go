@@ -71,6 +71,11 @@ func (p *partition) Handle(_ context.Context, batch []envelope.Record) ([]envelo
 	}), nil
 }
 
+// ResumesFromOutputs tells the loop that the state records say where the
+// partition resumes (Aggregator.Open reads it from them), so the group's
+// offset need not be committed after every batch.
+func (p *partition) ResumesFromOutputs() {}
+
 // Acked makes the batch's state current and logs the running average, as
 // the original consumer did after every processed order.
 func (p *partition) Acked([]envelope.Record) {

@@ -49,10 +49,25 @@ type Delayer interface {
 }
 
 // Acker is implemented by partitions that want to know when a batch's
-// outputs are acknowledged and its offsets committed.
+// outputs are acknowledged and its offsets committed (for a Resumer, when
+// its outputs are acknowledged).
 type Acker interface {
 	Acked(batch []envelope.Record)
 }
+
+// Resumer is implemented by partitions whose outputs record the offset the
+// stage resumes from, the one Stage.Open returns, as the aggregator's state
+// records do. The group's committed offset then only reports progress, so
+// the loop commits it when the partition has caught up with what was
+// fetched, and otherwise at most every ResumerCommitInterval, instead of
+// after every batch.
+type Resumer interface {
+	ResumesFromOutputs()
+}
+
+// ResumerCommitInterval is how long a Resumer's progress may go uncommitted
+// while records keep coming.
+const ResumerCommitInterval = time.Second
 
 // Observer is told what a loop does, for metrics. Its methods must be
 // cheap and safe for concurrent use; a nil Observer is allowed.
@@ -60,7 +75,8 @@ type Observer interface {
 	// Joined reports that the loop has joined its group.
 	Joined()
 	// Handled reports a batch whose outputs were acknowledged and whose
-	// offsets were committed; its handling began at fetchedAt.
+	// offsets were committed (for a Resumer, handed to the next commit);
+	// its handling began at fetchedAt.
 	Handled(batch []envelope.Record, outs []envelope.Output, fetchedAt time.Time)
 	// Late reports a delayed record handled late after its due time.
 	Late(late time.Duration)
@@ -332,6 +348,15 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 
 	delayer, _ := p.(Delayer)
 	acker, _ := p.(Acker)
+	_, resumer := p.(Resumer)
+	// A Resumer's handled offset waits here for its commit; whatever is left
+	// is committed on the way out, if the generation still allows it.
+	uncommitted, committedAt := int64(-1), time.Now()
+	defer func() {
+		if uncommitted >= 0 {
+			_ = l.commit(gen, a, uncommitted)
+		}
+	}()
 	obs := l.cfg.Observer
 	if delayer != nil {
 		defer obs.Waiting(a.Partition, 0)
@@ -412,14 +437,20 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 		if !l.write(hard, log, msgs) {
 			return nil
 		}
-		last := batch[len(batch)-1]
-		if err := l.commit(gen, a, last.Offset+1); err != nil {
-			// The generation is over or the coordinator is gone: whoever
-			// owns the partition next reads these records again.
-			if ctx.Err() == nil {
-				log.Warn("commit offsets; leaving the partition to the next generation", zap.Error(err))
+		next := batch[len(batch)-1].Offset + 1
+		caughtUp := len(queue) == 0 && !hasHead
+		if !resumer || caughtUp || time.Since(committedAt) >= ResumerCommitInterval {
+			if err := l.commit(gen, a, next); err != nil {
+				// The generation is over or the coordinator is gone: whoever
+				// owns the partition next reads these records again.
+				if ctx.Err() == nil {
+					log.Warn("commit offsets; leaving the partition to the next generation", zap.Error(err))
+				}
+				return nil
 			}
-			return nil
+			uncommitted, committedAt = -1, time.Now()
+		} else {
+			uncommitted = next
 		}
 		if acker != nil {
 			acker.Acked(batch)

@@ -259,3 +259,54 @@ func TestWriterSplitsABatchLargerThanTheBrokerTakes(t *testing.T) {
 		t.Fatalf("the topic ends at offset %d, want %d", got, n)
 	}
 }
+
+// resumer copies records to an output topic and, as the aggregator does,
+// says that its outputs record where it resumes.
+type resumer struct {
+	out     string
+	handled chan int
+}
+
+func (r *resumer) Open(_ context.Context, a pipeline.Assignment) (pipeline.Partition, int64, error) {
+	return r, a.Committed, nil
+}
+
+func (r *resumer) Handle(_ context.Context, batch []envelope.Record) ([]envelope.Output, error) {
+	outs := make([]envelope.Output, len(batch))
+	for i, rec := range batch {
+		outs[i] = envelope.Output{Topic: r.out, Partition: rec.Partition, Key: rec.Key, Value: rec.Value}
+	}
+	r.handled <- len(batch)
+	return outs, nil
+}
+
+func (r *resumer) ResumesFromOutputs() {}
+
+// A Resumer's progress is committed once it has caught up, so its group
+// shows no lag once it has handled everything, even though it does not
+// commit after every batch.
+func TestResumerCommitsOnceCaughtUp(t *testing.T) {
+	client, in, out := setup(t, 1)
+	const n = 3000
+	dues := make([]time.Time, n)
+	produce(t, client, in, 0, dues...)
+	st := &resumer{out: out, handled: make(chan int, n)}
+	startLoop(t, client, in, st)
+	admin := client.Admin()
+	defer admin.Close()
+	handled := 0
+	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+		for len(st.handled) > 0 {
+			handled += <-st.handled
+		}
+		res, err := admin.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: "g_" + t.Name(), Topics: map[string][]int{in: {0}}})
+		if err != nil {
+			return false, err.Error()
+		}
+		var got int64 = -1
+		if parts := res.Topics[in]; len(parts) > 0 {
+			got = parts[0].CommittedOffset
+		}
+		return got == n, "handled " + strconv.Itoa(handled) + ", committed " + strconv.FormatInt(got, 10)
+	})
+}
