@@ -49,7 +49,7 @@ func (a *Aggregator) Open(ctx context.Context, as pipeline.Assignment) (pipeline
 		zap.Int64("next_offset", rp.cur.Next), zap.Int("known_orders", len(rp.seen)))
 	return &partition{
 		top: a.top, log: a.log, index: as.Partition, gen: as.Generation, base: end,
-		cur: rp.cur, seen: rp.seen, totals: a.Totals,
+		cur: rp.cur, seen: newOrderSet(rp.seen), totals: a.Totals,
 		update: func(d Snapshot) {
 			a.mu.Lock()
 			a.totals[as.Partition] = a.totals[as.Partition].add(d)

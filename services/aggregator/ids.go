@@ -5,7 +5,7 @@ import "hash/maphash"
 // orderKey stands for an orderId in the de-duplication set: two 64-bit
 // hashes of it under independent seeds. The set then holds no pointers, so
 // the garbage collector never scans it however many orders it holds, and
-// an order costs 24 bytes of entry instead of a string and its header.
+// an order costs a 16-byte slot instead of a string and its header.
 //
 // The seeds are drawn per process. That is enough: a process builds its
 // sets from the orderIds in the state topic when it restores a partition,
@@ -17,5 +17,88 @@ type orderKey [2]uint64
 var orderKeySeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
 
 func keyOf(orderID string) orderKey {
-	return orderKey{maphash.String(orderKeySeeds[0], orderID), maphash.String(orderKeySeeds[1], orderID)}
+	k := orderKey{maphash.String(orderKeySeeds[0], orderID), maphash.String(orderKeySeeds[1], orderID)}
+	if k == (orderKey{}) {
+		k[1] = 1 // the zero key marks an empty slot of an orderSet
+	}
+	return k
+}
+
+// orderSet is the de-duplication set of one partition: open addressing with
+// linear probing over the keys themselves, which are already uniform hashes.
+// Asking for an order not seen before, the usual case, and adding it take
+// one probe, mostly within one cache line, where a map would search and
+// then insert. It keeps 16 bytes a slot and fills at most three quarters of
+// its slots, between 21 and 43 bytes per order. The zero key marks an empty
+// slot; keyOf never returns it.
+type orderSet struct {
+	slots []orderKey // a power of two of them, or none
+	n     int
+}
+
+// add adds k and reports whether it was new.
+func (s *orderSet) add(k orderKey) bool {
+	if 4*(s.n+1) > 3*len(s.slots) {
+		s.grow()
+	}
+	i, found := s.find(k)
+	if !found {
+		s.slots[i] = k
+		s.n++
+	}
+	return !found
+}
+
+// has reports whether k is in the set.
+func (s *orderSet) has(k orderKey) bool {
+	if len(s.slots) == 0 {
+		return false
+	}
+	_, found := s.find(k)
+	return found
+}
+
+// find is the slot that holds k, or else the empty slot where k would go.
+func (s *orderSet) find(k orderKey) (slot uint64, found bool) {
+	mask := uint64(len(s.slots) - 1)
+	for i := k[0] & mask; ; i = (i + 1) & mask {
+		switch s.slots[i] {
+		case k:
+			return i, true
+		case orderKey{}:
+			return i, false
+		}
+	}
+}
+
+// len is the number of keys in the set.
+func (s *orderSet) len() int { return s.n }
+
+// grow doubles the slots and places every key again.
+func (s *orderSet) grow() { s.resize(max(2*len(s.slots), 1024)) }
+
+// resize places every key again in n slots, a power of two.
+func (s *orderSet) resize(n int) {
+	old := s.slots
+	s.slots, s.n = make([]orderKey, n), 0
+	for _, k := range old {
+		if k != (orderKey{}) {
+			s.add(k)
+		}
+	}
+}
+
+// newOrderSet returns a set of keys, with room for as many more before it
+// grows.
+func newOrderSet(keys map[orderKey]int64) *orderSet {
+	s := &orderSet{}
+	n := 1024
+	for 3*n < 4*2*len(keys) {
+		n *= 2
+	}
+	s.resize(n)
+	for k := range keys {
+		s.add(k)
+	}
+	return s
 }

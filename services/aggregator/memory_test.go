@@ -19,7 +19,7 @@ import (
 func BenchmarkDedupMemory(b *testing.B) {
 	const orders = 1_000_000
 	for b.Loop() {
-		p := &partition{top: topology.Default(), log: zap.NewNop(), seen: map[orderKey]int64{},
+		p := &partition{top: topology.Default(), log: zap.NewNop(), seen: &orderSet{},
 			totals: func() Totals { return Totals{} }, update: func(Snapshot) {}}
 		batch := make([]envelope.Record, 0, 500)
 		runtime.GC()
@@ -38,8 +38,8 @@ func BenchmarkDedupMemory(b *testing.B) {
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)
-		if len(p.seen) != orders {
-			b.Fatalf("%d orders seen", len(p.seen))
+		if p.seen.len() != orders {
+			b.Fatalf("%d orders seen", p.seen.len())
 		}
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/orders, "heap-bytes/order")
 		runtime.KeepAlive(p)

@@ -23,7 +23,7 @@ type partition struct {
 	base     int64
 	index    int
 	cur      Snapshot
-	seen     map[orderKey]int64
+	seen     *orderSet
 	inFlight Snapshot  // the state written for the batch being acknowledged
 	prices   []float32 // the prices of inFlight.IDs
 }
@@ -50,12 +50,10 @@ func (p *partition) Handle(_ context.Context, batch []envelope.Record) ([]envelo
 			})
 			continue
 		}
-		k := keyOf(o.OrderID)
-		if _, dup := p.seen[k]; dup {
+		if !p.seen.add(keyOf(o.OrderID)) {
 			p.log.Debug("duplicate order ignored", zap.String("orderId", o.OrderID), zap.Int64("offset", r.Offset))
 			continue
 		}
-		p.seen[k] = -1
 		next.Count++
 		next.Sum += float64(o.Price)
 		next.IDs = append(next.IDs, o.OrderID)

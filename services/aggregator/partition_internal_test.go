@@ -26,7 +26,7 @@ func newFixture(index int) *fixture {
 	f := &fixture{}
 	f.p = &partition{
 		top: topology.Default(), log: zap.NewNop(), index: index, gen: 7, base: 12,
-		seen:   map[orderKey]int64{},
+		seen:   &orderSet{},
 		totals: func() Totals { return f.totals },
 		update: func(d Snapshot) {
 			f.deltas = append(f.deltas, d)
@@ -145,7 +145,7 @@ func TestHandleCountsEachOrderOnce(t *testing.T) {
 func TestHandleSkipsOrdersSeenBeforeTheRestart(t *testing.T) {
 	f := newFixture(0)
 	f.p.cur = Snapshot{Generation: 6, Next: 50, Count: 5, Sum: 100}
-	f.p.seen[keyOf("1001")] = 3 // restored from the state topic
+	f.p.seen.add(keyOf("1001")) // restored from the state topic
 	v, _ := f.handle(t, processed(t, 50, "1001", 10), processed(t, 51, "1010", 30))
 	want := stateValue{Gen: 7, Base: 12, Next: 52, Count: 6, Sum: 130, IDs: []string{"1010"}}
 	if !equalState(v, want) {
@@ -190,7 +190,7 @@ func TestHandleDeadLettersRecordsThatAreNotOrders(t *testing.T) {
 			t.Fatalf("raw value %x, want %x", raw, c.r.Value)
 		}
 	}
-	if _, ok := f.p.seen[keyOf("1005")]; ok {
+	if f.p.seen.has(keyOf("1005")) {
 		t.Fatal("an invalid order was recorded as seen")
 	}
 }

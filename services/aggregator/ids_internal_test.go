@@ -1,0 +1,66 @@
+package aggregator
+
+import (
+	"math/rand/v2"
+	"strconv"
+	"testing"
+)
+
+// TestOrderSetIsASet holds orderSet to a map through many additions,
+// repeats and growths, with keys that crowd into few slots as well as
+// orderIds' own keys.
+func TestOrderSetIsASet(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, c := range []struct {
+		adds int
+		keys func(i int) orderKey
+	}{
+		{100000, func(i int) orderKey { return keyOf(strconv.Itoa(rng.IntN(60000))) }},
+		// The same low bits: every key starts its probe at one of 4 slots.
+		{5000, func(i int) orderKey { return orderKey{uint64(rng.IntN(4)) | uint64(rng.IntN(2000))<<32, 1} }},
+	} {
+		keys := c.keys
+		s := &orderSet{}
+		want := map[orderKey]bool{}
+		for i := range c.adds {
+			k := keys(i)
+			if got := s.add(k); got != !want[k] {
+				t.Fatalf("add(%x) = %v with %d keys, want %v", k, got, len(want), !want[k])
+			}
+			want[k] = true
+			if i%997 == 0 {
+				probe := keys(i)
+				if s.has(probe) != want[probe] {
+					t.Fatalf("has(%x) = %v, want %v", probe, s.has(probe), want[probe])
+				}
+			}
+		}
+		if s.len() != len(want) {
+			t.Fatalf("len = %d, want %d", s.len(), len(want))
+		}
+		for k := range want {
+			if !s.has(k) {
+				t.Fatalf("%x was added and is missing", k)
+			}
+		}
+		if 4*s.len() > 3*len(s.slots) {
+			t.Fatalf("%d keys fill more than three quarters of %d slots", s.len(), len(s.slots))
+		}
+		restored := map[orderKey]int64{}
+		for k := range want {
+			restored[k] = 7
+		}
+		r := newOrderSet(restored)
+		for k := range want {
+			if r.add(k) {
+				t.Fatalf("a restored set takes %x as new", k)
+			}
+		}
+		if r.len() != len(want) || 8*r.len() > 3*len(r.slots) {
+			t.Fatalf("restored: %d keys in %d slots, want %d keys in at least %d slots", r.len(), len(r.slots), len(want), 8*len(want)/3)
+		}
+	}
+	if keyOf("") == (orderKey{}) {
+		t.Fatal("keyOf returned the empty slot's key")
+	}
+}
