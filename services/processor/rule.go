@@ -65,6 +65,11 @@ func (r Rule) Process(o schemas.Order, attempt int) error {
 	if r.failing(o.Product) >= 0 {
 		return failingProduct(o.Product)
 	}
+	return r.flaky(o, attempt)
+}
+
+// flaky is the transient failure of an attempt, if it draws one.
+func (r Rule) flaky(o schemas.Order, attempt int) error {
 	if r.FlakyRate > 0 && flakyDraw(o.OrderID, attempt) < r.FlakyRate {
 		return fmt.Errorf("%w (attempt %d)", ErrTransient, attempt)
 	}

@@ -193,7 +193,7 @@ func (s *Stage) process(o schemas.Order, attempt int) (failure, bool) {
 	if i := s.Rule.failing(o.Product); i >= 0 {
 		return s.failures[i], true
 	}
-	if err := s.Rule.Process(o, attempt); err != nil {
+	if err := s.Rule.flaky(o, attempt); err != nil {
 		return failureOf(err), true
 	}
 	return failure{}, false
