@@ -194,20 +194,14 @@ func historyKeyIndex(key string) int {
 // error list stands for the first and the latest failure: ParseHistory
 // reads FirstFailureAt, LastFailureAt, LastStage and LastError from it.
 func (h History) Headers() []Header {
-	var buf Buffer
+	buf := Buffer{b: make([]byte, 0, h.headersSize()), hs: make([]Header, 0, len(historyKeys))}
 	return h.AppendHeaders(&buf)
 }
 
 // AppendHeaders is Headers, written into buf: the headers and their values
 // stay valid until buf is reset.
 func (h History) AppendHeaders(buf *Buffer) []Header {
-	// The numbers and the due time take at most 100 bytes; an error in the
-	// list 80 besides its texts, which are rarely escaped.
-	size := 100 + len(h.OriginalTopic) + len(h.ErrorClass)
-	for _, f := range h.Errors {
-		size += 80 + len(f.Stage) + len(f.Error)
-	}
-	buf.reserve(size, len(historyKeys))
+	buf.reserve(h.headersSize(), len(historyKeys))
 	b := buf.b
 	start := len(b)
 	var end [len(historyKeys)]int
@@ -245,6 +239,17 @@ func (h History) AppendHeaders(buf *Buffer) []Header {
 	}
 	buf.hs = hs
 	return hs[first:len(hs):len(hs)]
+}
+
+// headersSize is about the most bytes the values of h's headers take. The
+// numbers and the due time take at most 100 bytes; an error in the list 80
+// besides its texts, which are rarely escaped.
+func (h History) headersSize() int {
+	size := 100 + len(h.OriginalTopic) + len(h.ErrorClass)
+	for _, f := range h.Errors {
+		size += 80 + len(f.Stage) + len(f.Error)
+	}
+	return size
 }
 
 // ParseHistory reads the history headers of a record on a retry topic. A
