@@ -24,17 +24,37 @@ type partition struct {
 	index    int
 	cur      Snapshot
 	seen     *orderSet
-	inFlight Snapshot  // the state written for the batch being acknowledged
-	prices   []float32 // the prices of inFlight.IDs
+	inFlight Snapshot  // the state written last for the batch being acknowledged
+	ids      []string  // the orderIds the batch counted
+	prices   []float32 // their prices
 }
 
+// maxStateIDBytes bounds the orderIds of one state record. A broker refuses
+// a record larger than its max.message.bytes (1 MiB by default) for good,
+// and orderIds may be up to 4,096 bytes long, so a batch whose orderIds pass
+// this bound is recorded in several state records, each the whole state up
+// to where it ends. JSON escapes a byte in at most six, so a record stays
+// below 800 KB.
+const maxStateIDBytes = 128 << 10
+
 // Handle counts each order not counted before and returns the state record
-// of the batch; records that are not orders go to the DLQ.
+// of the batch, or several if its orderIds are many and long; records that
+// are not orders go to the DLQ.
 func (p *partition) Handle(_ context.Context, batch []envelope.Record) ([]envelope.Output, error) {
 	var outs []envelope.Output
-	p.prices = p.prices[:0]
+	p.ids, p.prices = p.ids[:0], p.prices[:0]
 	next := p.cur
 	next.IDs = nil
+	idBytes := 0
+	// state ends the current state record before offset end.
+	state := func(end int64) {
+		next.Next, next.Generation, next.Base = end, p.gen, p.base
+		outs = append(outs, envelope.Output{
+			Topic: p.top.State, Partition: p.index,
+			Key: []byte(strconv.Itoa(p.index)), Value: next.marshal(),
+		})
+		next.IDs, idBytes = nil, 0
+	}
 	for _, r := range batch {
 		o, err := schemas.Decode(r.Value)
 		reason := envelope.ReasonUndecodable
@@ -54,33 +74,32 @@ func (p *partition) Handle(_ context.Context, batch []envelope.Record) ([]envelo
 			p.log.Debug("duplicate order ignored", zap.String("orderId", o.OrderID), zap.Int64("offset", r.Offset))
 			continue
 		}
+		if idBytes += len(o.OrderID) + len(`"",`); idBytes > maxStateIDBytes && len(next.IDs) > 0 {
+			state(r.Offset)
+			idBytes = len(o.OrderID) + len(`"",`)
+		}
 		next.Count++
 		next.Sum += float64(o.Price)
 		next.IDs = append(next.IDs, o.OrderID)
-		p.prices = append(p.prices, o.Price)
+		p.ids, p.prices = append(p.ids, o.OrderID), append(p.prices, o.Price)
 	}
-	next.Next = batch[len(batch)-1].Offset + 1
-	next.Generation = p.gen
-	next.Base = p.base
+	state(batch[len(batch)-1].Offset + 1)
 	p.inFlight = next
-	return append(outs, envelope.Output{
-		Topic: p.top.State, Partition: p.index,
-		Key: []byte(strconv.Itoa(p.index)), Value: next.marshal(),
-	}), nil
+	return outs, nil
 }
 
-// ResumesFromOutputs tells the loop that the state records say where the
-// partition resumes (Aggregator.Open reads it from them), so the group's
-// offset need not be committed after every batch.
-func (p *partition) ResumesFromOutputs() {}
+// ResumeTopic is the state topic: its records say where the partition
+// resumes (Aggregator.Open reads it from them), so the loop writes them
+// after the batch's DLQ records, and the group's offset need not be
+// committed after every batch.
+func (p *partition) ResumeTopic() string { return p.top.State }
 
 // Acked makes the batch's state current and logs the running average, as
 // the original consumer did after every processed order.
 func (p *partition) Acked([]envelope.Record) {
 	delta := Snapshot{Count: p.inFlight.Count - p.cur.Count, Sum: p.inFlight.Sum - p.cur.Sum}
-	ids := p.inFlight.IDs
+	ids := p.ids
 	p.cur = p.inFlight
-	p.cur.IDs = nil
 	// The log shows the average growing order by order, over the
 	// partitions this process owns; orders stats gives the global one.
 	t := p.totals()

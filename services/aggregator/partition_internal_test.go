@@ -3,8 +3,10 @@ package aggregator
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -242,4 +244,56 @@ func TestAckedMakesTheBatchCurrent(t *testing.T) {
 func equalState(a, b stateValue) bool {
 	return a.Gen == b.Gen && a.Base == b.Base && a.Next == b.Next && a.Count == b.Count && a.Sum == b.Sum &&
 		slices.Equal(a.IDs, b.IDs)
+}
+
+// A batch whose orderIds are long and many is recorded in several state
+// records, each below what a broker takes in one record, and replaying
+// them gives the state one record would have: the same totals, position
+// and orderIds.
+func TestHandleSplitsTheStateOfLongOrderIDs(t *testing.T) {
+	f := newFixture(2)
+	var batch []envelope.Record
+	var ids []string
+	for i := range 500 {
+		id := fmt.Sprintf("%04d-%s", i, strings.Repeat("\x01", 4000)) // escaped in six bytes each
+		ids = append(ids, id)
+		batch = append(batch, processed(t, int64(1000+i), id, 1))
+	}
+	batch = append(batch, processed(t, 1500, ids[0], 1)) // a duplicate at the end
+	outs, err := f.p.Handle(context.Background(), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := newReplay(true)
+	for i, o := range outs {
+		if o.Topic != "orders_aggregator_state" || o.Partition != 2 {
+			t.Fatalf("output %d to %s/%d, want a state record", i, o.Topic, o.Partition)
+		}
+		if len(o.Value) > 900_000 {
+			t.Fatalf("state record %d is %d bytes long, more than a broker takes", i, len(o.Value))
+		}
+		s, err := parseSnapshot(o.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 && s.Next <= rp.cur.Next {
+			t.Fatalf("state record %d ends at %d, not after the one before (%d)", i, s.Next, rp.cur.Next)
+		}
+		rp.apply(int64(i), s)
+	}
+	if len(outs) < 2 {
+		t.Fatalf("%d state record for %d orderIds of 4 KB", len(outs), len(ids))
+	}
+	if want := (Snapshot{Generation: 7, Base: 12, Next: 1501, Count: 500, Sum: 500}); !reflect.DeepEqual(rp.cur, want) {
+		t.Fatalf("replayed state %+v, want %+v", rp.cur, want)
+	}
+	for _, id := range ids {
+		if _, ok := rp.seen[keyOf(id)]; !ok {
+			t.Fatalf("orderId %.8q... is not in the replayed state", id)
+		}
+	}
+	f.p.Acked(batch)
+	if len(f.deltas) != 1 || f.deltas[0].Count != 500 {
+		t.Fatalf("deltas %+v, want one of 500 orders", f.deltas)
+	}
 }

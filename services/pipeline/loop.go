@@ -55,14 +55,17 @@ type Acker interface {
 	Acked(batch []envelope.Record)
 }
 
-// Resumer is implemented by partitions whose outputs record the offset the
-// stage resumes from, the one Stage.Open returns, as the aggregator's state
-// records do. The group's committed offset then only reports progress, so
-// the loop commits it when the partition has caught up with what was
-// fetched, and otherwise at most every ResumerCommitInterval, instead of
-// after every batch.
+// Resumer is implemented by partitions whose outputs to ResumeTopic record
+// the offset the stage resumes from, the one Stage.Open returns, as the
+// aggregator's state records do. The loop writes those outputs one at a
+// time, in order, after the batch's other outputs are acknowledged, so that
+// resuming from them never skips a record whose outputs were not written.
+// The group's committed offset then only reports progress, so the loop
+// commits it when the partition has caught up with what was fetched, and
+// otherwise at most every ResumerCommitInterval, instead of after every
+// batch.
 type Resumer interface {
-	ResumesFromOutputs()
+	ResumeTopic() string
 }
 
 // ResumerCommitInterval is how long a Resumer's progress may go uncommitted
@@ -348,7 +351,11 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 
 	delayer, _ := p.(Delayer)
 	acker, _ := p.(Acker)
-	_, resumer := p.(Resumer)
+	var resumeTopic string
+	if r, ok := p.(Resumer); ok {
+		resumeTopic = r.ResumeTopic()
+	}
+	resumer := resumeTopic != ""
 	// A Resumer's handled offset waits here for its commit; whatever is left
 	// is committed on the way out, if the generation still allows it.
 	uncommitted, committedAt := int64(-1), time.Now()
@@ -434,7 +441,7 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 		// array carries the next batch's.
 		clear(msgs)
 		msgs = appendMessages(msgs[:0], outs)
-		if !l.write(hard, log, msgs) {
+		if !l.writeResumeLast(hard, log, msgs, resumeTopic) {
 			return nil
 		}
 		next := batch[len(batch)-1].Offset + 1
@@ -460,6 +467,31 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 			obs.Waiting(a.Partition, 0)
 		}
 	}
+}
+
+// writeResumeLast writes msgs, those to topic resume (if not empty) last:
+// one at a time, in order, once the others are acknowledged.
+func (l *Loop) writeResumeLast(ctx context.Context, log *zap.Logger, msgs []kafka.Message, resume string) bool {
+	if resume == "" {
+		return l.write(ctx, log, msgs)
+	}
+	var others, last []kafka.Message
+	for _, m := range msgs {
+		if m.Topic == resume {
+			last = append(last, m)
+		} else {
+			others = append(others, m)
+		}
+	}
+	if !l.write(ctx, log, others) {
+		return false
+	}
+	for i := range last {
+		if !l.write(ctx, log, last[i:i+1]) {
+			return false
+		}
+	}
+	return true
 }
 
 // write produces msgs synchronously, retrying until every record is

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/orderflow/orders/services/broker"
 	"github.com/orderflow/orders/services/envelope"
@@ -280,7 +281,7 @@ func (r *resumer) Handle(_ context.Context, batch []envelope.Record) ([]envelope
 	return outs, nil
 }
 
-func (r *resumer) ResumesFromOutputs() {}
+func (r *resumer) ResumeTopic() string { return r.out }
 
 // A Resumer's progress is committed once it has caught up, so its group
 // shows no lag once it has handled everything, even though it does not
@@ -309,4 +310,95 @@ func TestResumerCommitsOnceCaughtUp(t *testing.T) {
 		}
 		return got == n, "handled " + strconv.Itoa(handled) + ", committed " + strconv.FormatInt(got, 10)
 	})
+}
+
+// stateAndOther returns, for each batch, a record for its resume topic and
+// then one for another topic.
+type stateAndOther struct{ other, state string }
+
+func (s *stateAndOther) Open(_ context.Context, a pipeline.Assignment) (pipeline.Partition, int64, error) {
+	return s, a.Committed, nil
+}
+
+func (s *stateAndOther) Handle(_ context.Context, batch []envelope.Record) ([]envelope.Output, error) {
+	last := batch[len(batch)-1]
+	return []envelope.Output{
+		{Topic: s.state, Partition: 0, Value: []byte("state")},
+		{Topic: s.other, Partition: 0, Key: last.Key, Value: last.Value},
+	}, nil
+}
+
+func (s *stateAndOther) ResumeTopic() string { return s.state }
+
+// A Resumer's records to its resume topic are written only once the batch's
+// other outputs are acknowledged, whatever their order among the outputs:
+// resuming from them never skips a record whose outputs were lost.
+func TestResumerWritesItsResumeTopicLast(t *testing.T) {
+	client, in, state := setup(t, 1)
+	// The other topic refuses the record, as too large, until its limit is
+	// raised: the broker refuses one partition's records and takes the
+	// other's.
+	other := "other_" + t.Name()
+	admin := client.Admin()
+	defer admin.Close()
+	if _, err := admin.CreateTopics(context.Background(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
+		Topic: other, NumPartitions: 1, ReplicationFactor: 1,
+		ConfigEntries: []kafka.ConfigEntry{{ConfigName: "max.message.bytes", ConfigValue: "10"}},
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, client, in, 0, time.Now())
+	core, logs := observer.New(zap.WarnLevel)
+	loop, err := pipeline.NewLoop(pipeline.Config{
+		Client: client, Group: "g_" + t.Name(), Topic: in,
+		Options: pipeline.Options{SessionTimeout: 3 * time.Second},
+	}, &stateAndOther{other: other, state: state}, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = loop.Run(ctx)
+	}()
+	defer func() { cancel(); <-done }()
+
+	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+		n := logs.FilterMessage("produce; retrying").Len()
+		return n >= 2, "the loop tried to write the batch " + strconv.Itoa(n) + " times"
+	})
+	if n := endOffset(t, client, state); n != 0 {
+		t.Fatalf("the resume topic has %d records while the batch's other output is not written", n)
+	}
+	res, err := admin.AlterConfigs(context.Background(), &kafka.AlterConfigsRequest{Resources: []kafka.AlterConfigRequestResource{{
+		ResourceType: kafka.ResourceTypeTopic, ResourceName: other,
+		Configs: []kafka.AlterConfigRequestConfig{{Name: "max.message.bytes", Value: "1048588"}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range res.Errors {
+		if e != nil {
+			t.Fatal(e)
+		}
+	}
+	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+		o, s := endOffset(t, client, other), endOffset(t, client, state)
+		return o == 1 && s == 1, "other " + strconv.FormatInt(o, 10) + ", resume topic " + strconv.FormatInt(s, 10)
+	})
+}
+
+func endOffset(t *testing.T, client pipeline.Client, topic string) int64 {
+	t.Helper()
+	admin := client.Admin()
+	defer admin.Close()
+	res, err := admin.ListOffsets(context.Background(), &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: {kafka.LastOffsetOf(0)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parts := res.Topics[topic]; len(parts) == 1 && parts[0].Error == nil {
+		return parts[0].LastOffset
+	}
+	return -1
 }
