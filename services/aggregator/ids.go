@@ -49,15 +49,6 @@ func (s *orderSet) add(k orderKey) bool {
 	return !found
 }
 
-// has reports whether k is in the set.
-func (s *orderSet) has(k orderKey) bool {
-	if len(s.slots) == 0 {
-		return false
-	}
-	_, found := s.find(k)
-	return found
-}
-
 // find is the slot that holds k, or else the empty slot where k would go.
 func (s *orderSet) find(k orderKey) (slot uint64, found bool) {
 	mask := uint64(len(s.slots) - 1)
@@ -70,9 +61,6 @@ func (s *orderSet) find(k orderKey) (slot uint64, found bool) {
 		}
 	}
 }
-
-// len is the number of keys in the set.
-func (s *orderSet) len() int { return s.n }
 
 // grow doubles the slots and places every key again.
 func (s *orderSet) grow() { s.resize(max(2*len(s.slots), 1024)) }

@@ -35,16 +35,16 @@ func TestOrderSetIsASet(t *testing.T) {
 				}
 			}
 		}
-		if s.len() != len(want) {
-			t.Fatalf("len = %d, want %d", s.len(), len(want))
+		if s.n != len(want) {
+			t.Fatalf("len = %d, want %d", s.n, len(want))
 		}
 		for k := range want {
 			if !s.has(k) {
 				t.Fatalf("%x was added and is missing", k)
 			}
 		}
-		if 4*s.len() > 3*len(s.slots) {
-			t.Fatalf("%d keys fill more than three quarters of %d slots", s.len(), len(s.slots))
+		if 4*s.n > 3*len(s.slots) {
+			t.Fatalf("%d keys fill more than three quarters of %d slots", s.n, len(s.slots))
 		}
 		restored := map[orderKey]int64{}
 		for k := range want {
@@ -56,11 +56,20 @@ func TestOrderSetIsASet(t *testing.T) {
 				t.Fatalf("a restored set takes %x as new", k)
 			}
 		}
-		if r.len() != len(want) || 8*r.len() > 3*len(r.slots) {
-			t.Fatalf("restored: %d keys in %d slots, want %d keys in at least %d slots", r.len(), len(r.slots), len(want), 8*len(want)/3)
+		if r.n != len(want) || 8*r.n > 3*len(r.slots) {
+			t.Fatalf("restored: %d keys in %d slots, want %d keys in at least %d slots", r.n, len(r.slots), len(want), 8*len(want)/3)
 		}
 	}
 	if keyOf("") == (orderKey{}) {
 		t.Fatal("keyOf returned the empty slot's key")
 	}
+}
+
+// has reports whether k is in the set.
+func (s *orderSet) has(k orderKey) bool {
+	if len(s.slots) == 0 {
+		return false
+	}
+	_, found := s.find(k)
+	return found
 }

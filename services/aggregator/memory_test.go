@@ -38,8 +38,8 @@ func BenchmarkDedupMemory(b *testing.B) {
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)
-		if p.seen.len() != orders {
-			b.Fatalf("%d orders seen", p.seen.len())
+		if p.seen.n != orders {
+			b.Fatalf("%d orders seen", p.seen.n)
 		}
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/orders, "heap-bytes/order")
 		runtime.KeepAlive(p)

@@ -36,7 +36,8 @@ func fill(ctx context.Context, client pipeline.Client, topic string, n int, seed
 			out := envelope.Output{Topic: topic, Partition: envelope.AnyPartition, Key: []byte(o.OrderID), Value: v}
 			if retry {
 				h := envelope.History{OriginalTopic: topology.DefaultOrders, OriginalOffset: int64(done + len(outs))}
-				h = h.Failed(topology.StageMain, failedAt, processor.ErrFailingProduct.Error()+": "+o.Product)
+				failure := processor.Rule{FailProducts: []string{o.Product}}.Process(o, 1) // as main fails it
+				h = h.Failed(topology.StageMain, failedAt, failure.Error())
 				h.DueAt = failedAt.Add(time.Second)
 				out.Headers = h.Headers()
 			}
