@@ -34,6 +34,24 @@ func keyOf(orderID string) orderKey {
 type orderSet struct {
 	slots []orderKey // a power of two of them, or none
 	n     int
+	sink  uint64 // what prefetch read, so that its loads are not left out
+}
+
+// prefetch makes room for keys and loads the slot where the search for each
+// begins. The loads do not depend on one another, so the processor makes
+// them together instead of waiting on one cache miss after another as add
+// would, and adding keys then finds their slots in the cache. In a set of
+// a million orders, a slot is almost never in the cache otherwise.
+func (s *orderSet) prefetch(keys []orderKey) {
+	for 4*(s.n+len(keys)) > 3*len(s.slots) {
+		s.grow()
+	}
+	mask := uint64(len(s.slots) - 1)
+	var x uint64
+	for _, k := range keys {
+		x += s.slots[k[0]&mask][1]
+	}
+	s.sink = x
 }
 
 // add adds k and reports whether it was new.

@@ -22,10 +22,25 @@ func TestOrderSetIsASet(t *testing.T) {
 		keys := c.keys
 		s := &orderSet{}
 		want := map[orderKey]bool{}
+		var batch []orderKey
 		for i := range c.adds {
-			k := keys(i)
+			// Batches as the aggregator adds them, prefetched first, of
+			// sizes that cross the set's growth at various points.
+			if len(batch) == 0 {
+				batch = make([]orderKey, min(1+rng.IntN(700), c.adds-i))
+				for j := range batch {
+					batch[j] = keys(i + j)
+				}
+				s.prefetch(batch)
+			}
+			slots := len(s.slots)
+			k := batch[0]
+			batch = batch[1:]
 			if got := s.add(k); got != !want[k] {
 				t.Fatalf("add(%x) = %v with %d keys, want %v", k, got, len(want), !want[k])
+			}
+			if len(s.slots) != slots {
+				t.Fatalf("the set grew from %d slots while adding keys it had prefetched", slots)
 			}
 			want[k] = true
 			if i%997 == 0 {

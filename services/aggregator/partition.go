@@ -27,6 +27,14 @@ type partition struct {
 	inFlight Snapshot  // the state written last for the batch being acknowledged
 	ids      []string  // the orderIds the batch counted
 	prices   []float32 // their prices
+	orders   []decoded // the batch's orders
+	keys     []orderKey
+}
+
+// decoded is an order of the batch being handled, at its offset.
+type decoded struct {
+	schemas.Order
+	offset int64
 }
 
 // maxStateIDBytes bounds the orderIds of one state record. A broker refuses
@@ -55,6 +63,7 @@ func (p *partition) Handle(_ context.Context, batch []envelope.Record) ([]envelo
 		})
 		next.IDs, idBytes = nil, 0
 	}
+	p.orders, p.keys = p.orders[:0], p.keys[:0]
 	for _, r := range batch {
 		o, err := schemas.Decode(r.Value)
 		reason := envelope.ReasonUndecodable
@@ -70,12 +79,16 @@ func (p *partition) Handle(_ context.Context, batch []envelope.Record) ([]envelo
 			})
 			continue
 		}
-		if !p.seen.add(keyOf(o.OrderID)) {
-			p.log.Debug("duplicate order ignored", zap.String("orderId", o.OrderID), zap.Int64("offset", r.Offset))
+		p.orders, p.keys = append(p.orders, decoded{o, r.Offset}), append(p.keys, keyOf(o.OrderID))
+	}
+	p.seen.prefetch(p.keys)
+	for i, o := range p.orders {
+		if !p.seen.add(p.keys[i]) {
+			p.log.Debug("duplicate order ignored", zap.String("orderId", o.OrderID), zap.Int64("offset", o.offset))
 			continue
 		}
 		if idBytes += len(o.OrderID) + len(`"",`); idBytes > maxStateIDBytes && len(next.IDs) > 0 {
-			state(r.Offset)
+			state(o.offset)
 			idBytes = len(o.OrderID) + len(`"",`)
 		}
 		next.Count++

@@ -28,9 +28,49 @@ type Snapshot struct {
 	IDs []string `json:"ids,omitempty"`
 }
 
+// marshal is json.Marshal(s), byte for byte. A state record carries a
+// batch's orderIds, and encoding/json examines each through reflection and
+// its escaping rules; an orderId that needs no escaping, the usual case, is
+// copied as it is instead.
 func (s Snapshot) marshal() []byte {
-	b, _ := json.Marshal(s) // numbers and strings always marshal
-	return b
+	ids := s.IDs
+	s.IDs = nil
+	b, err := json.Marshal(s)
+	if err != nil || len(ids) == 0 { // err: a sum that is not a number, which validated prices never make
+		return b
+	}
+	n := len(b) + len(`,"ids":[]`)
+	for _, id := range ids {
+		n += len(id) + len(`"",`)
+	}
+	out := append(make([]byte, 0, n), b[:len(b)-1]...) // without its '}'
+	out = append(out, `,"ids":[`...)
+	for i, id := range ids {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		if plainJSON(id) {
+			out = append(out, '"')
+			out = append(out, id...)
+			out = append(out, '"')
+		} else {
+			q, _ := json.Marshal(id) // strings always marshal
+			out = append(out, q...)
+		}
+	}
+	return append(out, "]}"...)
+}
+
+// plainJSON reports whether encoding/json writes id as it is, between
+// quotes: printable ASCII that it neither escapes nor, for HTML, replaces.
+func plainJSON(id string) bool {
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case c < 0x20 || c > 0x7e, c == '"', c == '\\', c == '<', c == '>', c == '&':
+			return false
+		}
+	}
+	return true
 }
 
 func parseSnapshot(b []byte) (Snapshot, error) {

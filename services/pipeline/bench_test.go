@@ -19,7 +19,8 @@ import (
 // the headers a stage gives it, to a broker in this process: the client's
 // encoding and the broker's storing together. "failed" carries the history
 // of an order that failed in main, "failed-thrice" of one that failed in
-// main and two retry stages, "processed" what the processed topic gets.
+// main and two retry stages, "processed" what the processed topic gets,
+// and "no-headers" what a bare copy of an order writes.
 func BenchmarkWrite(b *testing.B) {
 	value := []byte("\x08\x31\x30\x30\x36\x0aItem3\xf6\x28\x1f\x42")
 	at := time.Date(2026, 11, 29, 18, 14, 46, 884268796, time.UTC)
@@ -37,6 +38,7 @@ func BenchmarkWrite(b *testing.B) {
 		name    string
 		headers []envelope.Header
 	}{
+		{"no-headers", nil},
 		{"processed", []envelope.Header{{Key: envelope.HeaderAttempts, Value: []byte("1")}, {Key: envelope.HeaderProcessedBy, Value: []byte("main")}}},
 		{"failed", history(1)},
 		{"failed-thrice", history(3)},
