@@ -44,6 +44,7 @@ fuzz: ## run each fuzz test for FUZZTIME (default 100000x executions; a duration
 	$(GO) test ./services/envelope/ -run=NONE -fuzz=FuzzParseHistory -fuzztime=$(FUZZTIME)
 	$(GO) test ./services/envelope/ -run=NONE -fuzz=FuzzFailures -fuzztime=$(FUZZTIME)
 	$(GO) test ./services/envelope/ -run=NONE -fuzz=FuzzTimes -fuzztime=$(FUZZTIME)
+	$(GO) test ./services/aggregator/ -run=NONE -fuzz=FuzzSnapshotMarshal -fuzztime=$(FUZZTIME)
 
 vet:
 	$(GO) vet ./...
