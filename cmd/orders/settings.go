@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/orderflow/orders/services/admin"
+	"github.com/orderflow/orders/services/logs"
 	"github.com/orderflow/orders/services/metrics"
 	"github.com/orderflow/orders/services/pipeline"
 	"github.com/orderflow/orders/services/processor"
@@ -327,7 +328,7 @@ func (s *settings) logger() (*zap.Logger, error) {
 		// is kept whole. At benchmark rates an unbuffered write per order
 		// would cost more than the order itself, so past the first N lines
 		// of a message in a second only one in N is written.
-		core = zapcore.NewSamplerWithOptions(core, time.Second, sample, sample)
+		core = logs.NewSampler(core, sample)
 	}
 	return zap.New(core), nil
 }

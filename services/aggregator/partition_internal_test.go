@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/orderflow/orders/schemas"
 	"github.com/orderflow/orders/services/envelope"
+	"github.com/orderflow/orders/services/logs"
 	"github.com/orderflow/orders/topology"
 )
 
@@ -295,5 +297,30 @@ func TestHandleSplitsTheStateOfLongOrderIDs(t *testing.T) {
 	f.p.Acked(batch)
 	if len(f.deltas) != 1 || f.deltas[0].Count != 500 {
 		t.Fatalf("deltas %+v, want one of 500 orders", f.deltas)
+	}
+}
+
+// TestAckedLogsTheAverageOrderByOrder: once a batch is acknowledged, each
+// order it counted gets a line with the running average it reached, and
+// a duplicate none; the lines pass LOG_SAMPLE together.
+func TestAckedLogsTheAverageOrderByOrder(t *testing.T) {
+	core, observed := observer.New(zap.InfoLevel)
+	f := newFixture(4)
+	f.p.log = zap.New(logs.NewSampler(core, 100)).Named("aggregator")
+	batch := []envelope.Record{processed(t, 0, "1001", 10), processed(t, 1, "1001", 10), processed(t, 2, "1002", 20)}
+	if _, err := f.p.Handle(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	f.p.Acked(batch)
+	var got []string
+	for _, e := range observed.TakeAll() {
+		m := e.ContextMap()
+		if e.Message != "running average updated" || e.LoggerName != "aggregator" {
+			t.Fatalf("line %q from logger %q", e.Message, e.LoggerName)
+		}
+		got = append(got, fmt.Sprintf("%v:%v:%v", m["orderId"], m["count"], m["average"]))
+	}
+	if want := []string{"1001:1:10", "1002:2:15"}; !slices.Equal(got, want) {
+		t.Fatalf("lines %v, want %v", got, want)
 	}
 }

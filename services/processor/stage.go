@@ -10,6 +10,7 @@ import (
 
 	"github.com/orderflow/orders/schemas"
 	"github.com/orderflow/orders/services/envelope"
+	"github.com/orderflow/orders/services/logs"
 	"github.com/orderflow/orders/services/pipeline"
 	"github.com/orderflow/orders/topology"
 )
@@ -61,37 +62,78 @@ func (s *Stage) Open(_ context.Context, a pipeline.Assignment) (pipeline.Partiti
 
 // Handle returns one output per input record.
 func (s *Stage) Handle(_ context.Context, batch []envelope.Record) ([]envelope.Output, error) {
-	return s.appendOutputs(make([]envelope.Output, 0, len(batch)), batch, new(envelope.Buffer)), nil
+	outs, _ := s.appendOutputs(make([]envelope.Output, 0, len(batch)), nil, batch, new(envelope.Buffer))
+	return outs, nil
 }
 
 // appendOutputs appends the outputs of batch to outs, with their history
-// headers in buf.
-func (s *Stage) appendOutputs(outs []envelope.Output, batch []envelope.Record, buf *envelope.Buffer) []envelope.Output {
+// headers in buf, and logs them, with lines for the lines of processed and
+// retried orders.
+func (s *Stage) appendOutputs(outs []envelope.Output, lines []line, batch []envelope.Record, buf *envelope.Buffer) ([]envelope.Output, []line) {
 	now := s.now() // one clock reading per batch: the batch is handled at once
 	log := s.logAt(now)
 	for _, r := range batch {
-		outs = append(outs, s.decide(r, now, log, buf))
+		outs = append(outs, s.decide(r, now, log, buf, &lines))
 	}
-	return outs
+	s.logLines(now, lines)
+	return outs, lines
 }
 
 // logAt is the stage's logger for a batch handled at now (see
-// pipeline.LoggerAt).
-func (s *Stage) logAt(now time.Time) *zap.Logger { return pipeline.LoggerAt(s.Log, now) }
+// logs.LoggerAt).
+func (s *Stage) logAt(now time.Time) *zap.Logger { return logs.LoggerAt(s.Log, now) }
+
+// line is the log line of an order a batch processed or retried. A batch
+// writes them once all its orders are decided, so that each message's
+// lines pass LOG_SAMPLE together (logs.Batch) instead of one by one.
+type line struct {
+	retried bool // else processed
+	attempt int32
+	price   float32
+	orderID string
+	product string
+	err     error // retried: why
+}
+
+// logLines writes the lines of a batch handled at now.
+func (s *Stage) logLines(now time.Time, lines []line) {
+	n := 0
+	for _, l := range lines {
+		if l.retried {
+			n++
+		}
+	}
+	retries := logs.Batch(s.Log, now, zap.InfoLevel, "retry scheduled", n)
+	done := logs.Batch(s.Log, now, zap.InfoLevel, "order processed", len(lines)-n)
+	due := now.Add(s.delay)
+	for _, l := range lines {
+		if l.retried {
+			if ce := retries.Next(); ce != nil {
+				ce.Write(zap.String("stage", s.name), zap.String("orderId", l.orderID),
+					zap.Int32("attempt", l.attempt), zap.String("next", s.next), zap.Time("due", due), zap.Error(l.err))
+			}
+		} else if ce := done.Next(); ce != nil {
+			ce.Write(zap.String("stage", s.name), zap.String("orderId", l.orderID),
+				zap.Int32("attempt", l.attempt), zap.String("product", l.product), zap.Float32("price", l.price))
+		}
+	}
+}
 
 // partition is the stage on one partition.
 type partition struct {
 	*Stage
-	outs []envelope.Output
-	buf  envelope.Buffer
+	outs  []envelope.Output
+	lines []line
+	buf   envelope.Buffer
 }
 
-// Handle is Stage.Handle into the array and the header buffer of the
-// previous batch's outputs, which the loop is done with.
+// Handle is Stage.Handle into the arrays and the header buffer of the
+// previous batch, which the loop is done with.
 func (p *partition) Handle(_ context.Context, batch []envelope.Record) ([]envelope.Output, error) {
 	clear(p.outs) // nothing of the previous batch stays reachable from here
+	clear(p.lines)
 	p.buf.Reset()
-	p.outs = p.appendOutputs(p.outs[:0], batch, &p.buf)
+	p.outs, p.lines = p.appendOutputs(p.outs[:0], p.lines[:0], batch, &p.buf)
 	return p.outs, nil
 }
 
@@ -124,11 +166,13 @@ func (s *Stage) now() time.Time {
 
 // Decide returns where record r goes from this stage.
 func (s *Stage) Decide(r envelope.Record) envelope.Output {
-	now := s.now()
-	return s.decide(r, now, s.logAt(now), new(envelope.Buffer))
+	outs, _ := s.appendOutputs(nil, nil, []envelope.Record{r}, new(envelope.Buffer))
+	return outs[0]
 }
 
-func (s *Stage) decide(r envelope.Record, now time.Time, log *zap.Logger, buf *envelope.Buffer) envelope.Output {
+// decide returns where r goes. It appends the line to log for a processed
+// or retried order to lines, and logs a dead letter at once.
+func (s *Stage) decide(r envelope.Record, now time.Time, log *zap.Logger, buf *envelope.Buffer, lines *[]line) envelope.Output {
 	s.once.Do(s.prepare)
 	name := s.name
 	var h envelope.History
@@ -155,24 +199,15 @@ func (s *Stage) decide(r envelope.Record, now time.Time, log *zap.Logger, buf *e
 		if !s.retry {
 			return s.deadLetter(r, h, envelope.ReasonRetriesExhausted, log)
 		}
-		next := s.next
 		h.DueAt = now.Add(s.delay)
-		// Check first: at high rates most lines are sampled out (LOG_SAMPLE),
-		// and then their fields are not even built.
-		if ce := log.Check(zap.InfoLevel, "retry scheduled"); ce != nil {
-			ce.Write(zap.String("stage", name), zap.String("orderId", o.OrderID),
-				zap.Int("attempt", attempt), zap.String("next", next), zap.Time("due", h.DueAt), zap.Error(f.err))
-		}
-		return envelope.Output{Topic: next, Partition: envelope.AnyPartition, Key: r.Key, Value: r.Value, Headers: h.AppendHeaders(buf)}
-	}
-	if ce := log.Check(zap.InfoLevel, "order processed"); ce != nil {
-		ce.Write(zap.String("stage", name), zap.String("orderId", o.OrderID),
-			zap.Int("attempt", attempt), zap.String("product", o.Product), zap.Float32("price", o.Price))
+		*lines = append(*lines, line{retried: true, attempt: int32(attempt), orderID: o.OrderID, err: f.err})
+		return envelope.Output{Topic: s.next, Partition: envelope.AnyPartition, Key: r.Key, Value: r.Value, Headers: h.AppendHeaders(buf)}
 	}
 	key := r.Key
 	if string(key) != o.OrderID {
 		key = []byte(o.OrderID)
 	}
+	*lines = append(*lines, line{attempt: int32(attempt), price: o.Price, orderID: o.OrderID, product: o.Product})
 	return envelope.Output{
 		Topic: s.Topology.Processed, Partition: envelope.AnyPartition,
 		Key: key, Value: r.Value, Headers: s.processedHeaders(attempt, name),

@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/orderflow/orders/schemas"
 	"github.com/orderflow/orders/services/envelope"
+	"github.com/orderflow/orders/services/logs"
 	"github.com/orderflow/orders/services/pipeline"
 	"github.com/orderflow/orders/services/processor"
 	"github.com/orderflow/orders/topology"
@@ -407,5 +409,57 @@ func TestOpenServesFromTheCommittedOffset(t *testing.T) {
 	}
 	if _, ok := p.(pipeline.Delayer); !ok {
 		t.Fatal("the partition handler does not implement Delayer, so retry records would not wait")
+	}
+}
+
+// TestBatchLogsALinePerOrder: with every line kept, a batch logs each
+// order it processed or retried, in the batch's order, at the batch's
+// time and under the stage's logger name; a dead letter is logged at warn.
+// With LOG_SAMPLE's N of 2, each message keeps its first 2 lines of the
+// second and then one in 2, counted across batches.
+func TestBatchLogsALinePerOrder(t *testing.T) {
+	core, observed := observer.New(zap.InfoLevel)
+	s := stage(0, processor.Rule{FailProducts: []string{"Item3"}}, start)
+	s.Log = zap.New(logs.NewSampler(core, 2)).Named("main")
+	batch := []envelope.Record{
+		input(t, schemas.Order{OrderID: "1001", Product: "Item1", Price: 10}),
+		input(t, schemas.Order{OrderID: "1002", Product: "Item3", Price: 20}),
+		{Topic: "orders", Partition: 3, Offset: 43, Key: []byte("x"), Value: []byte{0xff}},
+		input(t, schemas.Order{OrderID: "1003", Product: "Item2", Price: 30}),
+	}
+	p, _, err := s.Open(context.Background(), pipeline.Assignment{Topic: "orders", Partition: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Handle(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	type entry struct{ level, msg, orderID string }
+	var got []entry
+	for _, e := range observed.TakeAll() {
+		if e.LoggerName != "main" || !e.Time.Equal(start) {
+			t.Fatalf("line %q from logger %q at %v, want logger main at %v", e.Message, e.LoggerName, e.Time, start)
+		}
+		id, _ := e.ContextMap()["orderId"].(string)
+		got = append(got, entry{e.Level.String(), e.Message, id})
+	}
+	want := []entry{
+		{"warn", "order dead-lettered", ""},
+		{"info", "order processed", "1001"},
+		{"info", "retry scheduled", "1002"},
+		{"info", "order processed", "1003"},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("lines %v, want %v", got, want)
+	}
+	// Three more batches of the same orders in the same second: of "order
+	// processed", lines 3 to 8 come, and 4, 6 and 8 are kept.
+	for range 3 {
+		if _, err := p.Handle(context.Background(), []envelope.Record{batch[0], batch[3]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := observed.FilterMessage("order processed").Len(); n != 3 {
+		t.Fatalf("%d of 6 later order processed lines kept, want 3", n)
 	}
 }

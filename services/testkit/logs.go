@@ -2,10 +2,11 @@ package testkit
 
 import (
 	"io"
-	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/orderflow/orders/services/logs"
 )
 
 // SampledLogger is the stages' logger at benchmark rates, writing nowhere:
@@ -14,5 +15,5 @@ import (
 func SampledLogger() *zap.Logger {
 	enc := zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
 	core := zapcore.NewCore(enc, zapcore.AddSync(io.Discard), zapcore.InfoLevel)
-	return zap.New(zapcore.NewSamplerWithOptions(core, time.Second, 100, 100))
+	return zap.New(logs.NewSampler(core, 100))
 }

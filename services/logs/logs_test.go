@@ -1,4 +1,4 @@
-package pipeline_test
+package logs_test
 
 import (
 	"testing"
@@ -7,18 +7,18 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/logs"
 )
 
 func TestLoggerAtStampsEveryLineWithTheBatchTime(t *testing.T) {
-	core, logs := observer.New(zap.InfoLevel)
+	core, observed := observer.New(zap.InfoLevel)
 	at := time.Date(2026, 11, 29, 18, 14, 46, 884268796, time.UTC)
-	log := pipeline.LoggerAt(zap.New(core), at)
+	log := logs.LoggerAt(zap.New(core), at)
 	log.Info("first")
 	if ce := log.Check(zap.InfoLevel, "second"); ce != nil {
 		ce.Write()
 	}
-	entries := logs.All()
+	entries := observed.All()
 	if len(entries) != 2 {
 		t.Fatalf("%d lines, want 2", len(entries))
 	}

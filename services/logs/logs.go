@@ -1,4 +1,7 @@
-package pipeline
+// Package logs holds what keeps a stage's logging cheap at high rates: the
+// LOG_SAMPLE sampler, which a batch's per-record lines pass through at
+// once, and loggers whose clock is the batch's.
+package logs
 
 import (
 	"time"
