@@ -80,6 +80,10 @@ func (r *Registry) Stage(name string) *Stage {
 	s := &Stage{
 		r: r, name: name, waiting: map[int]int{},
 		consumed: r.consumed.WithLabelValues(name), handling: r.handling.WithLabelValues(name),
+		// Only retry stages wait for due times, and a retry stage takes up
+		// every record of a backlog late: its series appears with its
+		// first record, and is looked up once.
+		lateness:    sync.OnceValue(func() prometheus.Observer { return r.lateness.WithLabelValues(name) }),
 		retryPrefix: r.top.Orders + "_retry_",
 	}
 	r.mu.Lock()
@@ -109,6 +113,7 @@ type Stage struct {
 	// once they count something.
 	consumed prometheus.Counter
 	handling prometheus.Observer
+	lateness func() prometheus.Observer
 	// retryPrefix begins the name of every retry topic.
 	retryPrefix string
 
@@ -171,7 +176,7 @@ func count(ts []tally, label []byte) []tally {
 
 // Late records how late a delayed record was taken up.
 func (s *Stage) Late(late time.Duration) {
-	s.r.lateness.WithLabelValues(s.name).Observe(late.Seconds())
+	s.lateness().Observe(late.Seconds())
 }
 
 // Waiting records how many records of a partition wait for their due time.

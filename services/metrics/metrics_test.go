@@ -81,8 +81,34 @@ func gather(t *testing.T, r *metrics.Registry) map[string]float64 {
 				out[name+"{"+labels+"}"] = m.GetCounter().GetValue()
 			case m.GetHistogram() != nil:
 				out[name+"_count{"+labels+"}"] = float64(m.GetHistogram().GetSampleCount())
+				out[name+"_sum{"+labels+"}"] = m.GetHistogram().GetSampleSum()
 			}
 		}
 	}
 	return out
+}
+
+// Lateness has a series for each stage that took up a record late, and
+// none for the others.
+func TestLateObservesPerStage(t *testing.T) {
+	top, err := topology.New(topology.Topology{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := metrics.New(top)
+	main, retry := r.Stage("main"), r.Stage("retry-1")
+	main.Handled(make([]envelope.Record, 1), []envelope.Output{{Topic: top.Processed}}, time.Now())
+	for _, late := range []time.Duration{time.Millisecond, 3 * time.Millisecond, 30 * time.Millisecond} {
+		retry.Late(late)
+	}
+	got := gather(t, r)
+	if n := got[`orders_retry_lateness_seconds_count{stage="retry-1"}`]; n != 3 {
+		t.Errorf("retry-1 lateness count %v, want 3", n)
+	}
+	if s := got[`orders_retry_lateness_seconds_sum{stage="retry-1"}`]; s < 0.0339 || s > 0.0341 {
+		t.Errorf("retry-1 lateness sum %v, want 0.034", s)
+	}
+	if _, ok := got[`orders_retry_lateness_seconds_count{stage="main"}`]; ok {
+		t.Error("main, which took up nothing late, has a lateness series")
+	}
 }
