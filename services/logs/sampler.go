@@ -35,20 +35,18 @@ func (s *Sampler) With(fields []zapcore.Field) zapcore.Core {
 
 // Check keeps or drops one line.
 func (s *Sampler) Check(ent zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
-	if !s.Enabled(ent.Level) || !s.keeps(s.counts.take(ent.Level, ent.Message, ent.Time, 1)) {
+	if !s.Enabled(ent.Level) {
+		return ce
+	}
+	if place := s.counts.take(ent.Level, ent.Message, ent.Time, 1); s.kept(place) != place {
 		return ce
 	}
 	return s.Core.Check(ent, ce)
 }
 
-// keeps reports whether the line at place (from 1) among its message's
-// lines of a second is kept.
-func (s *Sampler) keeps(place uint64) bool {
-	return place <= s.n || (place-s.n)%s.n == 0
-}
-
-// kept is the first place from place on that keeps: a batch's lines
-// compare their place with it instead of dividing.
+// kept is the first place, from place on, whose line is kept: the first n
+// places of a message's lines in a second, then every n-th. Lines compare
+// their place with it, and divide only once a line is kept.
 func (s *Sampler) kept(place uint64) uint64 {
 	if place <= s.n {
 		return place

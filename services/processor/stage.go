@@ -67,8 +67,8 @@ func (s *Stage) Handle(_ context.Context, batch []envelope.Record) ([]envelope.O
 }
 
 // appendOutputs appends the outputs of batch to outs, with their history
-// headers in buf, and logs them, with lines for the lines of processed and
-// retried orders.
+// headers in buf, and logs the batch's orders, gathering the lines of those
+// processed or retried in lines first.
 func (s *Stage) appendOutputs(outs []envelope.Output, lines []line, batch []envelope.Record, buf *envelope.Buffer) ([]envelope.Output, []line) {
 	now := s.now() // one clock reading per batch: the batch is handled at once
 	log := s.logAt(now)
