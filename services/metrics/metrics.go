@@ -80,9 +80,6 @@ func (r *Registry) Stage(name string) *Stage {
 	s := &Stage{
 		r: r, name: name, waiting: map[int]int{},
 		consumed: r.consumed.WithLabelValues(name), handling: r.handling.WithLabelValues(name),
-		// Only retry stages wait for due times, and a retry stage takes up
-		// every record of a backlog late: its series appears with its
-		// first record, and is looked up once.
 		lateness:    sync.OnceValue(func() prometheus.Observer { return r.lateness.WithLabelValues(name) }),
 		retryPrefix: r.top.Orders + "_retry_",
 	}
@@ -113,6 +110,9 @@ type Stage struct {
 	// once they count something.
 	consumed prometheus.Counter
 	handling prometheus.Observer
+	// lateness is the stage's series of how late it took up records. Only
+	// retry stages have one, made at their first late record; a backlog is
+	// late record after record, so it is looked up once, not every time.
 	lateness func() prometheus.Observer
 	// retryPrefix begins the name of every retry topic.
 	retryPrefix string
