@@ -141,7 +141,7 @@ const partitionCountsTTL = time.Second
 func (c Client) NewWriter(wc WriterConfig, log *zap.Logger) Writer {
 	wc.setDefaults()
 	t := c.Transport()
-	counts := newPartitionCounts(t, partitionCountsTTL)
+	counts := newPartitionCounts(newRecordBatches(t), partitionCountsTTL)
 	return Writer{Writer: &kafka.Writer{
 		Addr:                   kafka.TCP(c.Brokers...),
 		Balancer:               partitioner{},
