@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
 	"github.com/segmentio/kafka-go/protocol/apiversions"
+	"github.com/segmentio/kafka-go/protocol/metadata"
 	"github.com/segmentio/kafka-go/protocol/produce"
 	"github.com/segmentio/kafka-go/protocol/rawproduce"
 	"go.uber.org/zap"
@@ -19,11 +22,11 @@ import (
 	"github.com/orderflow/orders/services/testkit"
 )
 
-// recordsFrom makes records of every shape a batch can hold out of data:
+// messagesFrom makes records of every shape a batch can hold out of data:
 // null, empty and long keys and values (lengths of one and two varint
 // bytes), up to six headers with null, empty or long values, and times
 // before, after or equal to the first record's, or before 1970.
-func recordsFrom(data []byte) []kafka.Record {
+func messagesFrom(data []byte) []kafka.Message {
 	next := func() byte {
 		if len(data) == 0 {
 			return 0
@@ -45,31 +48,31 @@ func recordsFrom(data []byte) []kafka.Record {
 		}
 	}
 	base := time.Date(2026, 11, 29, 18, 14, 46, 884268796, time.UTC)
-	records := make([]kafka.Record, 1+int(next())%9)
-	for i := range records {
+	msgs := make([]kafka.Message, 1+int(next())%9)
+	for i := range msgs {
 		shape := next()
-		r := kafka.Record{Time: base.Add(time.Duration(int8(next())) * 7919 * time.Microsecond)}
+		m := kafka.Message{Time: base.Add(time.Duration(int8(next())) * 7919 * time.Microsecond)}
 		if shape&0x80 != 0 {
-			r.Time = time.Date(1969, 12, 31, 23, 59, 59, int(next())*1000000, time.UTC)
+			m.Time = time.Date(1969, 12, 31, 23, 59, 59, int(next())*1000000, time.UTC)
 		}
-		if k := bytesOf(shape); k != nil {
-			r.Key = kafka.NewBytes(k)
-		}
-		if v := bytesOf(shape >> 2); v != nil {
-			r.Value = kafka.NewBytes(v)
-		}
+		m.Key = bytesOf(shape)
+		m.Value = bytesOf(shape >> 2)
 		for range int(shape>>4) % 7 {
 			c := next()
-			r.Headers = append(r.Headers, kafka.Header{Key: string(bytes.Repeat([]byte{'h', c}, int(c%5))), Value: bytesOf(c >> 3)})
+			m.Headers = append(m.Headers, kafka.Header{Key: string(bytes.Repeat([]byte{'h', c}, int(c%5))), Value: bytesOf(c >> 3)})
 		}
-		records[i] = r
+		msgs[i] = m
 	}
-	return records
+	return msgs
 }
 
-// kafkaGoBatch is what kafka-go writes for records in a produce request.
-func kafkaGoBatch(t testing.TB, records []kafka.Record) []byte {
+// kafkaGoBatch is what kafka-go writes for msgs in a produce request.
+func kafkaGoBatch(t testing.TB, msgs []kafka.Message) []byte {
 	t.Helper()
+	records := make([]kafka.Record, len(msgs))
+	for i, m := range msgs {
+		records[i] = kafka.Record{Time: m.Time, Key: kafka.NewBytes(m.Key), Value: kafka.NewBytes(m.Value), Headers: m.Headers}
+	}
 	var b bytes.Buffer
 	rs := protocol.RecordSet{Version: 2, Records: kafka.NewRecordReader(records...)}
 	if _, err := rs.WriteTo(&b); err != nil {
@@ -78,17 +81,31 @@ func kafkaGoBatch(t testing.TB, records []kafka.Record) []byte {
 	return b.Bytes()
 }
 
+// evensThenOdds is 0, 2, 4, ..., then 1, 3, 5, ... below n.
+func evensThenOdds(n int) []int32 {
+	var idx []int32
+	for _, first := range []int{0, 1} {
+		for i := first; i < n; i += 2 {
+			idx = append(idx, int32(i))
+		}
+	}
+	return idx
+}
+
 func FuzzAppendBatch(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{3, 0x11, 5, 0x26, 1, 2, 3, 0x7b, 0xff, 9, 200, 7, 0x80, 0, 30})
 	f.Add(bytes.Repeat([]byte{0xfe, 0x81}, 40))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		want := kafkaGoBatch(t, recordsFrom(data))
-		prefix := []byte("earlier requests")
-		got, err := appendBatch(prefix, kafka.NewRecordReader(recordsFrom(data)...), time.Now())
-		if err != nil {
-			t.Fatal(err)
+		msgs := messagesFrom(data)
+		idx := evensThenOdds(len(msgs))
+		var inOrder []kafka.Message
+		for _, i := range idx {
+			inOrder = append(inOrder, msgs[i])
 		}
+		want := kafkaGoBatch(t, inOrder)
+		prefix := []byte("earlier requests")
+		got := appendBatch(prefix, msgs, idx, time.Now())
 		if !bytes.Equal(got[:len(prefix)], []byte("earlier requests")) || !bytes.Equal(got[len(prefix):], want) {
 			t.Fatalf("batch differs from kafka-go's:\n got %x\nwant %x", got[len(prefix):], want)
 		}
@@ -97,15 +114,8 @@ func FuzzAppendBatch(f *testing.F) {
 
 func TestAppendBatchGivesRecordsWithoutATimeNow(t *testing.T) {
 	now := time.Date(2026, 11, 30, 4, 5, 6, 789654321, time.UTC)
-	records := []kafka.Record{
-		{Value: kafka.NewBytes([]byte("a"))},
-		{Time: now.Add(-time.Second), Value: kafka.NewBytes([]byte("b"))},
-		{Value: kafka.NewBytes([]byte("c"))},
-	}
-	b, err := appendBatch(nil, kafka.NewRecordReader(records...), now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	msgs := []kafka.Message{{Value: []byte("a")}, {Time: now.Add(-time.Second), Value: []byte("b")}, {Value: []byte("c")}}
+	b := appendBatch(nil, msgs, []int32{0, 1, 2}, now)
 	var rs protocol.RecordSet
 	if _, err := rs.ReadFrom(bytes.NewReader(b)); err != nil {
 		t.Fatal(err)
@@ -122,131 +132,214 @@ func TestAppendBatchGivesRecordsWithoutATimeNow(t *testing.T) {
 	}
 }
 
-func TestAppendBatchRefusesNoRecords(t *testing.T) {
-	b, err := appendBatch([]byte("kept"), kafka.NewRecordReader(), time.Now())
-	if !errors.Is(err, protocol.ErrNoRecord) || string(b) != "kept" {
-		t.Fatalf("got %q, %v; want the buffer unchanged and ErrNoRecord", b, err)
-	}
-}
-
-// produceTransport answers API versions with produce up to maxProduce and
-// keeps the produce requests it gets.
-type produceTransport struct {
+// fakeBrokers answers API versions with produce up to maxProduce, metadata
+// with three partitions per topic, and produce requests with the error
+// failWith(topic, partition, request number) gives, keeping what they
+// carried.
+type fakeBrokers struct {
 	maxProduce int16
-	versions   int // API versions requests answered
-	failVer    bool
-	got        []kafka.Request
+	versionErr error
+	failWith   func(topic string, partition int32, n int) error
+
+	mu       sync.Mutex
+	versions int
+	produced map[string][][]byte // by topic/partition, each request's records
+	old      []*produce.Request
 }
 
-func (t *produceTransport) RoundTrip(_ context.Context, _ net.Addr, req kafka.Request) (kafka.Response, error) {
-	if _, ok := req.(*apiversions.Request); ok {
-		t.versions++
-		if t.failVer {
-			return nil, errors.New("connection refused")
+func (f *fakeBrokers) RoundTrip(_ context.Context, _ net.Addr, req kafka.Request) (kafka.Response, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch r := req.(type) {
+	case *apiversions.Request:
+		f.versions++
+		if f.versionErr != nil {
+			return nil, f.versionErr
 		}
 		return &apiversions.Response{ApiKeys: []apiversions.ApiKeyResponse{
 			{ApiKey: int16(protocol.Fetch), MaxVersion: 11},
-			{ApiKey: int16(protocol.Produce), MaxVersion: t.maxProduce},
+			{ApiKey: int16(protocol.Produce), MaxVersion: f.maxProduce},
 		}}, nil
-	}
-	t.got = append(t.got, req)
-	return &produce.Response{}, nil
-}
-
-// produceRequest writes records() to a/3 and the first of records() to b/0.
-func produceRequest(records func() []kafka.Record) *produce.Request {
-	return &produce.Request{Acks: -1, Timeout: 10000, Topics: []produce.RequestTopic{
-		{Topic: "a", Partitions: []produce.RequestPartition{{Partition: 3, RecordSet: protocol.RecordSet{Records: kafka.NewRecordReader(records()...)}}}},
-		{Topic: "b", Partitions: []produce.RequestPartition{{Partition: 0, RecordSet: protocol.RecordSet{Records: kafka.NewRecordReader(records()[:1]...)}}}},
-	}}
-}
-
-func TestRecordBatchesEncodeProduceRequestsForBrokersThatTakeThem(t *testing.T) {
-	at := time.Date(2026, 11, 30, 4, 5, 6, 0, time.UTC)
-	records := func() []kafka.Record {
-		return []kafka.Record{
-			{Time: at, Key: kafka.NewBytes([]byte("1006")), Value: kafka.NewBytes([]byte("order")), Headers: []kafka.Header{{Key: "x-retry-attempts", Value: []byte("1")}}},
-			{Time: at, Key: kafka.NewBytes([]byte("1007")), Value: kafka.NewBytes([]byte("order 2"))},
+	case *metadata.Request:
+		res := &metadata.Response{}
+		for _, name := range r.TopicNames {
+			res.Topics = append(res.Topics, metadata.ResponseTopic{Name: name, Partitions: make([]metadata.ResponsePartition, 3)})
 		}
+		return res, nil
+	case *rawproduce.Request:
+		t, p := r.Topics[0].Topic, r.Topics[0].Partitions[0].Partition
+		var b bytes.Buffer
+		if _, err := r.Topics[0].Partitions[0].RecordSet.WriteTo(&b); err != nil {
+			return nil, err
+		}
+		key := fmt.Sprintf("%s/%d", t, p)
+		if f.produced == nil {
+			f.produced = map[string][][]byte{}
+		}
+		f.produced[key] = append(f.produced[key], b.Bytes())
+		var code int16
+		if f.failWith != nil {
+			if err := f.failWith(t, p, len(f.produced[key])); err != nil {
+				var kerr kafka.Error
+				if !errors.As(err, &kerr) {
+					return nil, err
+				}
+				code = int16(kerr)
+			}
+		}
+		return &produce.Response{Topics: []produce.ResponseTopic{{Topic: t, Partitions: []produce.ResponsePartition{{Partition: p, ErrorCode: code}}}}}, nil
+	case *produce.Request:
+		f.old = append(f.old, r)
+		var topics []produce.ResponseTopic
+		for _, t := range r.Topics {
+			rt := produce.ResponseTopic{Topic: t.Topic}
+			for _, p := range t.Partitions {
+				rt.Partitions = append(rt.Partitions, produce.ResponsePartition{Partition: p.Partition})
+			}
+			topics = append(topics, rt)
+		}
+		return &produce.Response{Topics: topics}, nil
 	}
-	next := &produceTransport{maxProduce: 9}
-	r := newRecordBatches(next)
+	return nil, fmt.Errorf("unexpected %T", req)
+}
+
+func testWriter(f *fakeBrokers, batchSize int) Writer {
+	return newWriter(kafka.TCP("fake:9092"), newPartitionCounts(f, time.Minute), WriterConfig{BatchSize: batchSize}, zap.NewNop())
+}
+
+var at = time.Date(2026, 11, 30, 4, 5, 6, 0, time.UTC)
+
+func TestWriterSendsEachPartitionItsRecordBatch(t *testing.T) {
+	f := &fakeBrokers{maxProduce: 9}
+	w := testWriter(f, 500)
+	defer w.Close()
+	msgs := []kafka.Message{
+		{Topic: "a", Partition: 2, Time: at, Key: []byte("1006"), Value: []byte("v1"), Headers: []kafka.Header{{Key: "x-retry-attempts", Value: []byte("1")}}},
+		{Topic: "b", Partition: -1, Time: at, Key: []byte("1006"), Value: []byte("v2")},
+		{Topic: "a", Partition: 2, Time: at, Key: []byte("1007"), Value: []byte("v3")},
+		{Topic: "a", Partition: 0, Time: at, Key: []byte("1008"), Value: []byte("v4")},
+	}
 	for range 2 {
-		if _, err := r.RoundTrip(context.Background(), nil, produceRequest(records)); err != nil {
+		if err := w.WriteMessages(context.Background(), msgs...); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if next.versions != 1 {
-		t.Errorf("asked the brokers' versions %d times, want once", next.versions)
+	if f.versions != 1 || len(f.old) != 0 {
+		t.Fatalf("asked the versions %d times and sent %d requests through kafka-go's writer; want once and none", f.versions, len(f.old))
 	}
-	if len(next.got) != 2 {
-		t.Fatalf("sent %d requests, want 2", len(next.got))
+	hashed := partitioner{}.Balance(msgs[1], 0, 1, 2)
+	want := map[string][]kafka.Message{
+		"a/2":                       {msgs[0], msgs[2]},
+		"a/0":                       {msgs[3]},
+		fmt.Sprintf("b/%d", hashed): {msgs[1]},
 	}
-	raw, ok := next.got[1].(*rawproduce.Request)
-	if !ok {
-		t.Fatalf("sent %T, want a raw produce request", next.got[1])
+	if len(f.produced) != len(want) {
+		t.Fatalf("wrote to %d partitions, want %d", len(f.produced), len(want))
 	}
-	if raw.Acks != -1 || raw.Timeout != 10000 || len(raw.Topics) != 2 || raw.Topics[0].Topic != "a" || raw.Topics[1].Topic != "b" ||
-		raw.Topics[0].Partitions[0].Partition != 3 || raw.Topics[1].Partitions[0].Partition != 0 {
-		t.Fatalf("request %+v does not carry the original's topics, partitions and acks", raw)
-	}
-	for i, want := range [][]kafka.Record{records(), records()[:1]} {
-		var got bytes.Buffer
-		if _, err := raw.Topics[i].Partitions[0].RecordSet.WriteTo(&got); err != nil {
-			t.Fatal(err)
+	for key, ms := range want {
+		got := f.produced[key]
+		if len(got) != 2 {
+			t.Fatalf("%s: %d requests, want one per write", key, len(got))
 		}
-		if !bytes.Equal(got.Bytes(), kafkaGoBatch(t, want)) {
-			t.Errorf("topic %d: records differ from kafka-go's encoding", i)
+		for _, b := range got {
+			if !bytes.Equal(b, kafkaGoBatch(t, ms)) {
+				t.Errorf("%s: records differ from kafka-go's encoding of them", key)
+			}
 		}
 	}
 }
 
-func TestRecordBatchesLeaveWhatTheyCannotEncodeToKafkaGo(t *testing.T) {
-	record := func() []kafka.Record { return []kafka.Record{{Time: time.Now(), Value: kafka.NewBytes([]byte("v"))}} }
+func TestWriterSplitsAPartitionsRecordsInOrder(t *testing.T) {
+	var msgs []kafka.Message
+	for i := range 7 {
+		msgs = append(msgs, kafka.Message{Topic: "a", Partition: 1, Time: at, Value: []byte{byte(i)}})
+	}
+	t.Run("all written", func(t *testing.T) {
+		f := &fakeBrokers{maxProduce: 9}
+		w := testWriter(f, 3)
+		if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+			t.Fatal(err)
+		}
+		got := f.produced["a/1"]
+		if len(got) != 3 {
+			t.Fatalf("%d requests, want 3 of at most 3 records", len(got))
+		}
+		for i, part := range [][]kafka.Message{msgs[0:3], msgs[3:6], msgs[6:7]} {
+			if !bytes.Equal(got[i], kafkaGoBatch(t, part)) {
+				t.Errorf("request %d does not carry records %d to %d", i, 3*i, 3*i+len(part)-1)
+			}
+		}
+	})
+	t.Run("stops at a failure", func(t *testing.T) {
+		f := &fakeBrokers{maxProduce: 9, failWith: func(_ string, _ int32, n int) error {
+			if n == 2 {
+				return kafka.TopicAuthorizationFailed
+			}
+			return nil
+		}}
+		w := testWriter(f, 3)
+		err := w.WriteMessages(context.Background(), msgs...)
+		var per kafka.WriteErrors
+		if !errors.As(err, &per) || len(per) != len(msgs) {
+			t.Fatalf("got %v, want an error per record", err)
+		}
+		for i, e := range per {
+			if failed := i >= 3; failed != errors.Is(e, kafka.TopicAuthorizationFailed) {
+				t.Errorf("record %d: %v", i, e)
+			}
+		}
+		if len(f.produced["a/1"]) != 2 {
+			t.Errorf("sent %d requests, want none after the refused one", len(f.produced["a/1"]))
+		}
+	})
+	t.Run("retries what may pass", func(t *testing.T) {
+		f := &fakeBrokers{maxProduce: 9, failWith: func(_ string, _ int32, n int) error {
+			if n == 1 {
+				return kafka.NotLeaderForPartition
+			}
+			return nil
+		}}
+		w := testWriter(f, 10)
+		if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+			t.Fatal(err)
+		}
+		if got := f.produced["a/1"]; len(got) != 2 || !bytes.Equal(got[1], kafkaGoBatch(t, msgs)) {
+			t.Fatalf("%d requests; want the refused one sent again whole", len(got))
+		}
+	})
+}
+
+func TestWriterUsesKafkaGosWriterForClustersWithoutRecordBatches(t *testing.T) {
+	msg := kafka.Message{Topic: "a", Partition: 1, Time: at, Value: []byte("v")}
 	t.Run("old brokers", func(t *testing.T) {
-		next := &produceTransport{maxProduce: 2}
-		r := newRecordBatches(next)
+		f := &fakeBrokers{maxProduce: 2}
+		w := testWriter(f, 500)
+		defer w.Close()
 		for range 2 {
-			if _, err := r.RoundTrip(context.Background(), nil, produceRequest(record)); err != nil {
+			if err := w.WriteMessages(context.Background(), msg); err != nil {
 				t.Fatal(err)
 			}
 		}
-		for _, req := range next.got {
-			if _, ok := req.(*produce.Request); !ok {
-				t.Fatalf("sent %T to a broker without record batches", req)
-			}
-		}
-		if next.versions != 1 {
-			t.Errorf("asked the brokers' versions %d times, want once", next.versions)
+		if len(f.old) != 2 || len(f.produced) != 0 || f.versions != 1 {
+			t.Fatalf("%d requests through kafka-go, %d record batches, versions asked %d times; want 2, 0, once", len(f.old), len(f.produced), f.versions)
 		}
 	})
 	t.Run("versions unknown", func(t *testing.T) {
-		next := &produceTransport{maxProduce: 9, failVer: true}
-		r := newRecordBatches(next)
-		if _, err := r.RoundTrip(context.Background(), nil, produceRequest(record)); err != nil {
+		f := &fakeBrokers{maxProduce: 9, versionErr: errors.New("connection refused")}
+		w := testWriter(f, 500)
+		defer w.Close()
+		if err := w.WriteMessages(context.Background(), msg); err != nil {
 			t.Fatal(err)
 		}
-		if _, ok := next.got[0].(*produce.Request); !ok {
-			t.Fatalf("sent %T before the brokers' versions were known", next.got[0])
+		if len(f.old) != 1 {
+			t.Fatalf("%d requests through kafka-go before the versions were known, want 1", len(f.old))
 		}
-		next.failVer = false
-		if _, err := r.RoundTrip(context.Background(), nil, produceRequest(record)); err != nil {
+		f.versionErr = nil
+		if err := w.WriteMessages(context.Background(), msg); err != nil {
 			t.Fatal(err)
 		}
-		if _, ok := next.got[1].(*rawproduce.Request); !ok || next.versions != 2 {
-			t.Fatalf("sent %T after asking %d times; want a raw request once the versions are known", next.got[1], next.versions)
-		}
-	})
-	t.Run("compressed", func(t *testing.T) {
-		next := &produceTransport{maxProduce: 9}
-		r := newRecordBatches(next)
-		req := produceRequest(record)
-		req.Topics[1].Partitions[0].RecordSet.Attributes = protocol.Attributes(kafka.Snappy)
-		if _, err := r.RoundTrip(context.Background(), nil, req); err != nil {
-			t.Fatal(err)
-		}
-		if next.got[0] != kafka.Request(req) {
-			t.Fatalf("sent %T, want the compressed request untouched", next.got[0])
+		if len(f.produced["a/1"]) != 1 || f.versions != 2 {
+			t.Fatalf("%d record batches after asking %d times; want one once the versions are known", len(f.produced["a/1"]), f.versions)
 		}
 	})
 }
@@ -271,12 +364,12 @@ func TestWriterSendsRecordBatchesTheBrokerTakes(t *testing.T) {
 		{Topic: "t", Partition: 1, Value: []byte("no key"), Headers: []kafka.Header{{Key: "empty", Value: []byte{}}}},
 		{Topic: "t", Partition: 1, Key: []byte("1008"), Value: long},
 	}
-	for range 2 { // the first write may go as kafka-go encodes it
+	for range 2 {
 		if err := w.WriteMessages(ctx, want...); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := w.counts.RoundTripper.(*recordBatches).batches.Load(); got != batchesYes {
+	if got := w.batches.Load(); got != batchesYes {
 		t.Fatalf("the writer did not find that the broker takes record batches (%d)", got)
 	}
 	r := kafka.NewReader(kafka.ReaderConfig{Brokers: client.Brokers, Topic: "t", Partition: 1, MaxWait: 100 * time.Millisecond})

@@ -5,7 +5,6 @@
 package pipeline
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -79,94 +78,6 @@ func (c Client) Admin() *Admin {
 
 // Close releases the client's connections.
 func (a *Admin) Close() { a.transport.CloseIdleConnections() }
-
-// WriterConfig tunes the writer of a stage.
-type WriterConfig struct {
-	// BatchSize is the most records sent in one produce request per
-	// partition; kafka-go allocates room for that many with each request.
-	// Optional, default a stage's MaxBatch.
-	BatchSize int
-	// BatchTimeout is how long a partial batch waits for more records.
-	// Optional, default 1ns. Writes are synchronous and each hands the
-	// writer everything there is to write, so waiting for more only delays
-	// the acknowledgement; the writer adds all the records of one call
-	// before a batch's timeout can send it.
-	BatchTimeout time.Duration
-}
-
-func (w *WriterConfig) setDefaults() {
-	if w.BatchSize <= 0 {
-		w.BatchSize = DefaultMaxBatch
-	}
-	if w.BatchTimeout <= 0 {
-		w.BatchTimeout = time.Nanosecond
-	}
-}
-
-// Writer is a kafka-go writer whose Close also releases its connections.
-type Writer struct {
-	*kafka.Writer
-	transport *kafka.Transport
-	counts    *partitionCounts
-}
-
-// WriteMessages writes msgs and returns once they are acknowledged.
-func (w Writer) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
-	w.counts.expire(time.Now())
-	return w.Writer.WriteMessages(ctx, msgs...)
-}
-
-// Close flushes pending writes and releases the writer's connections.
-func (w Writer) Close() error {
-	err := w.Writer.Close()
-	w.transport.CloseIdleConnections()
-	return err
-}
-
-// maxRequestBytes bounds the records the writer sends to a partition in
-// one request. A broker refuses a record batch larger than its
-// max.message.bytes (1 MiB and 12 bytes by default) for good, so a batch of
-// many or large records is split to stay below that. kafka-go counts a
-// record at 22 bytes besides its key, value and headers, more than a record
-// takes in a batch, which leaves room for the batch's own 61 bytes.
-const maxRequestBytes = 1_000_000
-
-// partitionCountsTTL is how long a writer trusts the partition count of a
-// topic, on top of the transport's metadata TTL.
-const partitionCountsTTL = time.Second
-
-// NewWriter returns a synchronous writer that waits for all in-sync
-// replicas, partitions by key with the Java client's murmur2 hash unless a
-// record names its partition, and never creates topics.
-func (c Client) NewWriter(wc WriterConfig, log *zap.Logger) Writer {
-	wc.setDefaults()
-	t := c.Transport()
-	counts := newPartitionCounts(newRecordBatches(t), partitionCountsTTL)
-	return Writer{Writer: &kafka.Writer{
-		Addr:                   kafka.TCP(c.Brokers...),
-		Balancer:               partitioner{},
-		RequiredAcks:           kafka.RequireAll,
-		BatchSize:              wc.BatchSize,
-		BatchBytes:             maxRequestBytes,
-		BatchTimeout:           wc.BatchTimeout,
-		MaxAttempts:            3,
-		WriteBackoffMin:        50 * time.Millisecond,
-		WriteBackoffMax:        time.Second,
-		AllowAutoTopicCreation: false,
-		Transport:              counts,
-		ErrorLogger:            kafkaLogger(log, true),
-	}, transport: t, counts: counts}
-}
-
-// partitioner sends a record to the partition it names, if any, else by key.
-type partitioner struct{ hash kafka.Murmur2Balancer }
-
-func (p partitioner) Balance(msg kafka.Message, partitions ...int) int {
-	if msg.Partition >= 0 {
-		return msg.Partition
-	}
-	return p.hash.Balance(msg, partitions...)
-}
 
 func kafkaLogger(log *zap.Logger, errs bool) kafka.LoggerFunc {
 	s := log.WithOptions(zap.AddCallerSkip(1)).Sugar().With("component", "kafka-go")
