@@ -139,6 +139,8 @@ func TestAppendBatchGivesRecordsWithoutATimeNow(t *testing.T) {
 type fakeBrokers struct {
 	maxProduce int16
 	versionErr error
+	unknown    map[string]bool // topics metadata calls unknown
+	empty      map[string]bool // topics metadata gives no partitions
 	failWith   func(topic string, partition int32, n int) error
 
 	mu       sync.Mutex
@@ -163,7 +165,14 @@ func (f *fakeBrokers) RoundTrip(_ context.Context, _ net.Addr, req kafka.Request
 	case *metadata.Request:
 		res := &metadata.Response{}
 		for _, name := range r.TopicNames {
-			res.Topics = append(res.Topics, metadata.ResponseTopic{Name: name, Partitions: make([]metadata.ResponsePartition, 3)})
+			t := metadata.ResponseTopic{Name: name, Partitions: make([]metadata.ResponsePartition, 3)}
+			if f.unknown[name] {
+				t.ErrorCode, t.Partitions = int16(kafka.UnknownTopicOrPartition), nil
+			}
+			if f.empty[name] {
+				t.Partitions = nil
+			}
+			res.Topics = append(res.Topics, t)
 		}
 		return res, nil
 	case *rawproduce.Request:
@@ -246,6 +255,35 @@ func TestWriterSendsEachPartitionItsRecordBatch(t *testing.T) {
 				t.Errorf("%s: records differ from kafka-go's encoding of them", key)
 			}
 		}
+	}
+}
+
+func TestWriterFailsTheRecordsOfTopicsItCannotPartition(t *testing.T) {
+	f := &fakeBrokers{maxProduce: 9, unknown: map[string]bool{"gone": true}, empty: map[string]bool{"new": true}}
+	w := testWriter(f, 500)
+	var msgs []kafka.Message
+	for i, topic := range []string{"a", "gone", "a", "new", "gone", "a"} {
+		msgs = append(msgs, kafka.Message{Topic: topic, Partition: -1, Time: at, Key: []byte{byte(i)}, Value: []byte("v")})
+	}
+	err := w.WriteMessages(context.Background(), msgs...)
+	var per kafka.WriteErrors
+	if !errors.As(err, &per) || len(per) != len(msgs) {
+		t.Fatalf("got %v, want an error per record", err)
+	}
+	for i, e := range per {
+		if bad := msgs[i].Topic != "a"; bad != errors.Is(e, kafka.UnknownTopicOrPartition) {
+			t.Errorf("record %d to %s: %v", i, msgs[i].Topic, e)
+		}
+	}
+	n := 0
+	for key, reqs := range f.produced {
+		if key[0] != 'a' {
+			t.Errorf("wrote to %s", key)
+		}
+		n += len(reqs)
+	}
+	if n == 0 {
+		t.Error("wrote none of the records of the topic it knows")
 	}
 }
 

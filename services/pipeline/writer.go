@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -68,9 +69,9 @@ type writer struct {
 	// or later, which carry record batches: 0 not known yet, then
 	// batchesYes or batchesNo.
 	batches atomic.Int32
-	// partitions holds 0, 1, ... for the hash to pick from.
-	mu         sync.Mutex
-	partitions []int
+	// partitionIDs holds 0, 1, ... for the hash to pick from.
+	mu           sync.Mutex
+	partitionIDs []int
 }
 
 const (
@@ -195,16 +196,29 @@ func (w *writer) write(ctx context.Context, msgs []kafka.Message) error {
 	}
 	parts := make([]partRecords, 0, 4)
 	index := make(map[topicPartition]int, 4)
+	// The partitions of each topic, looked up once per call: a call's
+	// records go to a few topics.
+	type topicPartitions struct {
+		topic string
+		list  []int
+		err   error
+	}
+	var looked []topicPartitions
 	for i := range msgs {
 		m := &msgs[i]
 		p := m.Partition
 		if p < 0 {
-			n, err := w.partitionCount(ctx, m.Topic)
-			if err != nil {
+			j := slices.IndexFunc(looked, func(t topicPartitions) bool { return t.topic == m.Topic })
+			if j < 0 {
+				list, err := w.partitions(ctx, m.Topic)
+				j = len(looked)
+				looked = append(looked, topicPartitions{m.Topic, list, err})
+			}
+			if err := looked[j].err; err != nil {
 				fail(i, err)
 				continue
 			}
-			p = partitioner{}.Balance(*m, w.partitionList(n)...)
+			p = partitioner{}.Balance(*m, looked[j].list...)
 		}
 		key := topicPartition{m.Topic, p}
 		k, ok := index[key]
@@ -329,11 +343,24 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// partitionCount is the number of partitions of topic, from the cached
-// metadata.
+// partitions lists the partitions of topic, from the cached metadata.
+func (w *writer) partitions(ctx context.Context, topic string) ([]int, error) {
+	n, err := w.partitionCount(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 { // a topic being made or deleted
+		return nil, kafka.UnknownTopicOrPartition
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for len(w.partitionIDs) < n {
+		w.partitionIDs = append(w.partitionIDs, len(w.partitionIDs))
+	}
+	return w.partitionIDs[:n:n], nil
+}
+
 func (w *writer) partitionCount(ctx context.Context, topic string) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
-	defer cancel()
 	r, err := w.counts.RoundTrip(ctx, w.client.Addr, &metadata.Request{TopicNames: []string{topic}})
 	if err != nil {
 		return 0, err
@@ -347,16 +374,6 @@ func (w *writer) partitionCount(ctx context.Context, topic string) (int, error) 
 		}
 	}
 	return 0, kafka.UnknownTopicOrPartition
-}
-
-// partitionList is 0, 1, ..., n-1.
-func (w *writer) partitionList(n int) []int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for len(w.partitions) < n {
-		w.partitions = append(w.partitions, len(w.partitions))
-	}
-	return w.partitions[:n:n]
 }
 
 // recordBound bounds the size of m in a record batch: every varint at its
