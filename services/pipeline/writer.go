@@ -50,11 +50,10 @@ func (w *WriterConfig) setDefaults() {
 // records as one record batch in a buffer of its own (appendBatch), and
 // sends the partitions' produce requests at once. kafka-go's Writer, which
 // it replaces, copies every record into an array sized for a whole batch,
-// hands batches between goroutines and encodes records field by field: at
-// a stage's rates that was two thirds of the bytes a stage allocated and a
-// sixth of its CPU. A cluster whose produce API predates record batches
-// (Kafka before 0.11) is written to by kafka-go's Writer, with the same
-// settings.
+// hands batches between goroutines and encodes records field by field: in
+// a profile of the main stage under load, two thirds of the bytes the stage
+// allocated. A cluster whose produce API predates record batches (Kafka
+// before 0.11) is written to by kafka-go's Writer, with the same settings.
 type Writer struct {
 	*writer
 }
