@@ -10,13 +10,14 @@ import (
 	"github.com/segmentio/kafka-go/protocol/metadata"
 )
 
-// partitionCounts sits between a kafka-go Writer and its transport. The
-// writer asks the transport, for every record it is handed, how many
-// partitions the record's topic has; the transport answers each time from
-// its cached metadata, but copies it for every answer, and at a stage's
-// rates that was a tenth of its CPU and a quarter of its allocations. This
-// keeps one answer per topic and forgets them all once they are older than
-// ttl, checked once per write call (expire), so no record reads the clock.
+// partitionCounts sits between a Writer and its transport. kafka-go's
+// Writer asks the transport, for every record it is handed, how many
+// partitions the record's topic has, and the Writer of this package once
+// per topic and call; the transport answers each time from its cached
+// metadata, but copies it for every answer, and at a stage's rates that was
+// a tenth of its CPU and a quarter of its allocations. This keeps one
+// answer per topic and forgets them all once they are older than ttl,
+// checked once per write call (expire), so no record reads the clock.
 // Anything else, and any answer with an error, goes through untouched.
 type partitionCounts struct {
 	kafka.RoundTripper
