@@ -258,32 +258,46 @@ func TestWriterSendsEachPartitionItsRecordBatch(t *testing.T) {
 	}
 }
 
-func TestWriterFailsTheRecordsOfTopicsItCannotPartition(t *testing.T) {
-	f := &fakeBrokers{maxProduce: 9, unknown: map[string]bool{"gone": true}, empty: map[string]bool{"new": true}}
+func TestWriterWritesNothingOfACallWithATopicTheBrokersLack(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		topic     string
+		partition int
+	}{
+		{"unknown, by key", "gone", -1},
+		{"unknown, partition named", "gone", 1},
+		{"without partitions", "new", -1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := &fakeBrokers{maxProduce: 9, unknown: map[string]bool{"gone": true}, empty: map[string]bool{"new": true}}
+			w := testWriter(f, 500)
+			msgs := []kafka.Message{
+				{Topic: "a", Partition: -1, Time: at, Key: []byte("1"), Value: []byte("v")},
+				{Topic: c.topic, Partition: c.partition, Time: at, Key: []byte("2"), Value: []byte("v")},
+				{Topic: "a", Partition: 0, Time: at, Key: []byte("3"), Value: []byte("v")},
+			}
+			err := w.WriteMessages(context.Background(), msgs...)
+			var code kafka.Error
+			if !errors.As(err, &code) || code != kafka.UnknownTopicOrPartition || !unknownTopic(err) {
+				t.Fatalf("got %v, want kafka.UnknownTopicOrPartition itself", err)
+			}
+			if len(f.produced) != 0 {
+				t.Fatalf("wrote %d partitions' records, want none", len(f.produced))
+			}
+		})
+	}
+}
+
+func TestWriterStoppedByItsContextSaysSo(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &fakeBrokers{maxProduce: 9, failWith: func(string, int32, int) error {
+		cancel()
+		return kafka.NotLeaderForPartition
+	}}
 	w := testWriter(f, 500)
-	var msgs []kafka.Message
-	for i, topic := range []string{"a", "gone", "a", "new", "gone", "a"} {
-		msgs = append(msgs, kafka.Message{Topic: topic, Partition: -1, Time: at, Key: []byte{byte(i)}, Value: []byte("v")})
-	}
-	err := w.WriteMessages(context.Background(), msgs...)
-	var per kafka.WriteErrors
-	if !errors.As(err, &per) || len(per) != len(msgs) {
-		t.Fatalf("got %v, want an error per record", err)
-	}
-	for i, e := range per {
-		if bad := msgs[i].Topic != "a"; bad != errors.Is(e, kafka.UnknownTopicOrPartition) {
-			t.Errorf("record %d to %s: %v", i, msgs[i].Topic, e)
-		}
-	}
-	n := 0
-	for key, reqs := range f.produced {
-		if key[0] != 'a' {
-			t.Errorf("wrote to %s", key)
-		}
-		n += len(reqs)
-	}
-	if n == 0 {
-		t.Error("wrote none of the records of the topic it knows")
+	err := w.WriteMessages(ctx, kafka.Message{Topic: "a", Partition: 1, Time: at, Value: []byte("v")}, kafka.Message{Topic: "a", Partition: 2, Time: at, Value: []byte("v")})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want context.Canceled", err)
 	}
 }
 

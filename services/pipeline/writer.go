@@ -138,8 +138,9 @@ func (w Writer) Close() error {
 }
 
 // WriteMessages writes msgs and returns once they are acknowledged. When
-// some are not, the error is a kafka.WriteErrors with the error of each
-// record, nil for those written.
+// some are not, the error is, as with kafka-go's Writer, the error of
+// looking up a topic (and none was written), ctx's error, or a
+// kafka.WriteErrors with the error of each record, nil for those written.
 func (w Writer) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
 	if len(msgs) == 0 {
 		return nil
@@ -185,39 +186,36 @@ type partRecords struct {
 	err       error
 }
 
+// write writes msgs. When some are not written, the error is ctx's if it
+// ended, else a kafka.WriteErrors.
 func (w *writer) write(ctx context.Context, msgs []kafka.Message) error {
-	var errs kafka.WriteErrors
-	fail := func(i int, err error) {
-		if errs == nil {
-			errs = make(kafka.WriteErrors, len(msgs))
-		}
-		errs[i] = err
-	}
-	parts := make([]partRecords, 0, 4)
-	index := make(map[topicPartition]int, 4)
-	// The partitions of each topic, looked up once per call: a call's
-	// records go to a few topics.
+	// Every topic of the call is looked up first, once, as kafka-go's
+	// Writer does: a call with a topic the brokers do not know writes
+	// nothing and fails with that error, kafka.UnknownTopicOrPartition,
+	// instead of writing the rest again at every retry of the caller.
 	type topicPartitions struct {
 		topic string
 		list  []int
-		err   error
 	}
-	var looked []topicPartitions
+	var topics []topicPartitions
+	for i := range msgs {
+		t := msgs[i].Topic
+		if !slices.ContainsFunc(topics, func(l topicPartitions) bool { return l.topic == t }) {
+			list, err := w.partitions(ctx, t)
+			if err != nil {
+				return err
+			}
+			topics = append(topics, topicPartitions{t, list})
+		}
+	}
+	parts := make([]partRecords, 0, 4)
+	index := make(map[topicPartition]int, 4)
 	for i := range msgs {
 		m := &msgs[i]
 		p := m.Partition
 		if p < 0 {
-			j := slices.IndexFunc(looked, func(t topicPartitions) bool { return t.topic == m.Topic })
-			if j < 0 {
-				list, err := w.partitions(ctx, m.Topic)
-				j = len(looked)
-				looked = append(looked, topicPartitions{m.Topic, list, err})
-			}
-			if err := looked[j].err; err != nil {
-				fail(i, err)
-				continue
-			}
-			p = partitioner{}.Balance(*m, looked[j].list...)
+			j := slices.IndexFunc(topics, func(l topicPartitions) bool { return l.topic == m.Topic })
+			p = partitioner{}.Balance(*m, topics[j].list...)
 		}
 		key := topicPartition{m.Topic, p}
 		k, ok := index[key]
@@ -238,11 +236,19 @@ func (w *writer) write(ctx context.Context, msgs []kafka.Message) error {
 		}
 		wg.Wait()
 	}
+	var errs kafka.WriteErrors
 	for _, p := range parts {
-		if p.err != nil {
-			for _, i := range p.idx[p.failed:] {
-				fail(int(i), p.err)
-			}
+		if p.err == nil {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if errs == nil {
+			errs = make(kafka.WriteErrors, len(msgs))
+		}
+		for _, i := range p.idx[p.failed:] {
+			errs[i] = p.err
 		}
 	}
 	if errs != nil {
@@ -285,7 +291,7 @@ func (w *writer) send(ctx context.Context, msgs []kafka.Message, topic string, p
 	for attempt := range writeAttempts {
 		if attempt > 0 {
 			if !sleep(ctx, min(50*time.Millisecond<<(attempt-1), time.Second)) {
-				return errors.Join(err, ctx.Err())
+				return ctx.Err()
 			}
 		}
 		if err = w.sendOnce(ctx, msgs, topic, partition, idx, now); err == nil || !mayPass(err) {

@@ -1,14 +1,24 @@
 package producer_test
 
 import (
+	"context"
+	"errors"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
 
 	"github.com/orderflow/orders/schemas"
+	"github.com/orderflow/orders/services/broker"
+	"github.com/orderflow/orders/services/pipeline"
 	"github.com/orderflow/orders/services/producer"
+	"github.com/orderflow/orders/services/testkit"
+	"github.com/orderflow/orders/topology"
 )
 
 func TestGeneratorCountsIDsUpFromTheStart(t *testing.T) {
@@ -117,5 +127,22 @@ func TestConfigValidate(t *testing.T) {
 		if !strings.Contains(err.Error(), c.flag) {
 			t.Errorf("%s: error %q does not name %s", name, err, c.flag)
 		}
+	}
+}
+
+func TestRunStopsWhenTheOrdersTopicIsMissing(t *testing.T) {
+	brk := testkit.Broker(t, broker.Config{})
+	p, err := producer.New(producer.Config{Count: 5}, pipeline.Client{Brokers: []string{brk.Addr()}}, topology.Default(), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = p.Run(ctx)
+	if !errors.Is(err, kafka.UnknownTopicOrPartition) || !strings.Contains(err.Error(), "run orders topics") {
+		t.Fatalf("got %v, want an unknown topic error that says to run orders topics", err)
+	}
+	if p.Sent() != 0 {
+		t.Fatalf("sent %d orders to a missing topic", p.Sent())
 	}
 }
