@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -193,19 +192,15 @@ func (w *writer) write(ctx context.Context, msgs []kafka.Message) error {
 	// Writer does: a call with a topic the brokers do not know writes
 	// nothing and fails with that error, kafka.UnknownTopicOrPartition,
 	// instead of writing the rest again at every retry of the caller.
-	type topicPartitions struct {
-		topic string
-		list  []int
-	}
-	var topics []topicPartitions
+	partitions := make(map[string][]int, 2)
 	for i := range msgs {
 		t := msgs[i].Topic
-		if !slices.ContainsFunc(topics, func(l topicPartitions) bool { return l.topic == t }) {
+		if _, ok := partitions[t]; !ok {
 			list, err := w.partitions(ctx, t)
 			if err != nil {
 				return err
 			}
-			topics = append(topics, topicPartitions{t, list})
+			partitions[t] = list
 		}
 	}
 	parts := make([]partRecords, 0, 4)
@@ -214,8 +209,7 @@ func (w *writer) write(ctx context.Context, msgs []kafka.Message) error {
 		m := &msgs[i]
 		p := m.Partition
 		if p < 0 {
-			j := slices.IndexFunc(topics, func(l topicPartitions) bool { return l.topic == m.Topic })
-			p = partitioner{}.Balance(*m, topics[j].list...)
+			p = partitioner{}.Balance(*m, partitions[m.Topic]...)
 		}
 		key := topicPartition{m.Topic, p}
 		k, ok := index[key]
