@@ -43,9 +43,9 @@ func (b bare) run(ctx context.Context, ready chan<- struct{}) error {
 	defer group.Close()
 	var w *pipeline.Writer
 	if b.Out != "" {
-		// The stages' own writer: kafka-go's Writer with acks from all
-		// replicas and the same batching, so the yardstick is the client
-		// as the stages configure it.
+		// The stages' own writer (pipeline.Writer): acks from all
+		// replicas, the same batching and record batches, so the yardstick
+		// writes as the stages do.
 		pw := b.Client.NewWriter(b.Writer, zap.NewNop())
 		w = &pw
 		defer w.Close()

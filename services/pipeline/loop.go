@@ -585,20 +585,24 @@ func SleepUntil(ctx context.Context, now func() time.Time, t time.Time) bool {
 	}
 }
 
-// Backoff spaces out retries of a failing call: 100ms, doubling up to 5s.
-type Backoff struct{ d time.Duration }
+// Backoff spaces out retries of a failing call: a first step, doubling up
+// to a longest.
+type Backoff struct{ d, longest time.Duration }
 
-// NewBackoff returns a backoff at its first step.
-func NewBackoff() *Backoff { return &Backoff{d: 100 * time.Millisecond} }
+// NewBackoff returns a backoff of 100ms, doubling up to 5s, at its first
+// step.
+func NewBackoff() *Backoff { return newBackoff(100*time.Millisecond, 5*time.Second) }
+
+func newBackoff(first, longest time.Duration) *Backoff {
+	return &Backoff{d: first, longest: longest}
+}
 
 // Wait sleeps for the current step and moves to the next; it returns false
 // if ctx ends first.
 func (b *Backoff) Wait(ctx context.Context) bool {
 	t := time.NewTimer(b.d)
 	defer t.Stop()
-	if b.d *= 2; b.d > 5*time.Second {
-		b.d = 5 * time.Second
-	}
+	b.d = min(2*b.d, b.longest)
 	select {
 	case <-ctx.Done():
 		return false

@@ -282,11 +282,10 @@ func (w *writer) produce(ctx context.Context, msgs []kafka.Message, p *partRecor
 // again after a failure that may pass, up to writeAttempts times.
 func (w *writer) send(ctx context.Context, msgs []kafka.Message, topic string, partition int, idx []int32, now time.Time) error {
 	var err error
+	b := newBackoff(50*time.Millisecond, time.Second)
 	for attempt := range writeAttempts {
-		if attempt > 0 {
-			if !sleep(ctx, min(50*time.Millisecond<<(attempt-1), time.Second)) {
-				return ctx.Err()
-			}
+		if attempt > 0 && !b.Wait(ctx) {
+			return ctx.Err()
 		}
 		if err = w.sendOnce(ctx, msgs, topic, partition, idx, now); err == nil || !mayPass(err) {
 			return err
@@ -331,24 +330,22 @@ func mayPass(err error) bool {
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 // partitions lists the partitions of topic, from the cached metadata.
 func (w *writer) partitions(ctx context.Context, topic string) ([]int, error) {
-	n, err := w.partitionCount(ctx, topic)
+	r, err := w.counts.RoundTrip(ctx, w.client.Addr, &metadata.Request{TopicNames: []string{topic}})
 	if err != nil {
 		return nil, err
 	}
-	if n == 0 { // a topic being made or deleted
+	n := -1
+	for _, t := range r.(*metadata.Response).Topics {
+		if t.Name == topic {
+			if t.ErrorCode != 0 {
+				return nil, kafka.Error(t.ErrorCode)
+			}
+			n = len(t.Partitions)
+		}
+	}
+	if n <= 0 { // not in the answer, or being made or deleted
 		return nil, kafka.UnknownTopicOrPartition
 	}
 	w.mu.Lock()
@@ -357,22 +354,6 @@ func (w *writer) partitions(ctx context.Context, topic string) ([]int, error) {
 		w.partitionIDs = append(w.partitionIDs, len(w.partitionIDs))
 	}
 	return w.partitionIDs[:n:n], nil
-}
-
-func (w *writer) partitionCount(ctx context.Context, topic string) (int, error) {
-	r, err := w.counts.RoundTrip(ctx, w.client.Addr, &metadata.Request{TopicNames: []string{topic}})
-	if err != nil {
-		return 0, err
-	}
-	for _, t := range r.(*metadata.Response).Topics {
-		if t.Name == topic {
-			if t.ErrorCode != 0 {
-				return 0, kafka.Error(t.ErrorCode)
-			}
-			return len(t.Partitions), nil
-		}
-	}
-	return 0, kafka.UnknownTopicOrPartition
 }
 
 // recordBound bounds the size of m in a record batch: every varint at its
