@@ -28,6 +28,40 @@ type bare struct {
 	Out      string // optional: without it, consume and commit only
 	MaxBatch int
 	Writer   pipeline.WriterConfig
+	// KafkaGo writes with kafka-go's own Writer instead of the stages'
+	// (pipeline.Writer): the Kafka client alone, as its users write.
+	KafkaGo bool
+}
+
+// copyWriter is what a bare loop writes with.
+type copyWriter interface {
+	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+	Close() error
+}
+
+// writer is the bare loop's writer, nil if it only consumes.
+func (b bare) writer() copyWriter {
+	switch {
+	case b.Out == "":
+		return nil
+	case b.KafkaGo:
+		// kafka-go's Writer set up as the stages' writer is: acks from
+		// all replicas, batches of the loop's size sent at once
+		// (BatchTimeout 1ns: every write is synchronous and whole) and
+		// the same key hash.
+		wc := b.Writer
+		if wc.BatchSize <= 0 {
+			wc.BatchSize = b.MaxBatch
+		}
+		return &kafka.Writer{
+			Addr: kafka.TCP(b.Client.Brokers...), Transport: b.Client.Transport(),
+			Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll,
+			BatchSize: wc.BatchSize, BatchTimeout: time.Nanosecond,
+		}
+	default:
+		w := b.Client.NewWriter(b.Writer, zap.NewNop())
+		return &w
+	}
 }
 
 // run consumes until ctx ends. ready is closed at the first assignment.
@@ -41,13 +75,8 @@ func (b bare) run(ctx context.Context, ready chan<- struct{}) error {
 		return fmt.Errorf("consumer group: %w", err)
 	}
 	defer group.Close()
-	var w *pipeline.Writer
-	if b.Out != "" {
-		// The stages' own writer (pipeline.Writer): acks from all
-		// replicas, the same batching and record batches, so the yardstick
-		// writes as the stages do.
-		pw := b.Client.NewWriter(b.Writer, zap.NewNop())
-		w = &pw
+	w := b.writer()
+	if w != nil {
 		defer w.Close()
 	}
 	var (
@@ -83,7 +112,7 @@ func (b bare) run(ctx context.Context, ready chan<- struct{}) error {
 	}
 }
 
-func (b bare) partition(ctx context.Context, gen *kafka.Generation, commitMu *sync.Mutex, w *pipeline.Writer, part int, offset int64) error {
+func (b bare) partition(ctx context.Context, gen *kafka.Generation, commitMu *sync.Mutex, w copyWriter, part int, offset int64) error {
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers: b.Client.Brokers, Dialer: b.Client.Dialer(), Topic: b.Topic, Partition: part,
 		MinBytes: 1, MaxBytes: 4 << 20, MaxWait: 250 * time.Millisecond, QueueCapacity: b.MaxBatch,

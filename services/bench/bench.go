@@ -56,7 +56,8 @@ type Config struct {
 	Rounds int
 	// ProfileDir receives a CPU profile of each stage process of the first
 	// round of rows 1 to 3, and one of this process while it runs each
-	// bare loop (bare-STAGE.prof). Optional: without it none are written.
+	// bare loop (bare-STAGE.prof, bare-own-writer-STAGE.prof). Optional:
+	// without it none are written.
 	ProfileDir string
 	// Progress receives a line per step. Optional.
 	Progress io.Writer
@@ -129,9 +130,13 @@ func (t Throughput) String() string {
 // Report is everything one run measured.
 type Report struct {
 	Config Config
-	// One pair per round: the stage and its yardstick, measured one after
-	// the other on the same broker and data.
+	// One pair per round: the stage and its yardstick, the bare kafka-go
+	// loop, measured one after the other on the same broker and data.
 	Main, Retry, Aggregator []Pair
+	// The main and retry stages of the same rounds against the bare loop
+	// writing with the stages' own writer (pipeline.Writer) instead of
+	// kafka-go's: what a stage adds to the client path it runs on.
+	MainOwnWriter, RetryOwnWriter []Pair
 	// Failures pairs 50% failing orders (Stage) with none (Base).
 	Failures []Pair
 	// Scaling holds, per round, the main stage's throughput with each
@@ -398,34 +403,51 @@ func (r *runner) stages(ctx context.Context, rep *Report, round int) error {
 			what, name string
 			bare       bare
 			args       []string
-			pairs      *[]Pair
+			pairs, own *[]Pair // own: against the bare loop on the stages' writer
 			rss        *int64
 		}{
-			{"main stage", topology.StageMain, bare{Topic: r.top.Orders, Out: benchTopic}, []string{"run", "main"}, &rep.Main, &rep.MainRSS},
-			{"retry stage 1", topology.RetryStageName(1), bare{Topic: r.top.RetryTopic(1), Out: benchTopic}, []string{"run", "retry", "--stage", "1"}, &rep.Retry, &rep.RetryRSS},
-			{"aggregator", topology.StageAggregator, bare{Topic: r.top.Processed}, []string{"run", "aggregator"}, &rep.Aggregator, &rep.AggRSS},
+			{"main stage", topology.StageMain, bare{Topic: r.top.Orders, Out: benchTopic}, []string{"run", "main"}, &rep.Main, &rep.MainOwnWriter, &rep.MainRSS},
+			{"retry stage 1", topology.RetryStageName(1), bare{Topic: r.top.RetryTopic(1), Out: benchTopic}, []string{"run", "retry", "--stage", "1"}, &rep.Retry, &rep.RetryOwnWriter, &rep.RetryRSS},
+			{"aggregator", topology.StageAggregator, bare{Topic: r.top.Processed}, []string{"run", "aggregator"}, &rep.Aggregator, nil, &rep.AggRSS},
 		}
 		for _, run := range runs {
-			b := run.bare
-			b.Client, b.Group = client, "bench-bare-"+run.name
-			// The order alternates from round to round, so that neither side
-			// always runs on a broker that has just done more work.
-			var p Pair
+			kg := run.bare
+			kg.Client, kg.Group, kg.KafkaGo = client, "bench-bare-"+run.name, true
+			var p, own Pair
 			var rss int64
-			bareRun := func() (err error) { p.Base, err = r.bareRun(ctx, b, firstRound(round, "bare-"+run.name)); return err }
-			stageRun := func() (err error) {
-				p.Stage, rss, err = r.stageRun(ctx, client, env, 1, firstRound(round, run.name), r.top.Group(run.name), b.Topic, run.args...)
-				return err
+			steps := []func() error{
+				func() (err error) { p.Base, err = r.bareRun(ctx, kg, firstRound(round, "bare-"+run.name)); return err },
+				func() (err error) {
+					p.Stage, rss, err = r.stageRun(ctx, client, env, 1, firstRound(round, run.name), r.top.Group(run.name), kg.Topic, run.args...)
+					return err
+				},
 			}
-			if err := alternate(round, bareRun, stageRun); err != nil {
+			if run.own != nil {
+				ow := kg
+				ow.Group, ow.KafkaGo = "bench-bare-own-writer-"+run.name, false
+				steps = append(steps, func() (err error) {
+					own.Base, err = r.bareRun(ctx, ow, firstRound(round, "bare-own-writer-"+run.name))
+					return err
+				})
+			}
+			// The order turns from round to round, so that no side always
+			// runs on a broker that has just done more work.
+			if err := rotate(round, steps...); err != nil {
 				return err
 			}
 			*run.pairs = append(*run.pairs, p)
 			*run.rss = max(*run.rss, rss)
 			sc, sb := p.Stage.CPUPerRecord()
 			bc, bb := p.Base.CPUPerRecord()
-			r.logf("  %s on %s: %.0f/s, bare loop %.0f/s, ratio %.2f, peak RSS %.1f MiB; CPU per record: stage %v + broker %v, bare %v + broker %v",
-				run.what, b.Topic, p.Stage.Rate(), p.Base.Rate(), p.Ratio(), mib(rss), sc, sb, bc, bb)
+			r.logf("  %s on %s: %.0f/s, bare kafka-go loop %.0f/s, ratio %.2f, peak RSS %.1f MiB; CPU per record: stage %v + broker %v, bare %v + broker %v",
+				run.what, kg.Topic, p.Stage.Rate(), p.Base.Rate(), p.Ratio(), mib(rss), sc, sb, bc, bb)
+			if run.own != nil {
+				own.Stage = p.Stage
+				*run.own = append(*run.own, own)
+				oc, ob := own.Base.CPUPerRecord()
+				r.logf("  %s against the bare loop on the stages' writer: %.0f/s, ratio %.2f; CPU per record: bare %v + broker %v",
+					run.what, own.Base.Rate(), own.Ratio(), oc, ob)
+			}
 		}
 		return nil
 	})
@@ -458,7 +480,7 @@ func (r *runner) failures(ctx context.Context, rep *Report, round int) error {
 		p.Base, err = r.mainOnFreshBroker(ctx, 1, r.cfg.Orders, "", firstRound(round, "main-0-failing"))
 		return err
 	}
-	if err := alternate(round, fifty, none); err != nil {
+	if err := rotate(round, fifty, none); err != nil {
 		return err
 	}
 	rep.Failures = append(rep.Failures, p)
@@ -533,16 +555,16 @@ func startProfile(path string) (stop func(), err error) {
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
-// alternate runs a then b in even rounds and b then a in odd ones, so that
-// neither side of a ratio always runs first on a shared machine.
-func alternate(round int, a, b func() error) error {
-	if round%2 == 1 {
-		a, b = b, a
+// rotate runs steps in turn, beginning with step round % len(steps), so
+// that no side of a ratio always runs first on a shared machine: with two,
+// a then b in even rounds and b then a in odd ones.
+func rotate(round int, steps ...func() error) error {
+	for i := range steps {
+		if err := steps[(round+i)%len(steps)](); err != nil {
+			return err
+		}
 	}
-	if err := a(); err != nil {
-		return err
-	}
-	return b()
+	return nil
 }
 
 // firstRound is the name of a profile to write in round 0, and none later.

@@ -28,7 +28,10 @@ func TestBenchSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pairs := map[string][]bench.Pair{"main": rep.Main, "retry": rep.Retry, "aggregator": rep.Aggregator, "failures": rep.Failures}
+	pairs := map[string][]bench.Pair{
+		"main": rep.Main, "main, own writer": rep.MainOwnWriter, "retry": rep.Retry, "retry, own writer": rep.RetryOwnWriter,
+		"aggregator": rep.Aggregator, "failures": rep.Failures,
+	}
 	for name, ps := range pairs {
 		if len(ps) != 1 || ps[0].Stage.Rate() <= 0 || ps[0].Base.Rate() <= 0 {
 			t.Errorf("%s: %+v, want one round with positive rates", name, ps)
@@ -50,7 +53,7 @@ func TestBenchSmoke(t *testing.T) {
 			t.Errorf("retry-%d: %d records, %d early; want 300, 0", l.Stage, l.N, l.Early)
 		}
 	}
-	if md := rep.Markdown(); !strings.Contains(md, "1. main stage") || strings.Count(md, "8. main stage scaling") != 2 {
+	if md := rep.Markdown(); strings.Count(md, "1. main stage") != 2 || strings.Count(md, "2. retry stage 1") != 2 || strings.Count(md, "8. main stage scaling") != 2 {
 		t.Errorf("table:\n%s", md)
 	}
 	for _, f := range []string{"scaling.svg", "lateness.svg"} {
