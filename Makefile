@@ -46,6 +46,7 @@ fuzz: ## run each fuzz test for FUZZTIME (default 100000x executions; a duration
 	$(GO) test ./services/envelope/ -run=NONE -fuzz=FuzzTimes -fuzztime=$(FUZZTIME)
 	$(GO) test ./services/aggregator/ -run=NONE -fuzz=FuzzSnapshotMarshal -fuzztime=$(FUZZTIME)
 	$(GO) test ./services/pipeline/ -run=NONE -fuzz=FuzzAppendBatch -fuzztime=$(FUZZTIME)
+	$(GO) test ./services/pipeline/ -run=NONE -fuzz=FuzzDecodeBatches -fuzztime=$(FUZZTIME)
 
 vet:
 	$(GO) vet ./...

@@ -19,8 +19,11 @@ import (
 // MaxBatch records), writes every record unchanged to Out in one synchronous
 // write with acks from all replicas, and commits after the acknowledgement.
 // With Out empty it only consumes and commits. It is the yardstick of the
-// stages: the same consumer group, per-partition readers, batch sizes and
-// writer batching as services/pipeline, and nothing else.
+// stages: the same consumer group, per-partition reading, batch sizes and
+// writer batching as services/pipeline, and nothing else. With KafkaGo it
+// reads and writes with kafka-go's Reader and Writer, the client alone as
+// its users run it; without, with the stages' own Fetcher and Writer, so
+// that the ratio shows what a stage adds to the client path it runs on.
 type bare struct {
 	Client   pipeline.Client
 	Group    string
@@ -28,8 +31,8 @@ type bare struct {
 	Out      string // optional: without it, consume and commit only
 	MaxBatch int
 	Writer   pipeline.WriterConfig
-	// KafkaGo writes with kafka-go's own Writer instead of the stages'
-	// (pipeline.Writer): the Kafka client alone, as its users write.
+	// KafkaGo reads and writes with kafka-go's Reader and Writer instead of
+	// the stages' pipeline.Fetcher and pipeline.Writer.
 	KafkaGo bool
 }
 
@@ -113,33 +116,38 @@ func (b bare) run(ctx context.Context, ready chan<- struct{}) error {
 }
 
 func (b bare) partition(ctx context.Context, gen *kafka.Generation, commitMu *sync.Mutex, w copyWriter, part int, offset int64) error {
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: b.Client.Brokers, Dialer: b.Client.Dialer(), Topic: b.Topic, Partition: part,
-		MinBytes: 1, MaxBytes: 4 << 20, MaxWait: 250 * time.Millisecond, QueueCapacity: b.MaxBatch,
-	})
-	defer r.Close()
-	if err := r.SetOffset(offset); err != nil {
-		return err
-	}
 	queue := make(chan kafka.Message, b.MaxBatch)
 	fctx, stop := context.WithCancel(ctx)
 	var fetcher sync.WaitGroup
-	fetcher.Add(1)
-	go func() {
-		defer fetcher.Done()
-		defer close(queue)
-		for {
-			m, err := r.FetchMessage(fctx)
-			if err != nil {
-				return
-			}
-			select {
-			case queue <- m:
-			case <-fctx.Done():
-				return
-			}
+	if b.KafkaGo {
+		r := kafka.NewReader(kafka.ReaderConfig{
+			Brokers: b.Client.Brokers, Dialer: b.Client.Dialer(), Topic: b.Topic, Partition: part,
+			MinBytes: 1, MaxBytes: 4 << 20, MaxWait: 250 * time.Millisecond, QueueCapacity: b.MaxBatch,
+		})
+		defer r.Close()
+		if err := r.SetOffset(offset); err != nil {
+			stop()
+			return err
 		}
-	}()
+		fetcher.Go(func() {
+			defer close(queue)
+			for {
+				m, err := r.FetchMessage(fctx)
+				if err != nil {
+					return
+				}
+				select {
+				case queue <- m:
+				case <-fctx.Done():
+					return
+				}
+			}
+		})
+	} else {
+		f := b.Client.NewFetcher()
+		defer f.Close()
+		fetcher.Go(func() { f.Fetch(fctx, zap.NewNop(), b.Topic, part, offset, queue) })
+	}
 	defer func() {
 		stop()
 		fetcher.Wait()

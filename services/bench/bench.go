@@ -56,7 +56,7 @@ type Config struct {
 	Rounds int
 	// ProfileDir receives a CPU profile of each stage process of the first
 	// round of rows 1 to 3, and one of this process while it runs each
-	// bare loop (bare-STAGE.prof, bare-own-writer-STAGE.prof). Optional:
+	// bare loop (bare-STAGE.prof, bare-own-client-STAGE.prof). Optional:
 	// without it none are written.
 	ProfileDir string
 	// Progress receives a line per step. Optional.
@@ -133,10 +133,11 @@ type Report struct {
 	// One pair per round: the stage and its yardstick, the bare kafka-go
 	// loop, measured one after the other on the same broker and data.
 	Main, Retry, Aggregator []Pair
-	// The main and retry stages of the same rounds against the bare loop
-	// writing with the stages' own writer (pipeline.Writer) instead of
-	// kafka-go's: what a stage adds to the client path it runs on.
-	MainOwnWriter, RetryOwnWriter []Pair
+	// The stages of the same rounds against the bare loop on the stages'
+	// own client path (pipeline.Fetcher and pipeline.Writer) instead of
+	// kafka-go's Reader and Writer: what a stage adds to the client path it
+	// runs on.
+	MainOwnClient, RetryOwnClient, AggregatorOwnClient []Pair
 	// Failures pairs 50% failing orders (Stage) with none (Base).
 	Failures []Pair
 	// Scaling holds, per round, the main stage's throughput with each
@@ -403,16 +404,18 @@ func (r *runner) stages(ctx context.Context, rep *Report, round int) error {
 			what, name string
 			bare       bare
 			args       []string
-			pairs, own *[]Pair // own: against the bare loop on the stages' writer
+			pairs, own *[]Pair // own: against the bare loop on the stages' client path
 			rss        *int64
 		}{
-			{"main stage", topology.StageMain, bare{Topic: r.top.Orders, Out: benchTopic}, []string{"run", "main"}, &rep.Main, &rep.MainOwnWriter, &rep.MainRSS},
-			{"retry stage 1", topology.RetryStageName(1), bare{Topic: r.top.RetryTopic(1), Out: benchTopic}, []string{"run", "retry", "--stage", "1"}, &rep.Retry, &rep.RetryOwnWriter, &rep.RetryRSS},
-			{"aggregator", topology.StageAggregator, bare{Topic: r.top.Processed}, []string{"run", "aggregator"}, &rep.Aggregator, nil, &rep.AggRSS},
+			{"main stage", topology.StageMain, bare{Topic: r.top.Orders, Out: benchTopic}, []string{"run", "main"}, &rep.Main, &rep.MainOwnClient, &rep.MainRSS},
+			{"retry stage 1", topology.RetryStageName(1), bare{Topic: r.top.RetryTopic(1), Out: benchTopic}, []string{"run", "retry", "--stage", "1"}, &rep.Retry, &rep.RetryOwnClient, &rep.RetryRSS},
+			{"aggregator", topology.StageAggregator, bare{Topic: r.top.Processed}, []string{"run", "aggregator"}, &rep.Aggregator, &rep.AggregatorOwnClient, &rep.AggRSS},
 		}
 		for _, run := range runs {
 			kg := run.bare
 			kg.Client, kg.Group, kg.KafkaGo = client, "bench-bare-"+run.name, true
+			ow := kg
+			ow.Group, ow.KafkaGo = "bench-bare-own-client-"+run.name, false
 			var p, own Pair
 			var rss int64
 			steps := []func() error{
@@ -421,14 +424,10 @@ func (r *runner) stages(ctx context.Context, rep *Report, round int) error {
 					p.Stage, rss, err = r.stageRun(ctx, client, env, 1, firstRound(round, run.name), r.top.Group(run.name), kg.Topic, run.args...)
 					return err
 				},
-			}
-			if run.own != nil {
-				ow := kg
-				ow.Group, ow.KafkaGo = "bench-bare-own-writer-"+run.name, false
-				steps = append(steps, func() (err error) {
-					own.Base, err = r.bareRun(ctx, ow, firstRound(round, "bare-own-writer-"+run.name))
+				func() (err error) {
+					own.Base, err = r.bareRun(ctx, ow, firstRound(round, "bare-own-client-"+run.name))
 					return err
-				})
+				},
 			}
 			// The order turns from round to round, so that no side always
 			// runs on a broker that has just done more work.
@@ -441,13 +440,11 @@ func (r *runner) stages(ctx context.Context, rep *Report, round int) error {
 			bc, bb := p.Base.CPUPerRecord()
 			r.logf("  %s on %s: %.0f/s, bare kafka-go loop %.0f/s, ratio %.2f, peak RSS %.1f MiB; CPU per record: stage %v + broker %v, bare %v + broker %v",
 				run.what, kg.Topic, p.Stage.Rate(), p.Base.Rate(), p.Ratio(), mib(rss), sc, sb, bc, bb)
-			if run.own != nil {
-				own.Stage = p.Stage
-				*run.own = append(*run.own, own)
-				oc, ob := own.Base.CPUPerRecord()
-				r.logf("  %s against the bare loop on the stages' writer: %.0f/s, ratio %.2f; CPU per record: bare %v + broker %v",
-					run.what, own.Base.Rate(), own.Ratio(), oc, ob)
-			}
+			own.Stage = p.Stage
+			*run.own = append(*run.own, own)
+			oc, ob := own.Base.CPUPerRecord()
+			r.logf("  %s against the bare loop on the stages' client: %.0f/s, ratio %.2f; CPU per record: bare %v + broker %v",
+				run.what, own.Base.Rate(), own.Ratio(), oc, ob)
 		}
 		return nil
 	})

@@ -29,8 +29,8 @@ func TestBenchSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	pairs := map[string][]bench.Pair{
-		"main": rep.Main, "main, own writer": rep.MainOwnWriter, "retry": rep.Retry, "retry, own writer": rep.RetryOwnWriter,
-		"aggregator": rep.Aggregator, "failures": rep.Failures,
+		"main": rep.Main, "main, own client": rep.MainOwnClient, "retry": rep.Retry, "retry, own client": rep.RetryOwnClient,
+		"aggregator": rep.Aggregator, "aggregator, own client": rep.AggregatorOwnClient, "failures": rep.Failures,
 	}
 	for name, ps := range pairs {
 		if len(ps) != 1 || ps[0].Stage.Rate() <= 0 || ps[0].Base.Rate() <= 0 {
@@ -53,7 +53,7 @@ func TestBenchSmoke(t *testing.T) {
 			t.Errorf("retry-%d: %d records, %d early; want 300, 0", l.Stage, l.N, l.Early)
 		}
 	}
-	if md := rep.Markdown(); strings.Count(md, "1. main stage") != 2 || strings.Count(md, "2. retry stage 1") != 2 || strings.Count(md, "8. main stage scaling") != 2 {
+	if md := rep.Markdown(); strings.Count(md, "1. main stage") != 2 || strings.Count(md, "2. retry stage 1") != 2 || strings.Count(md, "3. aggregator") != 2 || strings.Count(md, "8. main stage scaling") != 2 {
 		t.Errorf("table:\n%s", md)
 	}
 	for _, f := range []string{"scaling.svg", "lateness.svg"} {

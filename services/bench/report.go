@@ -104,10 +104,11 @@ func (r Report) Rows() []Row {
 	}
 	rows := []Row{
 		tp("1. main stage vs bare kafka-go copy loop", r.Main, 0.8),
-		tp("1. main stage vs the copy loop on the stages' writer", r.MainOwnWriter, 0.8),
+		tp("1. main stage vs the copy loop on the stages' client", r.MainOwnClient, 0.8),
 		tp("2. retry stage 1 (due backlog) vs bare kafka-go copy loop", r.Retry, 0.8),
-		tp("2. retry stage 1 vs the copy loop on the stages' writer", r.RetryOwnWriter, 0.8),
+		tp("2. retry stage 1 vs the copy loop on the stages' client", r.RetryOwnClient, 0.8),
 		tp("3. aggregator vs bare kafka-go consume-and-commit loop", r.Aggregator, 0.8),
+		tp("3. aggregator vs the consume-and-commit loop on the stages' client", r.AggregatorOwnClient, 0.8),
 	}
 	for _, l := range r.Lateness {
 		rows = append(rows, Row{

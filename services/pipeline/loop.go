@@ -159,10 +159,11 @@ func (c Config) validate() error {
 
 // Loop consumes one topic as one member of a consumer group.
 type Loop struct {
-	cfg    Config
-	stage  Stage
-	log    *zap.Logger
-	writer Writer
+	cfg     Config
+	stage   Stage
+	log     *zap.Logger
+	writer  Writer
+	fetcher *Fetcher
 
 	commitMu sync.Mutex
 	joinOnce sync.Once
@@ -178,10 +179,11 @@ func NewLoop(cfg Config, stage Stage, log *zap.Logger) (*Loop, error) {
 		cfg.Observer = noObserver{}
 	}
 	return &Loop{
-		cfg:    cfg,
-		stage:  stage,
-		log:    log,
-		writer: cfg.Client.NewWriter(cfg.Writer, log),
+		cfg:     cfg,
+		stage:   stage,
+		log:     log,
+		writer:  cfg.Client.NewWriter(cfg.Writer, log),
+		fetcher: cfg.Client.NewFetcher(),
 	}, nil
 }
 
@@ -191,6 +193,7 @@ func NewLoop(cfg Config, stage Stage, log *zap.Logger) (*Loop, error) {
 // Config.StopGrace.
 func (l *Loop) Run(ctx context.Context) error {
 	defer l.writer.Close()
+	defer l.fetcher.Close()
 	hard, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hardCancel()
 	grace := context.AfterFunc(ctx, func() { time.AfterFunc(l.cfg.StopGrace, hardCancel) })
@@ -300,52 +303,14 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 		}
 	}
 
-	reader := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:        l.cfg.Client.Brokers,
-		Dialer:         l.cfg.Client.Dialer(),
-		Topic:          a.Topic,
-		Partition:      a.Partition,
-		MinBytes:       1,
-		MaxBytes:       4 << 20,
-		MaxWait:        250 * time.Millisecond,
-		QueueCapacity:  l.cfg.MaxBatch,
-		ReadBackoffMin: 50 * time.Millisecond,
-		ReadBackoffMax: time.Second,
-		Logger:         kafkaLogger(log, false),
-		ErrorLogger:    kafkaLogger(log, true),
-	})
-	if err := reader.SetOffset(start); err != nil {
-		reader.Close()
-		return fmt.Errorf("set offset %d: %w", start, err)
-	}
-
 	// The fetcher keeps a bounded queue of this partition's records so that
 	// handling can take everything already fetched as one batch.
 	fctx, stopFetch := context.WithCancel(ctx)
 	queue := make(chan kafka.Message, l.cfg.MaxBatch)
 	var fetcher sync.WaitGroup
-	fetcher.Add(1)
-	go func() {
-		defer fetcher.Done()
-		defer close(queue)
-		for {
-			m, err := reader.FetchMessage(fctx)
-			if err != nil {
-				if fctx.Err() == nil {
-					log.Error("fetch message", zap.Error(Denied(err, "READ", "topic", a.Topic)))
-				}
-				return
-			}
-			select {
-			case queue <- m:
-			case <-fctx.Done():
-				return
-			}
-		}
-	}()
+	fetcher.Go(func() { l.fetcher.Fetch(fctx, log, a.Topic, a.Partition, start, queue) })
 	defer func() {
 		stopFetch()
-		reader.Close()
 		fetcher.Wait()
 	}()
 

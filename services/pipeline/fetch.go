@@ -1,0 +1,490 @@
+package pipeline
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol"
+	"go.uber.org/zap"
+)
+
+// fetchMaxBytes bounds the records one fetch request asks a partition for:
+// thousands of orders, and little memory held per partition.
+const fetchMaxBytes = 1 << 20
+
+// fetchMaxWait is how long the broker may hold a fetch request open when it
+// has no record to give yet.
+const fetchMaxWait = 250 * time.Millisecond
+
+// Fetch API versions the fetcher speaks: from 4 (Kafka 0.11, record
+// batches) to 11, the last whose messages are not "flexible".
+const (
+	fetchMinVersion = 4
+	fetchMaxVersion = 11
+)
+
+// errOldBroker means the partition's leader cannot answer fetch requests of
+// version 4; kafka-go's Reader reads the partition instead.
+var errOldBroker = errors.New("broker older than Kafka 0.11")
+
+// Fetcher reads partitions with fetch requests it encodes and record
+// batches it decodes itself, on a connection of its own to each
+// partition's leader, dialled and authenticated by kafka-go's Dialer.
+// Records are cut out of the response they came in, without a copy or an
+// allocation of their own. kafka-go's Reader, which it replaces, copies
+// every key, value and header into new memory, hands each record through
+// a goroutine and a channel of its own and sets a deadline on the
+// connection for each (see "What was tuned" in the README). Batches that
+// are compressed or older than record batches are decoded by kafka-go.
+type Fetcher struct {
+	client Client
+	admin  *Admin // metadata: where each partition's leader is
+}
+
+// NewFetcher returns a fetcher of the cluster's partitions, which Close
+// releases.
+func (c Client) NewFetcher() *Fetcher { return &Fetcher{client: c, admin: c.Admin()} }
+
+// Close releases the fetcher's metadata connections.
+func (f *Fetcher) Close() { f.admin.Close() }
+
+// Fetch sends the records of topic/partition from offset on to queue, in
+// order, until ctx ends, and then closes queue. Offset kafka.FirstOffset
+// is the partition's first record. A failed request is logged and sent
+// again, on a new connection, after a backoff: a broker that is down, a
+// leader that moved or a denied READ (logged as an error) hold the
+// partition up but never skip a record. Only records the broker no longer
+// has are skipped, as kafka-go's Reader does, with a warning that says how
+// many.
+func (f *Fetcher) Fetch(ctx context.Context, log *zap.Logger, topic string, partition int, offset int64, queue chan<- kafka.Message) {
+	defer close(queue)
+	var (
+		conn *fetchConn
+		dec  = newBatchDecoder(topic, partition)
+		b    = newBackoff(50*time.Millisecond, time.Second)
+	)
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
+	emit := func(m kafka.Message) bool {
+		select {
+		case queue <- m:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	fail := func(msg string, err error) bool {
+		if conn != nil {
+			conn.Close()
+			conn = nil
+		}
+		if err = Denied(err, "READ", "topic", topic); errors.Is(err, ErrDenied) {
+			log.Error(msg, zap.Error(err))
+		} else {
+			log.Warn(msg, zap.Error(err))
+		}
+		return b.Wait(ctx)
+	}
+	for ctx.Err() == nil {
+		if offset < 0 {
+			first, _, err := f.bounds(ctx, topic, partition)
+			if err != nil {
+				if ctx.Err() != nil || !fail("list offsets; retrying", err) {
+					return
+				}
+				continue
+			}
+			offset = first
+		}
+		if conn == nil {
+			var err error
+			if conn, err = f.dial(ctx, topic, partition); errors.Is(err, errOldBroker) {
+				f.readWithReader(ctx, log, topic, partition, offset, emit)
+				return
+			} else if err != nil {
+				if ctx.Err() != nil || !fail("connect to the partition's leader; retrying", err) {
+					return
+				}
+				continue
+			}
+		}
+		records, err := conn.fetch(ctx, topic, partition, offset)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, kafka.OffsetOutOfRange) {
+				if first, _, lerr := f.bounds(ctx, topic, partition); lerr == nil && offset < first {
+					log.Warn("skipping records the broker has deleted", zap.Int64("offset", offset),
+						zap.Int64("first_offset", first), zap.Int64("skipped", first-offset))
+					offset = first
+					continue
+				}
+			}
+			if !fail("fetch; retrying", err) {
+				return
+			}
+			continue
+		}
+		next, err := dec.decode(records, offset, emit)
+		if err == nil && next == offset && len(records) > 0 && ctx.Err() == nil {
+			// Brokers since Kafka 0.10.1 send a whole batch even when it
+			// is larger than the request asks for; older ones cut it.
+			err = fmt.Errorf("a record batch larger than %d bytes", fetchMaxBytes)
+		}
+		if err != nil {
+			if ctx.Err() != nil || !fail("fetch; retrying", fmt.Errorf("%s/%d@%d: %w", topic, partition, offset, err)) {
+				return
+			}
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		offset = next
+		b = newBackoff(50*time.Millisecond, time.Second)
+	}
+}
+
+// readWithReader reads the partition with kafka-go's Reader, for brokers
+// too old for the fetcher's requests.
+func (f *Fetcher) readWithReader(ctx context.Context, log *zap.Logger, topic string, partition int, offset int64, emit func(kafka.Message) bool) {
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: f.client.Brokers, Dialer: f.client.Dialer(), Topic: topic, Partition: partition,
+		MinBytes: 1, MaxBytes: fetchMaxBytes, MaxWait: fetchMaxWait,
+		ReadBackoffMin: 50 * time.Millisecond, ReadBackoffMax: time.Second,
+		Logger: kafkaLogger(log, false), ErrorLogger: kafkaLogger(log, true),
+	})
+	defer r.Close()
+	if err := r.SetOffset(offset); err != nil {
+		log.Error("set offset", zap.Int64("offset", offset), zap.Error(err))
+		return
+	}
+	for {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				log.Error("fetch message", zap.Error(Denied(err, "READ", "topic", topic)))
+			}
+			return
+		}
+		if !emit(m) {
+			return
+		}
+	}
+}
+
+// bounds are the first offset of a partition and the offset after its last
+// record.
+func (f *Fetcher) bounds(ctx context.Context, topic string, partition int) (first, end int64, err error) {
+	res, err := f.admin.ListOffsets(ctx, &kafka.ListOffsetsRequest{
+		Topics: map[string][]kafka.OffsetRequest{topic: {kafka.FirstOffsetOf(partition), kafka.LastOffsetOf(partition)}},
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, po := range res.Topics[topic] {
+		if po.Partition == partition {
+			if po.Error != nil {
+				return 0, 0, po.Error
+			}
+			return po.FirstOffset, po.LastOffset, nil
+		}
+	}
+	return 0, 0, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, kafka.UnknownTopicOrPartition)
+}
+
+// dial connects to the leader of topic/partition.
+func (f *Fetcher) dial(ctx context.Context, topic string, partition int) (*fetchConn, error) {
+	meta, err := f.admin.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		return nil, fmt.Errorf("metadata of %s: %w", topic, err)
+	}
+	var leader kafka.Broker
+	found := false
+	for _, t := range meta.Topics {
+		if t.Name != topic {
+			continue
+		}
+		if t.Error != nil {
+			return nil, fmt.Errorf("metadata of %s: %w", topic, t.Error)
+		}
+		for _, p := range t.Partitions {
+			if p.ID == partition {
+				if p.Error != nil {
+					return nil, fmt.Errorf("metadata of %s/%d: %w", topic, partition, p.Error)
+				}
+				leader, found = p.Leader, true
+			}
+		}
+	}
+	if !found || leader.Host == "" {
+		return nil, fmt.Errorf("metadata of %s/%d: %w", topic, partition, kafka.LeaderNotAvailable)
+	}
+	return dialFetchConn(ctx, f.client, net.JoinHostPort(leader.Host, strconv.Itoa(leader.Port)))
+}
+
+// fetchConn is a connection to one broker that fetch requests are written
+// to and read from directly.
+type fetchConn struct {
+	kc      *kafka.Conn // owns the connection: closing it closes conn
+	conn    net.Conn    // TLS, if any, included; authenticated
+	rd      *bufio.Reader
+	version int16
+	corr    int32
+	req     []byte
+}
+
+// dialFetchConn connects to addr with the client's Dialer, so that TLS and
+// SASL work as for every other connection, and keeps the connection the
+// Dialer authenticated on. TLS is set up here rather than by the Dialer,
+// so that what is kept is the encrypted connection.
+func dialFetchConn(ctx context.Context, c Client, addr string) (*fetchConn, error) {
+	d := c.Dialer()
+	tlsConfig := d.TLS
+	d.TLS = nil
+	var (
+		mu   sync.Mutex
+		conn net.Conn
+	)
+	d.DialFunc = func(ctx context.Context, network, address string) (net.Conn, error) {
+		nc, err := (&net.Dialer{}).DialContext(ctx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		if tlsConfig != nil {
+			cfg := tlsConfig
+			if cfg.ServerName == "" {
+				cfg = tlsConfig.Clone()
+				cfg.ServerName = address[:max(strings.LastIndexByte(address, ':'), 0)]
+			}
+			tc := tls.Client(nc, cfg)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				nc.Close()
+				return nil, err
+			}
+			nc = tc
+		}
+		mu.Lock()
+		conn = nc
+		mu.Unlock()
+		return nc, nil
+	}
+	kc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	versions, err := kc.ApiVersions()
+	if err != nil {
+		kc.Close()
+		return nil, err
+	}
+	version := int16(-1)
+	for _, v := range versions {
+		if v.ApiKey == int16(protocol.Fetch) {
+			version = min(v.MaxVersion, fetchMaxVersion)
+		}
+	}
+	if version < fetchMinVersion {
+		kc.Close()
+		return nil, errOldBroker
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return &fetchConn{kc: kc, conn: conn, rd: bufio.NewReaderSize(conn, 64<<10), version: version}, nil
+}
+
+// Close closes the connection.
+func (c *fetchConn) Close() { c.kc.Close() }
+
+// fetch asks for the records of topic/partition from offset on and returns
+// the partition's record batches as they came, in memory of their own.
+func (c *fetchConn) fetch(ctx context.Context, topic string, partition int, offset int64) ([]byte, error) {
+	c.corr++
+	c.req = appendFetchRequest(c.req[:0], c.version, c.corr, topic, partition, offset)
+	deadline := time.Now().Add(fetchMaxWait + 30*time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if err := c.conn.SetDeadline(deadline); err != nil {
+		return nil, err
+	}
+	// Ending ctx cuts a request short: the connection is then closed.
+	defer context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Now()) })()
+	if _, err := c.conn.Write(c.req); err != nil {
+		return nil, err
+	}
+	var size [4]byte
+	if _, err := io.ReadFull(c.rd, size[:]); err != nil {
+		return nil, err
+	}
+	n := int32(binary.BigEndian.Uint32(size[:]))
+	if n < 4 || n > fetchMaxBytes+(16<<20) {
+		return nil, fmt.Errorf("fetch response of %d bytes", n)
+	}
+	res := make([]byte, n)
+	if _, err := io.ReadFull(c.rd, res); err != nil {
+		return nil, err
+	}
+	return parseFetchResponse(res, c.version, c.corr, topic, partition)
+}
+
+// appendFetchRequest appends a fetch request of the given version for one
+// partition, from offset, reading what is written without waiting for
+// transactions (read_uncommitted, as kafka-go's Reader does).
+func appendFetchRequest(b []byte, version int16, corr int32, topic string, partition int, offset int64) []byte {
+	start := len(b)
+	b = binary.BigEndian.AppendUint32(b, 0) // size, set below
+	b = binary.BigEndian.AppendUint16(b, uint16(protocol.Fetch))
+	b = binary.BigEndian.AppendUint16(b, uint16(version))
+	b = binary.BigEndian.AppendUint32(b, uint32(corr))
+	b = appendString(b, "orders")                                               // client id
+	b = binary.BigEndian.AppendUint32(b, 0xffffffff)                            // replica id -1
+	b = binary.BigEndian.AppendUint32(b, uint32(fetchMaxWait/time.Millisecond)) // max wait
+	b = binary.BigEndian.AppendUint32(b, 1)                                     // min bytes
+	b = binary.BigEndian.AppendUint32(b, fetchMaxBytes)                         // max bytes (v3+)
+	b = append(b, 0)                                                            // isolation level (v4+)
+	if version >= 7 {
+		b = binary.BigEndian.AppendUint32(b, 0)          // session id: no session
+		b = binary.BigEndian.AppendUint32(b, 0xffffffff) // session epoch -1
+	}
+	b = binary.BigEndian.AppendUint32(b, 1) // topics
+	b = appendString(b, topic)
+	b = binary.BigEndian.AppendUint32(b, 1) // partitions
+	b = binary.BigEndian.AppendUint32(b, uint32(partition))
+	if version >= 9 {
+		b = binary.BigEndian.AppendUint32(b, 0xffffffff) // current leader epoch: unknown
+	}
+	b = binary.BigEndian.AppendUint64(b, uint64(offset))
+	if version >= 5 {
+		b = binary.BigEndian.AppendUint64(b, 0xffffffffffffffff) // log start offset -1
+	}
+	b = binary.BigEndian.AppendUint32(b, fetchMaxBytes) // partition max bytes
+	if version >= 7 {
+		b = binary.BigEndian.AppendUint32(b, 0) // forgotten topics
+	}
+	if version >= 11 {
+		b = appendString(b, "") // rack id
+	}
+	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-4))
+	return b
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
+	return append(b, s...)
+}
+
+// errShortResponse means a fetch response ended before its fields did.
+var errShortResponse = errors.New("fetch response cut short")
+
+// reader reads the fields of a response.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) take(n int) []byte {
+	if r.err != nil || n < 0 || n > len(r.b) {
+		r.err = errShortResponse
+		return nil
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) int16() int16 {
+	if v := r.take(2); v != nil {
+		return int16(binary.BigEndian.Uint16(v))
+	}
+	return 0
+}
+
+func (r *reader) int32() int32 {
+	if v := r.take(4); v != nil {
+		return int32(binary.BigEndian.Uint32(v))
+	}
+	return 0
+}
+
+func (r *reader) int64() int64 {
+	if v := r.take(8); v != nil {
+		return int64(binary.BigEndian.Uint64(v))
+	}
+	return 0
+}
+
+func (r *reader) string() string { return string(r.take(int(r.int16()))) }
+
+// parseFetchResponse returns the record batches of topic/partition in a
+// fetch response of the given version and correlation id, or the error
+// the broker gave.
+func parseFetchResponse(res []byte, version int16, corr int32, topic string, partition int) ([]byte, error) {
+	r := &reader{b: res}
+	if got := r.int32(); r.err == nil && got != corr {
+		return nil, fmt.Errorf("fetch response %d to request %d", got, corr)
+	}
+	r.int32() // throttle time
+	if version >= 7 {
+		if code := r.int16(); code != 0 {
+			return nil, kafka.Error(code)
+		}
+		r.int32() // session id
+	}
+	var records []byte
+	found := false
+	for range r.int32() {
+		name := r.string()
+		for range r.int32() {
+			p := r.int32()
+			code := r.int16()
+			r.int64() // high watermark
+			r.int64() // last stable offset (v4+)
+			if version >= 5 {
+				r.int64() // log start offset
+			}
+			if n := r.int32(); n > 0 { // aborted transactions
+				r.take(16 * int(n))
+			}
+			if version >= 11 {
+				r.int32() // preferred read replica
+			}
+			size := r.int32()
+			var rs []byte
+			if size > 0 {
+				rs = r.take(int(size))
+			}
+			if r.err != nil {
+				return nil, r.err
+			}
+			if name == topic && int(p) == partition {
+				if code != 0 {
+					return nil, kafka.Error(code)
+				}
+				records, found = rs, true
+			}
+		}
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	if !found {
+		return nil, fmt.Errorf("fetch response without %s/%d", topic, partition)
+	}
+	return records, nil
+}

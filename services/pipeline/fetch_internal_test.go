@@ -1,0 +1,173 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kversion"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+// cluster is a kfake cluster of its own for a test, closed at its end.
+func cluster(t *testing.T, opts ...kfake.Opt) (*kfake.Cluster, Client) {
+	t.Helper()
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c, Client{Brokers: c.ListenAddrs()}
+}
+
+// produceTo writes values to topic/0, each at time at, with a writer of
+// its own (so that it asks where the partition's leader is now).
+func produceTo(t *testing.T, client Client, topic string, at time.Time, values ...string) {
+	t.Helper()
+	w := client.NewWriter(WriterConfig{}, zap.NewNop())
+	defer w.Close()
+	msgs := make([]kafka.Message, len(values))
+	for i, v := range values {
+		msgs[i] = kafka.Message{Topic: topic, Partition: 0, Time: at, Value: []byte(v)}
+	}
+	if err := w.WriteMessages(t.Context(), msgs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func values(from, n int) []string {
+	var vs []string
+	for i := range n {
+		vs = append(vs, fmt.Sprint("v", from+i))
+	}
+	return vs
+}
+
+// fetching runs f.Fetch of topic/0 from offset until the test ends.
+func fetching(t *testing.T, f *Fetcher, log *zap.Logger, topic string, offset int64) <-chan kafka.Message {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	queue := make(chan kafka.Message, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Fetch(ctx, log, topic, 0, offset, queue)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		for range queue { // Fetch closes it on its way out
+		}
+		<-done
+		f.Close()
+	})
+	return queue
+}
+
+// expect reads from queue the records at offsets from on with vals.
+func expect(t *testing.T, queue <-chan kafka.Message, from int64, vals []string) {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for i, v := range vals {
+		select {
+		case m, ok := <-queue:
+			if !ok {
+				t.Fatalf("queue closed before offset %d", from+int64(i))
+			}
+			if m.Offset != from+int64(i) || string(m.Value) != v || m.Topic != "t" || m.Partition != 0 {
+				t.Fatalf("got %s/%d@%d %q, want t/0@%d %q", m.Topic, m.Partition, m.Offset, m.Value, from+int64(i), v)
+			}
+		case <-deadline:
+			t.Fatalf("no record at offset %d within 30s", from+int64(i))
+		}
+	}
+}
+
+func TestFetcherFollowsAPartitionToItsNewLeader(t *testing.T) {
+	c, client := cluster(t, kfake.NumBrokers(3), kfake.SeedTopics(1, "t"))
+	produceTo(t, client, "t", time.Now(), values(0, 50)...)
+	queue := fetching(t, client.NewFetcher(), zap.NewNop(), "t", kafka.FirstOffset)
+	expect(t, queue, 0, values(0, 50))
+	leader := c.LeaderFor("t", 0)
+	if err := c.MoveTopicPartition("t", 0, (leader+1)%3); err != nil {
+		t.Fatal(err)
+	}
+	produceTo(t, client, "t", time.Now(), values(50, 50)...)
+	expect(t, queue, 50, values(50, 50))
+}
+
+func TestFetcherSkipsOnlyRecordsTheBrokerDeleted(t *testing.T) {
+	c, client := cluster(t, kfake.NumBrokers(1))
+	retention := "3600000"
+	a := client.Admin()
+	defer a.Close()
+	res, err := a.CreateTopics(t.Context(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
+		Topic: "t", NumPartitions: 1, ReplicationFactor: 1,
+		ConfigEntries: []kafka.ConfigEntry{{ConfigName: "retention.ms", ConfigValue: retention}},
+	}}})
+	if err != nil || res.Errors["t"] != nil {
+		t.Fatalf("create t: %v %v", err, res.Errors)
+	}
+	produceTo(t, client, "t", time.Now().Add(-2*time.Hour), values(0, 10)...)
+	c.ApplyRetention()
+	produceTo(t, client, "t", time.Now(), values(10, 5)...)
+	core, logs := observer.New(zap.WarnLevel)
+	queue := fetching(t, client.NewFetcher(), zap.New(core), "t", 3)
+	expect(t, queue, 10, values(10, 5))
+	skips := logs.FilterMessage("skipping records the broker has deleted").All()
+	if len(skips) != 1 || skips[0].ContextMap()["skipped"] != int64(7) {
+		t.Errorf("logged %v, want one warning that 7 records were skipped", logs.All())
+	}
+}
+
+func TestFetcherStopsWithItsContext(t *testing.T) {
+	_, client := cluster(t, kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	f := client.NewFetcher()
+	defer f.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	queue := make(chan kafka.Message, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Fetch(ctx, zap.NewNop(), "t", 0, kafka.FirstOffset, queue) // nothing to read: it waits on the broker
+	}()
+	time.AfterFunc(100*time.Millisecond, cancel)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Fetch did not return within 10s of its context's end")
+	}
+	if _, ok := <-queue; ok {
+		t.Error("a record from an empty partition")
+	}
+}
+
+func TestFetcherHandsOldBrokersToKafkaGosReader(t *testing.T) {
+	_, old := cluster(t, kfake.NumBrokers(1), kfake.MaxVersions(kversion.V0_10_2()))
+	if _, err := dialFetchConn(t.Context(), old, old.Brokers[0]); !errors.Is(err, errOldBroker) {
+		t.Fatalf("dial a Kafka 0.10.2 broker: %v, want errOldBroker", err)
+	}
+	// kafka-go's Reader, which reads what such a broker has, reads as the
+	// fetcher does.
+	_, client := cluster(t, kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	produceTo(t, client, "t", time.Now(), values(0, 20)...)
+	f := client.NewFetcher()
+	defer f.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var got []string
+	f.readWithReader(ctx, zap.NewNop(), "t", 0, 5, func(m kafka.Message) bool {
+		if m.Offset != int64(5+len(got)) {
+			t.Errorf("offset %d after %d records from 5", m.Offset, len(got))
+		}
+		got = append(got, string(m.Value))
+		return len(got) < 15
+	})
+	if fmt.Sprint(got) != fmt.Sprint(values(5, 15)) {
+		t.Errorf("read %v, want %v", got, values(5, 15))
+	}
+}

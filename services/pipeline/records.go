@@ -1,0 +1,288 @@
+package pipeline
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol"
+)
+
+// Where the fields of a record batch are, from its base offset on (a
+// fetch response has no length before it, unlike a produce request).
+const (
+	batchLengthAt     = 8  // the length of what follows
+	batchMagicAt      = 16 // 2 for record batches
+	batchCRCAt        = 17 // CRC-32C of the rest
+	batchAttributesAt = 21
+	batchLastDeltaAt  = 23
+	batchFirstTimeAt  = 27
+	batchMaxTimeAt    = 35
+	batchCountAt      = 57
+	batchRecordsAt    = 61
+)
+
+// Batch attributes.
+const (
+	attrCompression   = 0x07
+	attrLogAppendTime = 0x08
+	attrControl       = 0x20
+)
+
+// batchDecoder cuts the records of one partition out of fetched record
+// batches: keys, values and header values are slices of the fetched
+// bytes, which stay alive as long as a record does.
+type batchDecoder struct {
+	topic     string
+	partition int
+	keys      map[string]string // header keys seen, each one string
+	headers   []kafka.Header    // where the next records' headers go
+	slab      []byte            // copies made of kafka-go's records
+}
+
+func newBatchDecoder(topic string, partition int) *batchDecoder {
+	return &batchDecoder{topic: topic, partition: partition, keys: map[string]string{}}
+}
+
+var errCorruptBatch = errors.New("corrupt record batch")
+
+// decode emits the records of batches at offset and after, in order, and
+// returns the offset to fetch next: past the last record emitted and past
+// control batches (transaction markers), which are not records to handle.
+// It stops early, without an error, when emit returns false. The last
+// batch may be cut short by the response's size limit; it is left for the
+// next fetch.
+func (d *batchDecoder) decode(batches []byte, offset int64, emit func(kafka.Message) bool) (int64, error) {
+	be := binary.BigEndian
+	for len(batches) > batchMagicAt {
+		base := int64(be.Uint64(batches))
+		length := int32(be.Uint32(batches[batchLengthAt:]))
+		size := batchLengthAt + 4 + int(length)
+		if length < 0 || size <= batchMagicAt {
+			return offset, fmt.Errorf("%w at offset %d: length %d", errCorruptBatch, base, length)
+		}
+		if size > len(batches) {
+			break
+		}
+		batch := batches[:size:size]
+		batches = batches[size:]
+		var (
+			ok  bool
+			err error
+		)
+		if batch[batchMagicAt] == 2 && size >= batchRecordsAt {
+			if crc32.Checksum(batch[batchAttributesAt:], castagnoli) != be.Uint32(batch[batchCRCAt:]) {
+				return offset, fmt.Errorf("%w at offset %d: CRC mismatch", errCorruptBatch, base)
+			}
+			attrs := be.Uint16(batch[batchAttributesAt:])
+			last := base + int64(int32(be.Uint32(batch[batchLastDeltaAt:])))
+			if attrs&attrControl != 0 || last < offset {
+				offset = max(offset, last+1)
+				continue
+			}
+			if attrs&attrCompression == 0 {
+				if offset, ok, err = d.records(batch, offset, emit); err != nil || !ok {
+					return offset, err
+				}
+				continue
+			}
+		}
+		if offset, ok, err = d.decodeWithKafkaGo(batch, offset, emit); err != nil || !ok {
+			return offset, err
+		}
+	}
+	return offset, nil
+}
+
+// records emits the records of an uncompressed record batch at offset and
+// after. It returns false if emit did.
+func (d *batchDecoder) records(batch []byte, offset int64, emit func(kafka.Message) bool) (int64, bool, error) {
+	be := binary.BigEndian
+	base := int64(be.Uint64(batch))
+	logAppendTime := be.Uint16(batch[batchAttributesAt:])&attrLogAppendTime != 0
+	firstTs := int64(be.Uint64(batch[batchFirstTimeAt:]))
+	maxTs := int64(be.Uint64(batch[batchMaxTimeAt:]))
+	count := int(int32(be.Uint32(batch[batchCountAt:])))
+	recs := batch[batchRecordsAt:]
+	for range count {
+		m, rest, err := d.record(recs, base, firstTs)
+		if err != nil {
+			return offset, false, fmt.Errorf("%w at offset %d: %v", errCorruptBatch, base, err)
+		}
+		recs = rest
+		if m.Offset < offset {
+			continue
+		}
+		if logAppendTime {
+			m.Time = time.UnixMilli(maxTs)
+		}
+		if !emit(m) {
+			return offset, false, nil
+		}
+		offset = m.Offset + 1
+	}
+	return offset, true, nil
+}
+
+// record cuts the first record out of b.
+func (d *batchDecoder) record(b []byte, base, firstTs int64) (kafka.Message, []byte, error) {
+	length, n := binary.Varint(b)
+	if n <= 0 || length < 0 || int64(len(b)-n) < length {
+		return kafka.Message{}, nil, errors.New("record length")
+	}
+	rest := b[n+int(length):]
+	r := &varReader{b: b[n : n+int(length)]}
+	r.take(1) // attributes
+	tsDelta := r.varint()
+	offDelta := r.varint()
+	m := kafka.Message{Topic: d.topic, Partition: d.partition, Offset: base + offDelta, Time: time.UnixMilli(firstTs + tsDelta)}
+	m.Key = r.nullBytes()
+	m.Value = r.nullBytes()
+	if nh := r.varint(); nh > 0 && r.err == nil {
+		if nh > int64(len(r.b)) { // each header takes 2 bytes at least
+			return kafka.Message{}, nil, errors.New("header count")
+		}
+		if int(nh) > cap(d.headers)-len(d.headers) {
+			d.headers = make([]kafka.Header, 0, max(256, int(nh)))
+		}
+		at := len(d.headers)
+		for range nh {
+			k := r.nullBytes()
+			key, ok := d.keys[string(k)]
+			if !ok {
+				key = string(k)
+				if len(d.keys) < 64 {
+					d.keys[key] = key
+				}
+			}
+			d.headers = append(d.headers, kafka.Header{Key: key, Value: r.nullBytes()})
+		}
+		m.Headers = d.headers[at:len(d.headers):len(d.headers)]
+	}
+	if r.err != nil {
+		return kafka.Message{}, nil, r.err
+	}
+	return m, rest, nil
+}
+
+// varReader reads the varint-framed fields of a record.
+type varReader struct {
+	b   []byte
+	err error
+}
+
+func (r *varReader) take(n int) []byte {
+	if r.err != nil || n < 0 || n > len(r.b) {
+		r.err = errors.New("record cut short")
+		return nil
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *varReader) varint() int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.err = errors.New("bad varint")
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+// nullBytes reads a length and as many bytes; length -1 is nil.
+func (r *varReader) nullBytes() []byte {
+	n := r.varint()
+	if n < 0 || r.err != nil {
+		return nil
+	}
+	if n > int64(len(r.b)) {
+		r.err = errors.New("record cut short")
+		return nil
+	}
+	return r.take(int(n))
+}
+
+// decodeWithKafkaGo emits the records of one batch that the fast path does
+// not read, compressed or of an older format, as kafka-go decodes them. It
+// returns false if emit did.
+func (d *batchDecoder) decodeWithKafkaGo(batch []byte, offset int64, emit func(kafka.Message) bool) (int64, bool, error) {
+	var size [4]byte
+	binary.BigEndian.PutUint32(size[:], uint32(len(batch)))
+	var rs protocol.RecordSet
+	if _, err := rs.ReadFrom(io.MultiReader(bytes.NewReader(size[:]), bytes.NewReader(batch))); err != nil {
+		return offset, false, fmt.Errorf("%w: %v", errCorruptBatch, err)
+	}
+	if rs.Records == nil {
+		return offset, true, nil
+	}
+	for {
+		r, err := rs.Records.ReadRecord()
+		if errors.Is(err, io.EOF) {
+			return offset, true, nil
+		}
+		if err != nil {
+			return offset, false, fmt.Errorf("%w: %v", errCorruptBatch, err)
+		}
+		if r.Offset < offset {
+			closeBytes(r)
+			continue
+		}
+		m := kafka.Message{Topic: d.topic, Partition: d.partition, Offset: r.Offset, Time: r.Time, Headers: r.Headers}
+		m.Key, d.slab = copyBytes(r.Key, d.slab)
+		m.Value, d.slab = copyBytes(r.Value, d.slab)
+		closeBytes(r)
+		if !emit(m) {
+			return offset, false, nil
+		}
+		offset = r.Offset + 1
+	}
+}
+
+// slabSize is the memory the keys and values of records decoded by kafka-go
+// are copied into, a slab at a time.
+const slabSize = 64 << 10
+
+// copyBytes copies b into the free end of slab, or a new slab if it does
+// not fit, and returns the copy and what is left of the slab. A nil b (a
+// null key or value) stays nil.
+func copyBytes(b protocol.Bytes, slab []byte) ([]byte, []byte) {
+	if b == nil {
+		return nil, slab
+	}
+	n := b.Len()
+	if n == 0 {
+		return []byte{}, slab // empty, not null
+	}
+	if n > len(slab) {
+		if n > slabSize/4 {
+			out := make([]byte, n)
+			_, _ = io.ReadFull(b, out)
+			return out, slab
+		}
+		slab = make([]byte, slabSize)
+	}
+	out := slab[:n:n]
+	_, _ = io.ReadFull(b, out)
+	return out, slab[n:]
+}
+
+// closeBytes hands a record's key and value back to the pages they were
+// read into.
+func closeBytes(r *kafka.Record) {
+	if r.Key != nil {
+		r.Key.Close()
+	}
+	if r.Value != nil {
+		r.Value.Close()
+	}
+}

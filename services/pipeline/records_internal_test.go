@@ -1,0 +1,274 @@
+package pipeline
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol"
+	"github.com/segmentio/kafka-go/protocol/fetch"
+)
+
+// fetched is what a fetch response carries for batches written as kafka-go
+// writes them (kafkaGoBatch), the first from offset base on: each without
+// the length a produce request puts first, with its base offset set.
+func fetched(t testing.TB, base int64, attrs protocol.Attributes, batches ...[]kafka.Message) []byte {
+	t.Helper()
+	var out []byte
+	for _, msgs := range batches {
+		records := make([]kafka.Record, len(msgs))
+		for i, m := range msgs {
+			records[i] = kafka.Record{Time: m.Time, Key: kafka.NewBytes(m.Key), Value: kafka.NewBytes(m.Value), Headers: m.Headers}
+		}
+		var b bytes.Buffer
+		rs := protocol.RecordSet{Version: 2, Attributes: attrs, Records: kafka.NewRecordReader(records...)}
+		if _, err := rs.WriteTo(&b); err != nil {
+			t.Fatal(err)
+		}
+		batch := b.Bytes()[4:]
+		binary.BigEndian.PutUint64(batch, uint64(base)) // not covered by the CRC
+		out = append(out, batch...)
+		base += int64(len(msgs))
+	}
+	return out
+}
+
+// decodeAll decodes batches from offset and returns what it emitted and
+// the offset to fetch next.
+func decodeAll(t testing.TB, batches []byte, offset int64) ([]kafka.Message, int64, error) {
+	t.Helper()
+	var got []kafka.Message
+	next, err := newBatchDecoder("t", 3).decode(batches, offset, func(m kafka.Message) bool {
+		got = append(got, m)
+		return true
+	})
+	return got, next, err
+}
+
+// sameRecords fails t unless got are want from offset first on, as a
+// reader of topic "t", partition 3 gives them: keys, values and header
+// values alike null or empty, times to the millisecond.
+func sameRecords(t testing.TB, got, want []kafka.Message, first int64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%d records, want %d", len(got), len(want))
+	}
+	for i, m := range got {
+		w := want[i]
+		if m.Topic != "t" || m.Partition != 3 || m.Offset != first+int64(i) {
+			t.Errorf("record %d at %s/%d@%d, want t/3@%d", i, m.Topic, m.Partition, m.Offset, first+int64(i))
+		}
+		if !m.Time.Equal(w.Time.Truncate(time.Millisecond)) && !(w.Time.Before(time.Unix(0, 0)) && m.Time.UnixMilli() == w.Time.UnixMilli()) {
+			t.Errorf("record %d at %v, want %v", i, m.Time, w.Time)
+		}
+		if !sameBytes(m.Key, w.Key) || !sameBytes(m.Value, w.Value) {
+			t.Errorf("record %d: key %q value %q, want %q %q", i, m.Key, m.Value, w.Key, w.Value)
+		}
+		if len(m.Headers) != len(w.Headers) {
+			t.Fatalf("record %d: %d headers, want %d", i, len(m.Headers), len(w.Headers))
+		}
+		for j, h := range m.Headers {
+			if h.Key != w.Headers[j].Key || !sameBytes(h.Value, w.Headers[j].Value) {
+				t.Errorf("record %d header %d: %q=%q, want %q=%q", i, j, h.Key, h.Value, w.Headers[j].Key, w.Headers[j].Value)
+			}
+		}
+	}
+}
+
+// sameBytes is bytes.Equal that tells nil from empty.
+func sameBytes(a, b []byte) bool { return (a == nil) == (b == nil) && bytes.Equal(a, b) }
+
+func FuzzDecodeBatches(f *testing.F) {
+	f.Add([]byte{}, uint8(0))
+	f.Add([]byte{3, 0x11, 5, 0x26, 1, 2, 3, 0x7b, 0xff, 9, 200, 7, 0x80, 0, 30}, uint8(2))
+	f.Add(bytes.Repeat([]byte{0xfe, 0x81}, 40), uint8(5))
+	f.Fuzz(func(t *testing.T, data []byte, from uint8) {
+		first := messagesFrom(data)
+		second := messagesFrom(append([]byte{byte(len(data))}, data...))
+		const base = 1000
+		batches := fetched(t, base, 0, first, second)
+		all := append(append([]kafka.Message(nil), first...), second...)
+		offset := base + int64(from)%int64(len(all)+1)
+		got, next, err := decodeAll(t, batches, offset)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameRecords(t, got, all[offset-base:], offset)
+		if want := int64(base + len(all)); next != want {
+			t.Errorf("next offset %d, want %d", next, want)
+		}
+		// What kafka-go decodes from the same bytes, compressed, is the same.
+		got, next, err = decodeAll(t, fetched(t, base, protocol.Gzip, first, second), offset)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameRecords(t, got, all[offset-base:], offset)
+		if want := int64(base + len(all)); next != want {
+			t.Errorf("compressed: next offset %d, want %d", next, want)
+		}
+	})
+}
+
+func TestDecodeLeavesABatchCutShortForTheNextFetch(t *testing.T) {
+	a := []kafka.Message{{Value: []byte("a")}, {Value: []byte("b")}}
+	b := []kafka.Message{{Value: []byte("c")}}
+	batches := fetched(t, 7, 0, a, b)
+	for cut := 1; cut < len(fetched(t, 0, 0, b)); cut++ {
+		got, next, err := decodeAll(t, batches[:len(batches)-cut], 7)
+		if err != nil {
+			t.Fatalf("cut %d: %v", cut, err)
+		}
+		if len(got) != 2 || next != 9 {
+			t.Fatalf("cut %d: %d records, next %d; want the first batch's 2, next 9", cut, len(got), next)
+		}
+	}
+}
+
+func TestDecodeSkipsTransactionMarkers(t *testing.T) {
+	marker := protocol.NewControlBatch(protocol.ControlRecord{Offset: 0, Time: time.Now(), Version: 0, Type: 1})
+	var b bytes.Buffer
+	rs := protocol.RecordSet{Version: 2, Attributes: protocol.Control | protocol.Transactional, Records: marker}
+	if _, err := rs.WriteTo(&b); err != nil {
+		t.Fatal(err)
+	}
+	ctl := b.Bytes()[4:]
+	binary.BigEndian.PutUint64(ctl, 12)
+	data := append(fetched(t, 10, 0, []kafka.Message{{Value: []byte("x")}, {Value: []byte("y")}}), ctl...)
+	data = append(data, fetched(t, 13, 0, []kafka.Message{{Value: []byte("z")}})...)
+	got, next, err := decodeAll(t, data, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || string(got[2].Value) != "z" || got[2].Offset != 13 || next != 14 {
+		t.Fatalf("%d records, next %d; want x, y, z at 13, next 14", len(got), next)
+	}
+	// A fetch that gets the marker alone moves past it.
+	if got, next, err := decodeAll(t, ctl, 12); err != nil || len(got) != 0 || next != 13 {
+		t.Fatalf("marker alone: %d records, next %d, %v; want none, next 13", len(got), next, err)
+	}
+}
+
+func TestDecodeRefusesACorruptBatch(t *testing.T) {
+	data := fetched(t, 0, 0, []kafka.Message{{Key: []byte("k"), Value: []byte("order")}})
+	data[len(data)-3] ^= 0x40 // in the value
+	got, next, err := decodeAll(t, data, 0)
+	if !errors.Is(err, errCorruptBatch) || len(got) != 0 || next != 0 {
+		t.Fatalf("%d records, next %d, %v; want none and a corrupt batch", len(got), next, err)
+	}
+}
+
+func TestDecodeGivesLogAppendTimeToEveryRecord(t *testing.T) {
+	at := time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC)
+	data := fetched(t, 0, 0, []kafka.Message{{Time: at.Add(-time.Hour), Value: []byte("a")}, {Time: at, Value: []byte("b")}})
+	// The broker sets the attribute and the batch's max time: the CRC is
+	// computed again, as the broker does.
+	binary.BigEndian.PutUint16(data[batchAttributesAt:], attrLogAppendTime)
+	binary.BigEndian.PutUint64(data[batchMaxTimeAt:], uint64(at.Add(time.Minute).UnixMilli()))
+	binary.BigEndian.PutUint32(data[batchCRCAt:], crc32Of(data[batchAttributesAt:]))
+	got, _, err := decodeAll(t, data, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range got {
+		if !m.Time.Equal(at.Add(time.Minute)) {
+			t.Errorf("record %d at %v, want the log's %v", m.Offset, m.Time, at.Add(time.Minute))
+		}
+	}
+}
+
+func TestDecodeReadsMessageSetsOfOlderFormats(t *testing.T) {
+	msgs := []kafka.Message{{Key: []byte("k1"), Value: []byte("v1"), Time: time.UnixMilli(1764480000000)}, {Value: []byte("v2"), Time: time.UnixMilli(1764480000001)}}
+	records := make([]kafka.Record, len(msgs))
+	for i, m := range msgs {
+		records[i] = kafka.Record{Offset: int64(i), Time: m.Time, Key: kafka.NewBytes(m.Key), Value: kafka.NewBytes(m.Value)}
+	}
+	var b bytes.Buffer
+	rs := protocol.RecordSet{Version: 1, Records: kafka.NewRecordReader(records...)}
+	if _, err := rs.WriteTo(&b); err != nil {
+		t.Fatal(err)
+	}
+	got, next, err := decodeAll(t, b.Bytes()[4:], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameRecords(t, got, msgs, 0)
+	if next != 2 {
+		t.Errorf("next offset %d, want 2", next)
+	}
+}
+
+func crc32Of(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
+
+func TestFetchRequestsAreKafkaGos(t *testing.T) {
+	for v := int16(fetchMinVersion); v <= fetchMaxVersion; v++ {
+		var want bytes.Buffer
+		err := protocol.WriteRequest(&want, v, 77, "orders", &fetch.Request{
+			ReplicaID: -1, MaxWaitTime: int32(fetchMaxWait / time.Millisecond), MinBytes: 1, MaxBytes: fetchMaxBytes,
+			SessionEpoch: -1,
+			Topics: []fetch.RequestTopic{{Topic: "orders_retry_1", Partitions: []fetch.RequestPartition{{
+				Partition: 5, CurrentLeaderEpoch: -1, FetchOffset: 123456789, LogStartOffset: -1, PartitionMaxBytes: fetchMaxBytes,
+			}}}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendFetchRequest([]byte("x"), v, 77, "orders_retry_1", 5, 123456789); !bytes.Equal(got[1:], want.Bytes()) {
+			t.Errorf("v%d:\n got %x\nwant %x", v, got[1:], want.Bytes())
+		}
+	}
+}
+
+func TestFetchResponsesOfEveryVersionAreRead(t *testing.T) {
+	msgs := []kafka.Message{{Key: []byte("1006"), Value: []byte("order"), Headers: []kafka.Header{{Key: "x-retry-attempts", Value: []byte("1")}},
+		Time: time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC)}}
+	// kafka-go writes record sets from offset 0 on.
+	recordSet := func() protocol.RecordSet {
+		return protocol.RecordSet{Version: 2, Records: kafka.NewRecordReader(kafka.Record{
+			Time: msgs[0].Time, Key: kafka.NewBytes(msgs[0].Key), Value: kafka.NewBytes(msgs[0].Value), Headers: msgs[0].Headers,
+		})}
+	}
+	for v := int16(fetchMinVersion); v <= fetchMaxVersion; v++ {
+		for _, code := range []int16{0, int16(kafka.OffsetOutOfRange)} {
+			res := &fetch.Response{Topics: []fetch.ResponseTopic{
+				{Topic: "other", Partitions: []fetch.ResponsePartition{{Partition: 3, ErrorCode: int16(kafka.NotLeaderForPartition), RecordSet: recordSet()}}},
+				{Topic: "t", Partitions: []fetch.ResponsePartition{
+					{Partition: 2, AbortedTransactions: []fetch.ResponseTransaction{{ProducerID: 9, FirstOffset: 1}}, RecordSet: recordSet()},
+					{Partition: 3, ErrorCode: code, HighWatermark: 1, AbortedTransactions: []fetch.ResponseTransaction{{ProducerID: 8, FirstOffset: 2}}, RecordSet: recordSet()},
+				}},
+			}}
+			var b bytes.Buffer
+			if err := protocol.WriteResponse(&b, v, 77, res); err != nil {
+				t.Fatal(err)
+			}
+			records, err := parseFetchResponse(b.Bytes()[4:], v, 77, "t", 3)
+			if code != 0 {
+				if !errors.Is(err, kafka.OffsetOutOfRange) {
+					t.Errorf("v%d: %v, want the partition's error", v, err)
+				}
+				continue
+			}
+			if err != nil {
+				t.Fatalf("v%d: %v", v, err)
+			}
+			got, next, err := decodeAll(t, records, 0)
+			if err != nil {
+				t.Fatalf("v%d: %v", v, err)
+			}
+			sameRecords(t, got, msgs, 0)
+			if next != 1 {
+				t.Errorf("v%d: next %d, want 1", v, next)
+			}
+		}
+		var b bytes.Buffer
+		if err := protocol.WriteResponse(&b, v, 76, &fetch.Response{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := parseFetchResponse(b.Bytes()[4:], v, 77, "t", 3); err == nil {
+			t.Errorf("v%d: the answer to another request was taken", v)
+		}
+	}
+}
