@@ -146,7 +146,7 @@ func (b bare) partition(ctx context.Context, gen *kafka.Generation, commitMu *sy
 	} else {
 		f := b.Client.NewFetcher()
 		defer f.Close()
-		fetcher.Go(func() { f.Fetch(fctx, zap.NewNop(), b.Topic, part, offset, queue) })
+		fetcher.Go(func() { f.Fetch(fctx, zap.NewNop(), b.Topic, part, offset, queue, nil) })
 	}
 	defer func() {
 		stop()

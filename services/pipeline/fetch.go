@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -61,13 +62,16 @@ func (f *Fetcher) Close() { f.admin.Close() }
 
 // Fetch sends the records of topic/partition from offset on to queue, in
 // order, until ctx ends, and then closes queue. Offset kafka.FirstOffset
-// is the partition's first record. A failed request is logged and sent
+// is the partition's first record. If position is not nil, Fetch stores in
+// it, after sending the records of each response, the offset it fetches
+// from next: past those records and past any transaction markers, which
+// are not records and are never sent. A failed request is logged and sent
 // again, on a new connection, after a backoff: a broker that is down, a
 // leader that moved or a denied READ (logged as an error) hold the
 // partition up but never skip a record. Only records the broker no longer
 // has are skipped, as kafka-go's Reader does, with a warning that says how
 // many.
-func (f *Fetcher) Fetch(ctx context.Context, log *zap.Logger, topic string, partition int, offset int64, queue chan<- kafka.Message) {
+func (f *Fetcher) Fetch(ctx context.Context, log *zap.Logger, topic string, partition int, offset int64, queue chan<- kafka.Message, position *atomic.Int64) {
 	defer close(queue)
 	var (
 		conn *fetchConn
@@ -156,6 +160,9 @@ func (f *Fetcher) Fetch(ctx context.Context, log *zap.Logger, topic string, part
 			return
 		}
 		offset = next
+		if position != nil {
+			position.Store(offset)
+		}
 		b = newBackoff(50*time.Millisecond, time.Second)
 	}
 }
@@ -332,8 +339,11 @@ func (c *fetchConn) fetch(ctx context.Context, topic string, partition int, offs
 	if _, err := io.ReadFull(c.rd, size[:]); err != nil {
 		return nil, err
 	}
+	// A response may hold one batch larger than the request asks for, up
+	// to the topic's max.message.bytes; past 256 MiB it is no answer of a
+	// broker's.
 	n := int32(binary.BigEndian.Uint32(size[:]))
-	if n < 4 || n > fetchMaxBytes+(16<<20) {
+	if n < 4 || n > 256<<20 {
 		return nil, fmt.Errorf("fetch response of %d bytes", n)
 	}
 	res := make([]byte, n)

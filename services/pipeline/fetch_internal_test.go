@@ -56,7 +56,7 @@ func fetching(t *testing.T, f *Fetcher, log *zap.Logger, topic string, offset in
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		f.Fetch(ctx, log, topic, 0, offset, queue)
+		f.Fetch(ctx, log, topic, 0, offset, queue, nil)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -133,7 +133,7 @@ func TestFetcherStopsWithItsContext(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		f.Fetch(ctx, zap.NewNop(), "t", 0, kafka.FirstOffset, queue) // nothing to read: it waits on the broker
+		f.Fetch(ctx, zap.NewNop(), "t", 0, kafka.FirstOffset, queue, nil) // nothing to read: it waits on the broker
 	}()
 	time.AfterFunc(100*time.Millisecond, cancel)
 	select {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -71,6 +72,10 @@ type Resumer interface {
 // ResumerCommitInterval is how long a Resumer's progress may go uncommitted
 // while records keep coming.
 const ResumerCommitInterval = time.Second
+
+// idleCommitInterval is how often a loop with no record to handle looks
+// whether the fetcher has skipped transaction markers it may commit past.
+const idleCommitInterval = time.Second
 
 // Observer is told what a loop does, for metrics. Its methods must be
 // cheap and safe for concurrent use; a nil Observer is allowed.
@@ -307,12 +312,22 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 	// handling can take everything already fetched as one batch.
 	fctx, stopFetch := context.WithCancel(ctx)
 	queue := make(chan kafka.Message, l.cfg.MaxBatch)
-	var fetcher sync.WaitGroup
-	fetcher.Go(func() { l.fetcher.Fetch(fctx, log, a.Topic, a.Partition, start, queue) })
+	var (
+		fetcher  sync.WaitGroup
+		position atomic.Int64 // where the fetcher has got to
+	)
+	position.Store(-1)
+	fetcher.Go(func() { l.fetcher.Fetch(fctx, log, a.Topic, a.Partition, start, queue, &position) })
 	defer func() {
 		stopFetch()
 		fetcher.Wait()
 	}()
+	// With no record to handle for a while, the loop commits past what the
+	// fetcher skipped, transaction markers, so that the group shows no lag
+	// no record will ever clear.
+	idle := time.NewTicker(idleCommitInterval)
+	defer idle.Stop()
+	done := start // every record before it is handled
 
 	delayer, _ := p.(Delayer)
 	acker, _ := p.(Acker)
@@ -354,6 +369,19 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 				head, hasHead = toRecord(m), true
 			case <-ctx.Done():
 				return nil
+			case <-idle.C:
+				// The position is read before the queue is seen empty:
+				// records it counts are then all handled.
+				if p := position.Load(); p > done && len(queue) == 0 {
+					if err := l.commit(gen, a, p); err != nil {
+						if ctx.Err() == nil {
+							log.Warn("commit offsets; leaving the partition to the next generation", zap.Error(err))
+						}
+						return nil
+					}
+					done, uncommitted, committedAt = p, -1, time.Now()
+				}
+				continue
 			}
 		}
 		batch = batch[:0]
@@ -424,6 +452,7 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 		} else {
 			uncommitted = next
 		}
+		done = next
 		if acker != nil {
 			acker.Acked(batch)
 		}

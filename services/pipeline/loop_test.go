@@ -2,12 +2,14 @@ package pipeline_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -401,4 +403,61 @@ func endOffset(t *testing.T, client pipeline.Client, topic string) int64 {
 		return parts[0].LastOffset
 	}
 	return -1
+}
+
+// committed is the group's committed offset of topic/0, -1 if none.
+func committed(t *testing.T, client pipeline.Client, group, topic string) int64 {
+	t.Helper()
+	admin := client.Admin()
+	defer admin.Close()
+	res, err := admin.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: {0}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parts := res.Topics[topic]; len(parts) == 1 {
+		return parts[0].CommittedOffset
+	}
+	return -1
+}
+
+// Records a transactional producer wrote are handled once each, and the
+// group commits past the transaction's marker, which is not a record: it
+// shows no lag that no record will clear.
+func TestLoopCommitsPastTransactionMarkers(t *testing.T) {
+	client, in, _ := setup(t, 1)
+	tx, err := kgo.NewClient(kgo.SeedBrokers(client.Brokers...), kgo.TransactionalID("tx_"+t.Name()), kgo.DefaultProduceTopic(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	for range 2 {
+		if err := tx.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			if err := tx.ProduceSync(t.Context(), &kgo.Record{Partition: 0, Value: []byte(strconv.Itoa(i))}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tx.EndTransaction(t.Context(), kgo.TryCommit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	end := endOffset(t, client, in) // 6 records, 2 markers
+	if end != 8 {
+		t.Fatalf("end offset %d, want 8: 6 records and 2 markers", end)
+	}
+	st := &resumeAt{at: kafka.FirstOffset, handled: make(chan int64, 8)}
+	startLoop(t, client, in, st)
+	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+		got := committed(t, client, "g_"+t.Name(), in)
+		return got == end, "committed " + strconv.FormatInt(got, 10)
+	})
+	var offsets []int64
+	for len(st.handled) > 0 {
+		offsets = append(offsets, <-st.handled)
+	}
+	if fmt.Sprint(offsets) != "[0 1 2 4 5 6]" {
+		t.Errorf("handled offsets %v, want the records' [0 1 2 4 5 6]", offsets)
+	}
 }
