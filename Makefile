@@ -32,7 +32,7 @@ chaos: build ## long fault-injection run (CHAOS_ORDERS orders, default 100000)
 	$(GO) build -o bin/chaos ./cmd/chaos
 	./bin/chaos -bin $(BIN) -orders $(CHAOS_ORDERS) -rate 2000 -partitions 6
 
-BENCH_ORDERS ?= 200000
+BENCH_ORDERS ?= 500000
 
 bench: build ## benchmark every stage against the bare Kafka client (BENCH_ORDERS orders per run); writes services/bench/results
 	$(GO) build -o bin/bench ./cmd/bench

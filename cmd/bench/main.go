@@ -18,7 +18,7 @@ import (
 func main() {
 	var cfg bench.Config
 	flag.StringVar(&cfg.Binary, "bin", "bin/orders", "the orders binary")
-	flag.IntVar(&cfg.Orders, "orders", 200000, "orders pre-filled for each throughput run")
+	flag.IntVar(&cfg.Orders, "orders", 500000, "orders pre-filled for each throughput run")
 	flag.IntVar(&cfg.DelayOrders, "delay-orders", 10000, "failing orders produced for the delay accuracy")
 	flag.Float64Var(&cfg.DelayRate, "delay-rate", 1000, "orders per second for the delay accuracy")
 	flag.IntVar(&cfg.MaxBatch, "max-batch", pipeline.DefaultMaxBatch, "most records a stage or a bare loop handles, writes and commits together")

@@ -29,7 +29,8 @@ import (
 type Config struct {
 	// Binary is the orders binary. Required.
 	Binary string
-	// Orders pre-filled for each throughput measurement. Optional, default 200000.
+	// Orders pre-filled for each throughput measurement. Optional, default
+	// 500000: about a second of a stage's work.
 	Orders int
 	// Partitions of every topic. Optional, default 6.
 	Partitions int
@@ -67,7 +68,7 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.Orders <= 0 {
-		c.Orders = 200000
+		c.Orders = 500000
 	}
 	if c.Partitions <= 0 {
 		c.Partitions = 6
@@ -488,7 +489,7 @@ func (r *runner) failures(ctx context.Context, rep *Report, round int) error {
 // scalingBacklog is how many times Config.Orders the scaling runs pre-fill.
 // Processes that start together join the group one after the other: the
 // first takes every partition and works alone until the rebalance, about a
-// heartbeat (1s) later, and at 300,000 orders/s it would take most of a
+// heartbeat (1s) later, and at 500,000 orders/s it would take most of a
 // smaller backlog with it. The measurement starts once all are assigned.
 const scalingBacklog = 5
 

@@ -15,6 +15,21 @@ import (
 	"github.com/orderflow/orders/services/testkit"
 )
 
+// topicT starts a broker in this process with a topic "t" of one
+// partition, and returns a client of it.
+func topicT(b *testing.B) pipeline.Client {
+	brk := testkit.Broker(b, broker.Config{})
+	client := pipeline.Client{Brokers: []string{brk.Addr()}}
+	admin := client.Admin()
+	defer admin.Close()
+	if _, err := admin.CreateTopics(context.Background(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{
+		{Topic: "t", NumPartitions: 1, ReplicationFactor: 1},
+	}}); err != nil {
+		b.Fatal(err)
+	}
+	return client
+}
+
 // BenchmarkWrite is the cost of writing one record, in batches of 500, with
 // the headers a stage gives it, to a broker in this process: the client's
 // encoding and the broker's storing together. "failed" carries the history
@@ -44,15 +59,7 @@ func BenchmarkWrite(b *testing.B) {
 		{"failed-thrice", history(3)},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			brk := testkit.Broker(b, broker.Config{})
-			client := pipeline.Client{Brokers: []string{brk.Addr()}}
-			admin := client.Admin()
-			defer admin.Close()
-			if _, err := admin.CreateTopics(context.Background(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{
-				{Topic: "t", NumPartitions: 1, ReplicationFactor: 1},
-			}}); err != nil {
-				b.Fatal(err)
-			}
+			client := topicT(b)
 			w := client.NewWriter(pipeline.WriterConfig{}, zap.NewNop())
 			defer w.Close()
 			const batch = 500
@@ -70,4 +77,77 @@ func BenchmarkWrite(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkRead is the cost of reading one record from a broker in this
+// process, in order, into a queue as a stage's loop takes them: with
+// kafka-go's Reader, as the stages did, and with the stages' Fetcher. The
+// records carry the headers of a processed order, as the aggregator reads
+// them; each run reads 100,000 of them from the first.
+func BenchmarkRead(b *testing.B) {
+	client := topicT(b)
+	const n = 100000
+	w := client.NewWriter(pipeline.WriterConfig{}, zap.NewNop())
+	outs := make([]envelope.Output, 500)
+	for i := 0; i < n; i += len(outs) {
+		for j := range outs {
+			outs[j] = envelope.Output{Topic: "t", Partition: 0, Key: []byte(strconv.Itoa(100000 + i + j)),
+				Value:   []byte("\x08\x31\x30\x30\x36\x0aItem3\xf6\x28\x1f\x42"),
+				Headers: []envelope.Header{{Key: envelope.HeaderAttempts, Value: []byte("1")}, {Key: envelope.HeaderProcessedBy, Value: []byte("main")}}}
+		}
+		if err := w.WriteMessages(context.Background(), pipeline.Messages(outs)...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	w.Close()
+	// readAll runs fetch, which sends to queue until its context ends, and
+	// takes n records from queue.
+	readAll := func(b *testing.B, fetch func(ctx context.Context, queue chan<- kafka.Message)) {
+		ctx, cancel := context.WithCancel(context.Background())
+		queue := make(chan kafka.Message, 500)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			fetch(ctx, queue)
+		}()
+		for i := range n {
+			if m := <-queue; m.Offset != int64(i) {
+				b.Fatalf("offset %d, want %d", m.Offset, i)
+			}
+		}
+		cancel()
+		for range queue {
+		}
+		<-done
+	}
+	b.Run("kafka-go-reader", func(b *testing.B) {
+		for i := 0; i < b.N; i += n {
+			readAll(b, func(ctx context.Context, queue chan<- kafka.Message) {
+				defer close(queue)
+				r := kafka.NewReader(kafka.ReaderConfig{Brokers: client.Brokers, Dialer: client.Dialer(), Topic: "t", Partition: 0,
+					MinBytes: 1, MaxBytes: 4 << 20, MaxWait: 250 * time.Millisecond, QueueCapacity: 500})
+				defer r.Close()
+				for {
+					m, err := r.FetchMessage(ctx)
+					if err != nil {
+						return
+					}
+					select {
+					case queue <- m:
+					case <-ctx.Done():
+						return
+					}
+				}
+			})
+		}
+	})
+	b.Run("fetcher", func(b *testing.B) {
+		f := client.NewFetcher()
+		defer f.Close()
+		for i := 0; i < b.N; i += n {
+			readAll(b, func(ctx context.Context, queue chan<- kafka.Message) {
+				f.Fetch(ctx, zap.NewNop(), "t", 0, 0, queue, nil)
+			})
+		}
+	})
 }

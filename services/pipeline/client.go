@@ -1,7 +1,8 @@
 // Package pipeline is the consume-handle-produce-commit loop every stage
-// runs, and the Kafka wiring it needs: one consumer group per stage, one
-// reader per assigned partition, a synchronous writer with acks from all
-// replicas, and offsets committed only after the writes they cover.
+// runs, and the Kafka wiring it needs: one consumer group per stage, a
+// fetch of its own for each assigned partition, a synchronous writer with
+// acks from all replicas, and offsets committed only after the writes they
+// cover.
 package pipeline
 
 import (
@@ -53,7 +54,7 @@ func (c Client) dialTimeout() time.Duration {
 	return c.DialTimeout
 }
 
-// Dialer is the dialer readers and consumer groups use.
+// Dialer is the dialer readers, fetchers and consumer groups use.
 func (c Client) Dialer() *kafka.Dialer {
 	return &kafka.Dialer{Timeout: c.dialTimeout(), DualStack: true, ClientID: "orders", TLS: c.TLS, SASLMechanism: c.SASL}
 }
