@@ -40,6 +40,9 @@ const (
 // version 4; kafka-go's Reader reads the partition instead.
 var errOldBroker = errors.New("broker older than Kafka 0.11")
 
+// errPastTheEnd means a partition ends before the offset to read from.
+var errPastTheEnd = errors.New("the offset to read from is past the partition's end")
+
 // Fetcher reads partitions with fetch requests it encodes and record
 // batches it decodes itself, on a connection of its own to each
 // partition's leader, dialled and authenticated by kafka-go's Dialer.
@@ -62,8 +65,8 @@ func (c Client) NewFetcher() *Fetcher { return &Fetcher{client: c, admin: c.Admi
 func (f *Fetcher) Close() { f.admin.Close() }
 
 // Fetch sends the records of topic/partition from offset on to queue, in
-// order, until ctx ends, and then closes queue. Offset kafka.FirstOffset
-// is the partition's first record. If position is not nil, Fetch stores in
+// order, until ctx ends, and then closes queue. A negative offset, such as
+// kafka.FirstOffset, is the partition's first record. If position is not nil, Fetch stores in
 // it, after sending the records of each response, the offset it fetches
 // from next: past those records and past any transaction markers, which
 // are not records and are never sent. A failed request is logged and sent
@@ -97,12 +100,14 @@ func (f *Fetcher) Fetch(ctx context.Context, log *zap.Logger, topic string, part
 			return false
 		}
 	}
+	// fail logs a failed request, an error an operator must fix (a denial)
+	// as an error, and waits to try again on a new connection.
 	fail := func(msg string, err error) bool {
 		if conn != nil {
 			conn.Close()
 			conn = nil
 		}
-		if err = Denied(err, "READ", "topic", topic); errors.Is(err, ErrDenied) {
+		if err = Denied(err, "READ", "topic", topic); errors.Is(err, ErrDenied) || errors.Is(err, errPastTheEnd) {
 			log.Error(msg, zap.Error(err))
 		} else {
 			log.Warn(msg, zap.Error(err))
@@ -138,36 +143,47 @@ func (f *Fetcher) Fetch(ctx context.Context, log *zap.Logger, topic string, part
 				return
 			}
 			if errors.Is(err, kafka.OffsetOutOfRange) {
-				if first, _, lerr := f.bounds(ctx, topic, partition); lerr == nil && offset < first {
+				first, end, lerr := f.bounds(ctx, topic, partition)
+				switch {
+				case lerr == nil && offset < first:
 					log.Warn("skipping records the broker has deleted", zap.Int64("offset", offset),
 						zap.Int64("first_offset", first), zap.Int64("skipped", first-offset))
 					offset = first
 					continue
+				case lerr == nil && offset > end:
+					// As kafka-go's Reader does, it waits for the partition
+					// to reach the offset, but says so as an error.
+					err = fmt.Errorf("%w: offset %d, end %d (was the topic deleted and made again?)", errPastTheEnd, offset, end)
 				}
 			}
-			if !fail("fetch; retrying", err) {
+			if !fail("fetch; retrying", fmt.Errorf("%s/%d@%d: %w", topic, partition, offset, err)) {
 				return
 			}
 			continue
 		}
+		from := offset
 		next, err := dec.decode(records, offset, emit)
-		if err == nil && next == offset && len(records) > 0 && ctx.Err() == nil {
-			// Brokers since Kafka 0.10.1 send a whole batch even when it
-			// is larger than the request asks for; older ones cut it.
-			err = fmt.Errorf("a record batch larger than %d bytes", fetchMaxBytes)
-		}
-		if err != nil {
-			if ctx.Err() != nil || !fail("fetch; retrying", fmt.Errorf("%s/%d@%d: %w", topic, partition, offset, err)) {
-				return
-			}
-			continue
-		}
 		if ctx.Err() != nil {
 			return
 		}
-		offset = next
-		if position != nil {
-			position.Store(offset)
+		// What was sent before a bad batch stays sent: the next request
+		// begins after it.
+		if next > from {
+			offset = next
+			if position != nil {
+				position.Store(offset)
+			}
+		}
+		if err == nil && next == from && len(records) > 0 {
+			// Brokers since Kafka 0.10.1 send a whole batch even when it
+			// is larger than the request asks for; older ones cut it.
+			err = fmt.Errorf("the answer holds no whole record batch: one is larger than the %d bytes asked for", fetchMaxBytes)
+		}
+		if err != nil {
+			if !fail("fetch; retrying", fmt.Errorf("%s/%d@%d: %w", topic, partition, offset, err)) {
+				return
+			}
+			continue
 		}
 		b = newBackoff(50*time.Millisecond, time.Second)
 	}
@@ -187,13 +203,17 @@ func (f *Fetcher) readWithReader(ctx context.Context, log *zap.Logger, topic str
 		log.Error("set offset", zap.Int64("offset", offset), zap.Error(err))
 		return
 	}
-	for {
+	for b := newBackoff(50*time.Millisecond, time.Second); ; {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
-			if ctx.Err() == nil {
-				log.Error("fetch message", zap.Error(Denied(err, "READ", "topic", topic)))
+			if ctx.Err() != nil {
+				return
 			}
-			return
+			log.Warn("fetch message; retrying", zap.Error(Denied(err, "READ", "topic", topic)))
+			if !b.Wait(ctx) {
+				return
+			}
+			continue
 		}
 		if !emit(m) {
 			return
@@ -221,34 +241,28 @@ func (f *Fetcher) bounds(ctx context.Context, topic string, partition int) (firs
 	return 0, 0, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, kafka.UnknownTopicOrPartition)
 }
 
-// dial connects to the leader of topic/partition.
+// dial connects to the leader of topic/partition, asking a broker where it
+// is: a leader that moved is found at once, where cached metadata would
+// point to the old one until it expires.
 func (f *Fetcher) dial(ctx context.Context, topic string, partition int) (*fetchConn, error) {
-	meta, err := f.admin.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-	if err != nil {
-		return nil, fmt.Errorf("metadata of %s: %w", topic, err)
-	}
-	var leader kafka.Broker
-	found := false
-	for _, t := range meta.Topics {
-		if t.Name != topic {
-			continue
+	d := f.client.Dialer()
+	var err error
+	for _, b := range f.client.Brokers {
+		var leader kafka.Broker
+		lctx, cancel := context.WithTimeout(ctx, 2*f.client.dialTimeout())
+		leader, err = d.LookupLeader(lctx, "tcp", b, topic, partition)
+		cancel()
+		if err == nil && leader.Host == "" {
+			err = kafka.LeaderNotAvailable
 		}
-		if t.Error != nil {
-			return nil, fmt.Errorf("metadata of %s: %w", topic, t.Error)
+		if err == nil {
+			return dialFetchConn(ctx, f.client, net.JoinHostPort(leader.Host, strconv.Itoa(leader.Port)))
 		}
-		for _, p := range t.Partitions {
-			if p.ID == partition {
-				if p.Error != nil {
-					return nil, fmt.Errorf("metadata of %s/%d: %w", topic, partition, p.Error)
-				}
-				leader, found = p.Leader, true
-			}
+		if ctx.Err() != nil {
+			break
 		}
 	}
-	if !found || leader.Host == "" {
-		return nil, fmt.Errorf("metadata of %s/%d: %w", topic, partition, kafka.LeaderNotAvailable)
-	}
-	return dialFetchConn(ctx, f.client, net.JoinHostPort(leader.Host, strconv.Itoa(leader.Port)))
+	return nil, fmt.Errorf("leader of %s/%d: %w", topic, partition, err)
 }
 
 // fetchConn is a connection to one broker that fetch requests are written
@@ -279,6 +293,9 @@ func dialFetchConn(ctx context.Context, c Client, addr string) (*fetchConn, erro
 		if err != nil {
 			return nil, err
 		}
+		// kafka-go's handshake on the connection (SASL) has this long;
+		// each request then sets its own.
+		_ = nc.SetDeadline(time.Now().Add(c.dialTimeout()))
 		if tlsConfig != nil {
 			cfg := tlsConfig
 			if cfg.ServerName == "" {
@@ -301,20 +318,30 @@ func dialFetchConn(ctx context.Context, c Client, addr string) (*fetchConn, erro
 	if err != nil {
 		return nil, err
 	}
+	defer context.AfterFunc(ctx, func() { kc.Close() })()
+	// kafka.Conn puts its own deadlines on the connection.
+	if err := kc.SetDeadline(time.Now().Add(c.dialTimeout())); err != nil {
+		kc.Close()
+		return nil, err
+	}
 	versions, err := kc.ApiVersions()
 	if err != nil {
 		kc.Close()
 		return nil, err
 	}
-	version := int16(-1)
+	version, least := int16(-1), int16(0)
 	for _, v := range versions {
 		if v.ApiKey == int16(protocol.Fetch) {
-			version = min(v.MaxVersion, fetchMaxVersion)
+			version, least = min(v.MaxVersion, fetchMaxVersion), v.MinVersion
 		}
 	}
-	if version < fetchMinVersion {
+	switch {
+	case version < fetchMinVersion:
 		kc.Close()
 		return nil, errOldBroker
+	case least > version:
+		kc.Close()
+		return nil, fmt.Errorf("%s speaks fetch versions from %d, this client up to %d", addr, least, fetchMaxVersion)
 	}
 	mu.Lock()
 	defer mu.Unlock()

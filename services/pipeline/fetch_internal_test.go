@@ -2,16 +2,23 @@ package pipeline
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/kversion"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/orderflow/orders/services/testkit"
 )
 
 // cluster is a kfake cluster of its own for a test, closed at its end.
@@ -169,5 +176,168 @@ func TestFetcherHandsOldBrokersToKafkaGosReader(t *testing.T) {
 	})
 	if fmt.Sprint(got) != fmt.Sprint(values(5, 15)) {
 		t.Errorf("read %v, want %v", got, values(5, 15))
+	}
+}
+
+// serveFetches answers every fetch request of c with the record batches
+// records gives for its offset, as a broker holding them would.
+func serveFetches(c *kfake.Cluster, records func(offset int64) []byte) {
+	c.ControlKey(int16(kmsg.Fetch), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		req := kreq.(*kmsg.FetchRequest)
+		res := req.ResponseKind().(*kmsg.FetchResponse)
+		rt := kmsg.NewFetchResponseTopic()
+		rt.Topic = "t"
+		rp := kmsg.NewFetchResponseTopicPartition()
+		rp.HighWatermark, rp.LastStableOffset = 1000, 1000
+		rp.RecordBatches = records(req.Topics[0].Partitions[0].FetchOffset)
+		rt.Partitions = append(rt.Partitions, rp)
+		res.Topics = append(res.Topics, rt)
+		return res, nil, true
+	})
+}
+
+// Records sent before a corrupt batch are not sent again while the fetcher
+// asks for the corrupt one.
+func TestFetcherSendsNothingTwiceBeforeABadBatch(t *testing.T) {
+	c, client := cluster(t, kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	good := fetched(t, 0, 0, []kafka.Message{{Value: []byte("a")}, {Value: []byte("b")}})
+	bad := fetched(t, 2, 0, []kafka.Message{{Value: []byte("c")}})
+	bad[len(bad)-2] ^= 0x40
+	serveFetches(c, func(offset int64) []byte {
+		if offset < 2 {
+			return append(append([]byte(nil), good...), bad...)
+		}
+		return bad
+	})
+	core, logs := observer.New(zap.WarnLevel)
+	queue := fetching(t, client.NewFetcher(), zap.New(core), "t", 0)
+	expect(t, queue, 0, []string{"a", "b"})
+	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+		n := logs.FilterMessage("fetch; retrying").Len()
+		return n >= 3, fmt.Sprintf("%d failed fetches logged, want 3", n)
+	})
+	select {
+	case m := <-queue:
+		t.Fatalf("offset %d %q sent again", m.Offset, m.Value)
+	default:
+	}
+}
+
+// A batch whose last records compaction removed keeps its last offset; the
+// next fetch begins after it, where the next batch is.
+func TestFetcherMovesPastABatchsCompactedEnd(t *testing.T) {
+	c, client := cluster(t, kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	first := compacted(t, fetched(t, 0, 0, []kafka.Message{{Value: []byte("a")}, {Value: []byte("b")}, {Value: []byte("c")}}), 9)
+	second := fetched(t, 10, 0, []kafka.Message{{Value: []byte("k")}})
+	serveFetches(c, func(offset int64) []byte {
+		if offset < 10 { // a broker reads one segment at a time
+			return first
+		}
+		return second
+	})
+	queue := fetching(t, client.NewFetcher(), zap.NewNop(), "t", 0)
+	expect(t, queue, 0, []string{"a", "b", "c"})
+	select {
+	case m := <-queue:
+		if m.Offset != 10 || string(m.Value) != "k" {
+			t.Fatalf("got %d %q, want 10 \"k\"", m.Offset, m.Value)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no record at offset 10 within 30s")
+	}
+}
+
+// compacted sets the last offset delta of the one batch in data, as a
+// broker's compaction leaves it, and its CRC.
+func compacted(t *testing.T, data []byte, lastDelta uint32) []byte {
+	t.Helper()
+	binary.BigEndian.PutUint32(data[batchLastDeltaAt:], lastDelta)
+	binary.BigEndian.PutUint32(data[batchCRCAt:], crc32Of(data[batchAttributesAt:]))
+	return data
+}
+
+// The fetcher reads brokers of every release from Kafka 0.11 on, with each
+// fetch version from 4 to 11 they answer.
+func TestFetcherSpeaksEveryVersion(t *testing.T) {
+	releases := []struct {
+		name     string
+		versions func() *kversion.Versions
+	}{{"0.11", kversion.V0_11_0}, {"1.0", kversion.V1_0_0}, {"1.1", kversion.V1_1_0}, {"2.0", kversion.V2_0_0}, {"2.1", kversion.V2_1_0}, {"2.3", kversion.V2_3_0}}
+	tried := map[int16]bool{}
+	for _, r := range releases {
+		for v := int16(fetchMinVersion); v <= fetchMaxVersion; v++ {
+			versions := r.versions()
+			if most, _ := versions.LookupMaxKeyVersion(int16(kmsg.Fetch)); most < v {
+				continue
+			}
+			versions.SetMaxKeyVersion(int16(kmsg.Fetch), v)
+			t.Run(fmt.Sprintf("%s/v%d", r.name, v), func(t *testing.T) {
+				_, client := cluster(t, kfake.NumBrokers(1), kfake.SeedTopics(1, "t"), kfake.MaxVersions(versions))
+				produceTo(t, client, "t", time.Now(), values(0, 30)...)
+				fc, err := dialFetchConn(t.Context(), client, client.Brokers[0])
+				if err != nil {
+					t.Fatal(err)
+				}
+				fc.Close()
+				if fc.version != v {
+					t.Fatalf("fetch version %d, want %d", fc.version, v)
+				}
+				tried[v] = true
+				expect(t, fetching(t, client.NewFetcher(), zap.NewNop(), "t", 5), 5, values(5, 25))
+			})
+		}
+	}
+	if len(tried) != fetchMaxVersion-fetchMinVersion+1 {
+		t.Errorf("versions tried: %v, want 4 to 11", tried)
+	}
+}
+
+// A broker that takes the connection and never answers holds a dial up no
+// longer than the dial timeout.
+func TestDialOfASilentBrokerEnds(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu       sync.Mutex
+		accepted []net.Conn
+		serving  sync.WaitGroup
+	)
+	serving.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			accepted = append(accepted, c)
+			mu.Unlock()
+			serving.Go(func() { _, _ = io.Copy(io.Discard, c) })
+		}
+	})
+	defer func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range accepted {
+			c.Close()
+		}
+		mu.Unlock()
+		serving.Wait()
+	}()
+	client := Client{Brokers: []string{ln.Addr().String()}, DialTimeout: 500 * time.Millisecond}
+	done := make(chan error, 1)
+	go func() {
+		_, err := dialFetchConn(context.Background(), client, ln.Addr().String())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a connection to a broker that never answered")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("dial still waiting 10s after its 500ms timeout")
 	}
 }

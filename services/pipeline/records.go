@@ -75,26 +75,38 @@ func (d *batchDecoder) decode(batches []byte, offset int64, emit func(kafka.Mess
 			ok  bool
 			err error
 		)
-		if batch[batchMagicAt] == 2 && size >= batchRecordsAt {
-			if crc32.Checksum(batch[batchAttributesAt:], castagnoli) != be.Uint32(batch[batchCRCAt:]) {
-				return offset, fmt.Errorf("%w at offset %d: CRC mismatch", errCorruptBatch, base)
+		if batch[batchMagicAt] != 2 || size < batchRecordsAt {
+			// An older format: kafka-go reads it.
+			if offset, ok, err = d.decodeWithKafkaGo(batch, offset, time.Time{}, emit); err != nil || !ok {
+				return offset, err
 			}
-			attrs := be.Uint16(batch[batchAttributesAt:])
-			last := base + int64(int32(be.Uint32(batch[batchLastDeltaAt:])))
-			if attrs&attrControl != 0 || last < offset {
-				offset = max(offset, last+1)
-				continue
-			}
-			if attrs&attrCompression == 0 {
-				if offset, ok, err = d.records(batch, offset, emit); err != nil || !ok {
-					return offset, err
-				}
-				continue
-			}
+			continue
 		}
-		if offset, ok, err = d.decodeWithKafkaGo(batch, offset, emit); err != nil || !ok {
+		if crc32.Checksum(batch[batchAttributesAt:], castagnoli) != be.Uint32(batch[batchCRCAt:]) {
+			return offset, fmt.Errorf("%w at offset %d: CRC mismatch", errCorruptBatch, base)
+		}
+		attrs := be.Uint16(batch[batchAttributesAt:])
+		last := base + int64(int32(be.Uint32(batch[batchLastDeltaAt:])))
+		if attrs&attrControl != 0 || last < offset {
+			offset = max(offset, last+1)
+			continue
+		}
+		switch {
+		case attrs&attrCompression == 0:
+			offset, ok, err = d.records(batch, offset, emit)
+		case attrs&attrLogAppendTime != 0:
+			offset, ok, err = d.decodeWithKafkaGo(batch, offset, time.UnixMilli(int64(be.Uint64(batch[batchMaxTimeAt:]))), emit)
+		default:
+			offset, ok, err = d.decodeWithKafkaGo(batch, offset, time.Time{}, emit)
+		}
+		if err != nil || !ok {
 			return offset, err
 		}
+		// A batch keeps its last offset when compaction removes its last
+		// records, and an empty one stays for its producer's sake: the
+		// next fetch begins after the batch either way, or it would get
+		// the same batch again.
+		offset = max(offset, last+1)
 	}
 	return offset, nil
 }
@@ -213,9 +225,10 @@ func (r *varReader) nullBytes() []byte {
 }
 
 // decodeWithKafkaGo emits the records of one batch that the fast path does
-// not read, compressed or of an older format, as kafka-go decodes them. It
-// returns false if emit did.
-func (d *batchDecoder) decodeWithKafkaGo(batch []byte, offset int64, emit func(kafka.Message) bool) (int64, bool, error) {
+// not read, compressed or of an older format, as kafka-go decodes them,
+// each at logAppendTime if it is not zero (kafka-go leaves a compressed
+// batch's records at their own times). It returns false if emit did.
+func (d *batchDecoder) decodeWithKafkaGo(batch []byte, offset int64, logAppendTime time.Time, emit func(kafka.Message) bool) (int64, bool, error) {
 	var size [4]byte
 	binary.BigEndian.PutUint32(size[:], uint32(len(batch)))
 	var rs protocol.RecordSet
@@ -238,6 +251,9 @@ func (d *batchDecoder) decodeWithKafkaGo(batch []byte, offset int64, emit func(k
 			continue
 		}
 		m := kafka.Message{Topic: d.topic, Partition: d.partition, Offset: r.Offset, Time: r.Time, Headers: r.Headers}
+		if !logAppendTime.IsZero() {
+			m.Time = logAppendTime
+		}
 		m.Key, d.slab = copyBytes(r.Key, d.slab)
 		m.Value, d.slab = copyBytes(r.Value, d.slab)
 		closeBytes(r)

@@ -169,9 +169,14 @@ func TestDecodeGivesLogAppendTimeToEveryRecord(t *testing.T) {
 	binary.BigEndian.PutUint16(data[batchAttributesAt:], attrLogAppendTime)
 	binary.BigEndian.PutUint64(data[batchMaxTimeAt:], uint64(at.Add(time.Minute).UnixMilli()))
 	binary.BigEndian.PutUint32(data[batchCRCAt:], crc32Of(data[batchAttributesAt:]))
-	got, _, err := decodeAll(t, data, 0)
-	if err != nil {
-		t.Fatal(err)
+	// So does a compressed batch, which kafka-go decodes.
+	zipped := fetched(t, 2, protocol.Gzip, []kafka.Message{{Time: at.Add(-time.Hour), Value: []byte("c")}})
+	binary.BigEndian.PutUint16(zipped[batchAttributesAt:], attrLogAppendTime|uint16(protocol.Gzip))
+	binary.BigEndian.PutUint64(zipped[batchMaxTimeAt:], uint64(at.Add(time.Minute).UnixMilli()))
+	binary.BigEndian.PutUint32(zipped[batchCRCAt:], crc32Of(zipped[batchAttributesAt:]))
+	got, _, err := decodeAll(t, append(data, zipped...), 0)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("%d records, %v; want 3", len(got), err)
 	}
 	for _, m := range got {
 		if !m.Time.Equal(at.Add(time.Minute)) {
@@ -269,6 +274,23 @@ func TestFetchResponsesOfEveryVersionAreRead(t *testing.T) {
 		}
 		if _, err := parseFetchResponse(b.Bytes()[4:], v, 77, "t", 3); err == nil {
 			t.Errorf("v%d: the answer to another request was taken", v)
+		}
+	}
+}
+
+func TestDecodeMovesPastABatchsLastOffset(t *testing.T) {
+	// Offsets 100 to 102 are left of 100 to 109, and of 110 to 111 none.
+	data := compacted(t, fetched(t, 100, 0, []kafka.Message{{Value: []byte("a")}, {Value: []byte("b")}, {Value: []byte("c")}}), 9)
+	data = append(data, compacted(t, fetched(t, 110, 0, []kafka.Message{{Value: []byte("gone")}}), 1)[:batchCountAt]...)
+	data = append(data, 0, 0, 0, 0) // no records
+	binary.BigEndian.PutUint32(data[len(data)-batchRecordsAt+batchLengthAt:], batchRecordsAt-batchLengthAt-4)
+	binary.BigEndian.PutUint32(data[len(data)-batchRecordsAt+batchCRCAt:], crc32Of(data[len(data)-batchRecordsAt+batchAttributesAt:]))
+	for _, c := range []struct {
+		from, records int64
+	}{{100, 3}, {103, 0}, {110, 0}} {
+		got, next, err := decodeAll(t, data, c.from)
+		if err != nil || int64(len(got)) != c.records || next != 112 {
+			t.Errorf("from %d: %d records, next %d, %v; want %d, next 112", c.from, len(got), next, err, c.records)
 		}
 	}
 }
