@@ -425,28 +425,7 @@ func committed(t *testing.T, client pipeline.Client, group, topic string) int64 
 // shows no lag that no record will clear.
 func TestLoopCommitsPastTransactionMarkers(t *testing.T) {
 	client, in, _ := setup(t, 1)
-	tx, err := kgo.NewClient(kgo.SeedBrokers(client.Brokers...), kgo.TransactionalID("tx_"+t.Name()), kgo.DefaultProduceTopic(in))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Close()
-	for range 2 {
-		if err := tx.BeginTransaction(); err != nil {
-			t.Fatal(err)
-		}
-		for i := range 3 {
-			if err := tx.ProduceSync(t.Context(), &kgo.Record{Partition: 0, Value: []byte(strconv.Itoa(i))}).FirstErr(); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := tx.EndTransaction(t.Context(), kgo.TryCommit); err != nil {
-			t.Fatal(err)
-		}
-	}
-	end := endOffset(t, client, in) // 6 records, 2 markers
-	if end != 8 {
-		t.Fatalf("end offset %d, want 8: 6 records and 2 markers", end)
-	}
+	end := produceTransactions(t, client, in, 2, 3)
 	st := &resumeAt{at: kafka.FirstOffset, handled: make(chan int64, 8)}
 	startLoop(t, client, in, st)
 	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
@@ -459,5 +438,52 @@ func TestLoopCommitsPastTransactionMarkers(t *testing.T) {
 	}
 	if fmt.Sprint(offsets) != "[0 1 2 4 5 6]" {
 		t.Errorf("handled offsets %v, want the records' [0 1 2 4 5 6]", offsets)
+	}
+}
+
+// produceTransactions writes n transactions of records each to topic/0
+// with a transactional franz-go producer, and returns the partition's end
+// offset: each transaction ends with a marker, which takes an offset.
+func produceTransactions(t *testing.T, client pipeline.Client, topic string, n, records int) int64 {
+	t.Helper()
+	tx, err := kgo.NewClient(kgo.SeedBrokers(client.Brokers...), kgo.TransactionalID("tx_"+t.Name()), kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	for range n {
+		if err := tx.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for i := range records {
+			if err := tx.ProduceSync(t.Context(), &kgo.Record{Partition: 0, Value: []byte(strconv.Itoa(i))}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tx.EndTransaction(t.Context(), kgo.TryCommit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	end := endOffset(t, client, topic)
+	if want := int64(n * (records + 1)); end != want {
+		t.Fatalf("end offset %d, want %d: %d records and %d markers", end, want, n*records, n)
+	}
+	return end
+}
+
+// Reading a range that ends with a transaction's marker ends: the marker
+// takes the last offset, and no record ever will.
+func TestReadRangeEndsAfterATransactionMarker(t *testing.T) {
+	client, in, _ := setup(t, 1)
+	end := produceTransactions(t, client, in, 1, 3)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	var offsets []int64
+	err := pipeline.ReadRange(ctx, client, in, 0, 0, end, func(m kafka.Message) error {
+		offsets = append(offsets, m.Offset)
+		return nil
+	})
+	if err != nil || fmt.Sprint(offsets) != "[0 1 2]" {
+		t.Fatalf("read %v, %v; want [0 1 2] and no error", offsets, err)
 	}
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -57,8 +58,76 @@ func ReadNew(ctx context.Context, client Client, topics []string, next map[strin
 }
 
 // ReadRange calls fn for the records of one partition from offset from up
-// to, not including, end.
+// to, not including, end. It reads with the stages' fetcher, so it ends at
+// end even when transaction markers, which are not records, come last. A
+// request that fails for a reason that may pass is sent again a few times;
+// any other failure is returned.
 func ReadRange(ctx context.Context, client Client, topic string, part int, from, end int64, fn func(kafka.Message) error) error {
+	f := client.NewFetcher()
+	defer f.Close()
+	var (
+		conn   *fetchConn
+		dec    = newBatchDecoder(topic, part)
+		fnErr  error
+		atEnd  bool
+		failed int
+	)
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
+	emit := func(m kafka.Message) bool {
+		if m.Offset >= end {
+			atEnd = true
+			return false
+		}
+		fnErr = fn(m)
+		return fnErr == nil
+	}
+	for b := newBackoff(50*time.Millisecond, time.Second); from < end && !atEnd; {
+		var err error
+		if conn == nil {
+			if conn, err = f.dial(ctx, topic, part); errors.Is(err, errOldBroker) {
+				return readRangeWithReader(ctx, client, topic, part, from, end, fn)
+			}
+		}
+		var records []byte
+		if err == nil {
+			records, err = conn.fetch(ctx, topic, part, from)
+		}
+		if err == nil {
+			var next int64
+			next, err = dec.decode(records, from, emit)
+			if fnErr != nil {
+				return fnErr
+			}
+			if err == nil && next == from && !atEnd && len(records) > 0 {
+				err = fmt.Errorf("the answer at offset %d holds no whole record batch", from)
+			}
+			from = next
+		}
+		if err == nil {
+			continue
+		}
+		if conn != nil {
+			conn.Close()
+			conn = nil
+		}
+		if failed++; ctx.Err() != nil || !mayPass(err) || failed > readAttempts || !b.Wait(ctx) {
+			return fmt.Errorf("read %s/%d: %w", topic, part, Denied(err, "READ", "topic", topic))
+		}
+	}
+	return nil
+}
+
+// readAttempts is how many times ReadRange sends a request again after a
+// failure that may pass.
+const readAttempts = 5
+
+// readRangeWithReader is ReadRange with kafka-go's Reader, for brokers too
+// old for the fetcher.
+func readRangeWithReader(ctx context.Context, client Client, topic string, part int, from, end int64, fn func(kafka.Message) error) error {
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers: client.Brokers, Dialer: client.Dialer(), Topic: topic, Partition: part,
 		MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 100 * time.Millisecond,
