@@ -54,22 +54,22 @@ var errPastTheEnd = errors.New("the offset to read from is past the partition's 
 // are compressed or older than record batches are decoded by kafka-go.
 type Fetcher struct {
 	client Client
-	admin  *Admin // metadata: where each partition's leader is
+	admin  *Admin // offsets: where a partition begins and ends
 }
 
 // NewFetcher returns a fetcher of the cluster's partitions, which Close
 // releases.
 func (c Client) NewFetcher() *Fetcher { return &Fetcher{client: c, admin: c.Admin()} }
 
-// Close releases the fetcher's metadata connections.
+// Close releases the fetcher's connections for offsets.
 func (f *Fetcher) Close() { f.admin.Close() }
 
 // Fetch sends the records of topic/partition from offset on to queue, in
 // order, until ctx ends, and then closes queue. A negative offset, such as
-// kafka.FirstOffset, is the partition's first record. If position is not nil, Fetch stores in
-// it, after sending the records of each response, the offset it fetches
-// from next: past those records and past any transaction markers, which
-// are not records and are never sent. A failed request is logged and sent
+// kafka.FirstOffset, is the partition's first record. If position is not
+// nil, Fetch stores in it, after sending the records of each response, the
+// offset it fetches from next: past those records and past any
+// transaction markers, which are not records and are never sent. A failed request is logged and sent
 // again, on a new connection, after a backoff: a broker that is down, a
 // leader that moved or a denied READ (logged as an error) hold the
 // partition up but never skip a record. Only records the broker no longer
@@ -432,53 +432,11 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// errShortResponse means a fetch response ended before its fields did.
-var errShortResponse = errors.New("fetch response cut short")
-
-// reader reads the fields of a response.
-type reader struct {
-	b   []byte
-	err error
-}
-
-func (r *reader) take(n int) []byte {
-	if r.err != nil || n < 0 || n > len(r.b) {
-		r.err = errShortResponse
-		return nil
-	}
-	v := r.b[:n:n]
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) int16() int16 {
-	if v := r.take(2); v != nil {
-		return int16(binary.BigEndian.Uint16(v))
-	}
-	return 0
-}
-
-func (r *reader) int32() int32 {
-	if v := r.take(4); v != nil {
-		return int32(binary.BigEndian.Uint32(v))
-	}
-	return 0
-}
-
-func (r *reader) int64() int64 {
-	if v := r.take(8); v != nil {
-		return int64(binary.BigEndian.Uint64(v))
-	}
-	return 0
-}
-
-func (r *reader) string() string { return string(r.take(int(r.int16()))) }
-
 // parseFetchResponse returns the record batches of topic/partition in a
 // fetch response of the given version and correlation id, or the error
 // the broker gave.
 func parseFetchResponse(res []byte, version int16, corr int32, topic string, partition int) ([]byte, error) {
-	r := &reader{b: res}
+	r := &fields{b: res}
 	if got := r.int32(); r.err == nil && got != corr {
 		return nil, fmt.Errorf("fetch response %d to request %d", got, corr)
 	}
@@ -513,7 +471,7 @@ func parseFetchResponse(res []byte, version int16, corr int32, topic string, par
 				rs = r.take(int(size))
 			}
 			if r.err != nil {
-				return nil, r.err
+				return nil, fmt.Errorf("fetch response: %w", r.err)
 			}
 			if name == topic && int(p) == partition {
 				if code != 0 {
@@ -524,7 +482,7 @@ func parseFetchResponse(res []byte, version int16, corr int32, topic string, par
 		}
 	}
 	if r.err != nil {
-		return nil, r.err
+		return nil, fmt.Errorf("fetch response: %w", r.err)
 	}
 	if !found {
 		return nil, fmt.Errorf("fetch response without %s/%d", topic, partition)

@@ -344,6 +344,20 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 			_ = l.commit(gen, a, uncommitted)
 		}
 	}()
+	// commit commits next, or reports that the partition is no longer this
+	// loop's to commit.
+	commit := func(next int64) bool {
+		if err := l.commit(gen, a, next); err != nil {
+			// The generation is over or the coordinator is gone: whoever
+			// owns the partition next reads these records again.
+			if ctx.Err() == nil {
+				log.Warn("commit offsets; leaving the partition to the next generation", zap.Error(err))
+			}
+			return false
+		}
+		uncommitted, committedAt = -1, time.Now()
+		return true
+	}
 	obs := l.cfg.Observer
 	if delayer != nil {
 		defer obs.Waiting(a.Partition, 0)
@@ -372,14 +386,11 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 			case <-idle.C:
 				// The position is read before the queue is seen empty:
 				// records it counts are then all handled.
-				if p := position.Load(); p > done && len(queue) == 0 {
-					if err := l.commit(gen, a, p); err != nil {
-						if ctx.Err() == nil {
-							log.Warn("commit offsets; leaving the partition to the next generation", zap.Error(err))
-						}
+				if at := position.Load(); at > done && len(queue) == 0 {
+					if !commit(at) {
 						return nil
 					}
-					done, uncommitted, committedAt = p, -1, time.Now()
+					done = at
 				}
 				continue
 			}
@@ -440,15 +451,9 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 		next := batch[len(batch)-1].Offset + 1
 		caughtUp := len(queue) == 0 && !hasHead
 		if !resumer || caughtUp || time.Since(committedAt) >= ResumerCommitInterval {
-			if err := l.commit(gen, a, next); err != nil {
-				// The generation is over or the coordinator is gone: whoever
-				// owns the partition next reads these records again.
-				if ctx.Err() == nil {
-					log.Warn("commit offsets; leaving the partition to the next generation", zap.Error(err))
-				}
+			if !commit(next) {
 				return nil
 			}
-			uncommitted, committedAt = -1, time.Now()
 		} else {
 			uncommitted = next
 		}

@@ -52,8 +52,9 @@ func newBatchDecoder(topic string, partition int) *batchDecoder {
 var errCorruptBatch = errors.New("corrupt record batch")
 
 // decode emits the records of batches at offset and after, in order, and
-// returns the offset to fetch next: past the last record emitted and past
-// control batches (transaction markers), which are not records to handle.
+// returns the offset to fetch next: past the last offset of each batch
+// read, which compaction may have left without a record, and past control
+// batches (transaction markers), which are not records to handle.
 // It stops early, without an error, when emit returns false. The last
 // batch may be cut short by the response's size limit; it is left for the
 // next fetch.
@@ -148,7 +149,7 @@ func (d *batchDecoder) record(b []byte, base, firstTs int64) (kafka.Message, []b
 		return kafka.Message{}, nil, errors.New("record length")
 	}
 	rest := b[n+int(length):]
-	r := &varReader{b: b[n : n+int(length)]}
+	r := &fields{b: b[n : n+int(length)]}
 	r.take(1) // attributes
 	tsDelta := r.varint()
 	offDelta := r.varint()
@@ -182,15 +183,20 @@ func (d *batchDecoder) record(b []byte, base, firstTs int64) (kafka.Message, []b
 	return m, rest, nil
 }
 
-// varReader reads the varint-framed fields of a record.
-type varReader struct {
+// fields reads, in order, the fields of a fetch response (big-endian
+// integers, strings of an int16 length) or of a record (varints, bytes of a
+// varint length). After the first field that is cut short or malformed it
+// reads zeros, and err says why.
+type fields struct {
 	b   []byte
 	err error
 }
 
-func (r *varReader) take(n int) []byte {
+var errCutShort = errors.New("cut short")
+
+func (r *fields) take(n int) []byte {
 	if r.err != nil || n < 0 || n > len(r.b) {
-		r.err = errors.New("record cut short")
+		r.err = errCutShort
 		return nil
 	}
 	v := r.b[:n:n]
@@ -198,7 +204,30 @@ func (r *varReader) take(n int) []byte {
 	return v
 }
 
-func (r *varReader) varint() int64 {
+func (r *fields) int16() int16 {
+	if v := r.take(2); v != nil {
+		return int16(binary.BigEndian.Uint16(v))
+	}
+	return 0
+}
+
+func (r *fields) int32() int32 {
+	if v := r.take(4); v != nil {
+		return int32(binary.BigEndian.Uint32(v))
+	}
+	return 0
+}
+
+func (r *fields) int64() int64 {
+	if v := r.take(8); v != nil {
+		return int64(binary.BigEndian.Uint64(v))
+	}
+	return 0
+}
+
+func (r *fields) string() string { return string(r.take(int(r.int16()))) }
+
+func (r *fields) varint() int64 {
 	if r.err != nil {
 		return 0
 	}
@@ -212,13 +241,13 @@ func (r *varReader) varint() int64 {
 }
 
 // nullBytes reads a length and as many bytes; length -1 is nil.
-func (r *varReader) nullBytes() []byte {
+func (r *fields) nullBytes() []byte {
 	n := r.varint()
 	if n < 0 || r.err != nil {
 		return nil
 	}
 	if n > int64(len(r.b)) {
-		r.err = errors.New("record cut short")
+		r.err = errCutShort
 		return nil
 	}
 	return r.take(int(n))
