@@ -77,16 +77,8 @@ func (f *Fetcher) Close() { f.admin.Close() }
 // many.
 func (f *Fetcher) Fetch(ctx context.Context, log *zap.Logger, topic string, partition int, offset int64, queue chan<- kafka.Message, position *atomic.Int64) {
 	defer close(queue)
-	var (
-		conn *fetchConn
-		dec  = newBatchDecoder(topic, partition)
-		b    = newBackoff(50*time.Millisecond, time.Second)
-	)
-	defer func() {
-		if conn != nil {
-			conn.Close()
-		}
-	}()
+	r := f.partitionReader(topic, partition)
+	defer r.close()
 	emit := func(m kafka.Message) bool {
 		select {
 		case queue <- m: // the usual case, without waiting
@@ -100,13 +92,10 @@ func (f *Fetcher) Fetch(ctx context.Context, log *zap.Logger, topic string, part
 			return false
 		}
 	}
+	b := newBackoff(50*time.Millisecond, time.Second)
 	// fail logs a failed request, an error an operator must fix (a denial)
-	// as an error, and waits to try again on a new connection.
+	// as an error, and waits to try again.
 	fail := func(msg string, err error) bool {
-		if conn != nil {
-			conn.Close()
-			conn = nil
-		}
 		if err = Denied(err, "READ", "topic", topic); errors.Is(err, ErrDenied) || errors.Is(err, errPastTheEnd) {
 			log.Error(msg, zap.Error(err))
 		} else {
@@ -125,79 +114,119 @@ func (f *Fetcher) Fetch(ctx context.Context, log *zap.Logger, topic string, part
 			}
 			offset = first
 		}
-		if conn == nil {
-			var err error
-			if conn, err = f.dial(ctx, topic, partition); errors.Is(err, errOldBroker) {
-				f.readWithReader(ctx, log, topic, partition, offset, emit)
-				return
-			} else if err != nil {
-				if ctx.Err() != nil || !fail("connect to the partition's leader; retrying", err) {
-					return
-				}
-				continue
-			}
-		}
-		records, err := conn.fetch(ctx, topic, partition, offset)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			if errors.Is(err, kafka.OffsetOutOfRange) {
-				first, end, lerr := f.bounds(ctx, topic, partition)
-				switch {
-				case lerr == nil && offset < first:
-					log.Warn("skipping records the broker has deleted", zap.Int64("offset", offset),
-						zap.Int64("first_offset", first), zap.Int64("skipped", first-offset))
-					offset = first
-					continue
-				case lerr == nil && offset > end:
-					// As kafka-go's Reader does, it waits for the partition
-					// to reach the offset, but says so as an error.
-					err = fmt.Errorf("%w: offset %d, end %d (was the topic deleted and made again?)", errPastTheEnd, offset, end)
-				}
-			}
-			if !fail("fetch; retrying", fmt.Errorf("%s/%d@%d: %w", topic, partition, offset, err)) {
-				return
-			}
-			continue
-		}
-		from := offset
-		next, err := dec.decode(records, offset, emit)
+		next, err := r.read(ctx, offset, emit)
 		if ctx.Err() != nil {
 			return
 		}
-		// What was sent before a bad batch stays sent: the next request
+		// What was sent before a failure stays sent: the next request
 		// begins after it.
-		if next > from {
+		if next > offset {
 			offset = next
 			if position != nil {
 				position.Store(offset)
 			}
 		}
-		if err == nil && next == from && len(records) > 0 {
-			// Brokers since Kafka 0.10.1 send a whole batch even when it
-			// is larger than the request asks for; older ones cut it.
-			err = fmt.Errorf("the answer holds no whole record batch: one is larger than the %d bytes asked for", fetchMaxBytes)
-		}
-		if err != nil {
-			if !fail("fetch; retrying", fmt.Errorf("%s/%d@%d: %w", topic, partition, offset, err)) {
-				return
-			}
+		switch {
+		case err == nil:
+			b = newBackoff(50*time.Millisecond, time.Second)
 			continue
+		case errors.Is(err, errOldBroker):
+			f.readWithReader(ctx, log, topic, partition, offset, emit)
+			return
+		case errors.Is(err, kafka.OffsetOutOfRange):
+			first, end, lerr := f.bounds(ctx, topic, partition)
+			switch {
+			case lerr == nil && offset < first:
+				log.Warn("skipping records the broker has deleted", zap.Int64("offset", offset),
+					zap.Int64("first_offset", first), zap.Int64("skipped", first-offset))
+				offset = first
+				continue
+			case lerr == nil && offset > end:
+				// As kafka-go's Reader does, it waits for the partition
+				// to reach the offset, but says so as an error.
+				err = fmt.Errorf("%w: offset %d, end %d (was the topic deleted and made again?)", errPastTheEnd, offset, end)
+			}
 		}
-		b = newBackoff(50*time.Millisecond, time.Second)
+		if !fail("fetch; retrying", fmt.Errorf("%s/%d@%d: %w", topic, partition, offset, err)) {
+			return
+		}
 	}
+}
+
+// partitionReader reads one partition, a request at a time, on a
+// connection to its leader that it makes when it has none.
+type partitionReader struct {
+	f         *Fetcher
+	topic     string
+	partition int
+	conn      *fetchConn
+	dec       *batchDecoder
+}
+
+func (f *Fetcher) partitionReader(topic string, partition int) *partitionReader {
+	return &partitionReader{f: f, topic: topic, partition: partition, dec: newBatchDecoder(topic, partition)}
+}
+
+// read asks for the records from offset on and emits them, until emit
+// returns false, and returns the offset to read from next: past what it
+// emitted and skipped, even when it fails part of the way. A failure
+// closes the connection, so that the next read makes a new one.
+// errOldBroker means the leader is too old for the fetcher.
+func (r *partitionReader) read(ctx context.Context, offset int64, emit func(kafka.Message) bool) (int64, error) {
+	next, err := r.readOnce(ctx, offset, emit)
+	if err != nil {
+		r.close()
+	}
+	return next, err
+}
+
+func (r *partitionReader) readOnce(ctx context.Context, offset int64, emit func(kafka.Message) bool) (int64, error) {
+	if r.conn == nil {
+		conn, err := r.f.dial(ctx, r.topic, r.partition)
+		if err != nil {
+			return offset, err
+		}
+		r.conn = conn
+	}
+	records, err := r.conn.fetch(ctx, r.topic, r.partition, offset)
+	if err != nil {
+		return offset, err
+	}
+	stopped := false
+	next, err := r.dec.decode(records, offset, func(m kafka.Message) bool {
+		stopped = !emit(m)
+		return !stopped
+	})
+	if err == nil && next == offset && len(records) > 0 && !stopped {
+		// Brokers since Kafka 0.10.1 send a whole batch even when it is
+		// larger than the request asks for; older ones cut it.
+		err = fmt.Errorf("the answer holds no whole record batch: one is larger than the %d bytes asked for", fetchMaxBytes)
+	}
+	return next, err
+}
+
+func (r *partitionReader) close() {
+	if r.conn != nil {
+		r.conn.Close()
+		r.conn = nil
+	}
+}
+
+// kafkaGoReader is kafka-go's Reader of a partition, for brokers too old
+// for the fetcher's requests.
+func kafkaGoReader(client Client, log *zap.Logger, topic string, partition int) *kafka.Reader {
+	return kafka.NewReader(kafka.ReaderConfig{
+		Brokers: client.Brokers, Dialer: client.Dialer(), Topic: topic, Partition: partition,
+		MinBytes: 1, MaxBytes: fetchMaxBytes, MaxWait: fetchMaxWait,
+		ReadBackoffMin: 50 * time.Millisecond, ReadBackoffMax: time.Second,
+		Logger: kafkaLogger(log, false), ErrorLogger: kafkaLogger(log, true),
+	})
 }
 
 // readWithReader reads the partition with kafka-go's Reader, for brokers
 // too old for the fetcher's requests.
 func (f *Fetcher) readWithReader(ctx context.Context, log *zap.Logger, topic string, partition int, offset int64, emit func(kafka.Message) bool) {
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: f.client.Brokers, Dialer: f.client.Dialer(), Topic: topic, Partition: partition,
-		MinBytes: 1, MaxBytes: fetchMaxBytes, MaxWait: fetchMaxWait,
-		ReadBackoffMin: 50 * time.Millisecond, ReadBackoffMax: time.Second,
-		Logger: kafkaLogger(log, false), ErrorLogger: kafkaLogger(log, true),
-	})
+	r := kafkaGoReader(f.client, log, topic, partition)
 	defer r.Close()
 	if err := r.SetOffset(offset); err != nil {
 		log.Error("set offset", zap.Int64("offset", offset), zap.Error(err))

@@ -132,7 +132,15 @@ func TestFetcherSkipsOnlyRecordsTheBrokerDeleted(t *testing.T) {
 }
 
 func TestFetcherStopsWithItsContext(t *testing.T) {
-	_, client := cluster(t, kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	c, client := cluster(t, kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	// The broker tells when the first fetch request reaches it, and then
+	// answers it as usual: with nothing to read, it holds it.
+	asked := make(chan struct{})
+	var once sync.Once
+	c.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		once.Do(func() { close(asked) })
+		return nil, nil, false
+	})
 	f := client.NewFetcher()
 	defer f.Close()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -140,9 +148,14 @@ func TestFetcherStopsWithItsContext(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		f.Fetch(ctx, zap.NewNop(), "t", 0, kafka.FirstOffset, queue, nil) // nothing to read: it waits on the broker
+		f.Fetch(ctx, zap.NewNop(), "t", 0, kafka.FirstOffset, queue, nil)
 	}()
-	time.AfterFunc(100*time.Millisecond, cancel)
+	select {
+	case <-asked:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no fetch request within 30s")
+	}
+	cancel()
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):

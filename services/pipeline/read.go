@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"go.uber.org/zap"
 )
 
 // ReadNew calls fn for every record of topics from the offsets in next
@@ -65,18 +66,13 @@ func ReadNew(ctx context.Context, client Client, topics []string, next map[strin
 func ReadRange(ctx context.Context, client Client, topic string, part int, from, end int64, fn func(kafka.Message) error) error {
 	f := client.NewFetcher()
 	defer f.Close()
+	r := f.partitionReader(topic, part)
+	defer r.close()
 	var (
-		conn   *fetchConn
-		dec    = newBatchDecoder(topic, part)
 		fnErr  error
 		atEnd  bool
 		failed int
 	)
-	defer func() {
-		if conn != nil {
-			conn.Close()
-		}
-	}()
 	emit := func(m kafka.Message) bool {
 		if m.Offset >= end {
 			atEnd = true
@@ -86,33 +82,16 @@ func ReadRange(ctx context.Context, client Client, topic string, part int, from,
 		return fnErr == nil
 	}
 	for b := newBackoff(50*time.Millisecond, time.Second); from < end && !atEnd; {
-		var err error
-		if conn == nil {
-			if conn, err = f.dial(ctx, topic, part); errors.Is(err, errOldBroker) {
-				return readRangeWithReader(ctx, client, topic, part, from, end, fn)
-			}
+		next, err := r.read(ctx, from, emit)
+		if fnErr != nil {
+			return fnErr
 		}
-		var records []byte
-		if err == nil {
-			records, err = conn.fetch(ctx, topic, part, from)
-		}
-		if err == nil {
-			var next int64
-			next, err = dec.decode(records, from, emit)
-			if fnErr != nil {
-				return fnErr
-			}
-			if err == nil && next == from && !atEnd && len(records) > 0 {
-				err = fmt.Errorf("the answer at offset %d holds no whole record batch", from)
-			}
-			from = next
-		}
-		if err == nil {
+		from = next
+		switch {
+		case err == nil:
 			continue
-		}
-		if conn != nil {
-			conn.Close()
-			conn = nil
+		case errors.Is(err, errOldBroker):
+			return readRangeWithReader(ctx, client, topic, part, from, end, fn)
 		}
 		if failed++; ctx.Err() != nil || !mayPass(err) || failed > readAttempts || !b.Wait(ctx) {
 			return fmt.Errorf("read %s/%d: %w", topic, part, Denied(err, "READ", "topic", topic))
@@ -128,10 +107,7 @@ const readAttempts = 5
 // readRangeWithReader is ReadRange with kafka-go's Reader, for brokers too
 // old for the fetcher.
 func readRangeWithReader(ctx context.Context, client Client, topic string, part int, from, end int64, fn func(kafka.Message) error) error {
-	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: client.Brokers, Dialer: client.Dialer(), Topic: topic, Partition: part,
-		MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 100 * time.Millisecond,
-	})
+	r := kafkaGoReader(client, zap.NewNop(), topic, part)
 	defer r.Close()
 	if err := r.SetOffset(from); err != nil {
 		return err
