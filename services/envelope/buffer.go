@@ -22,6 +22,89 @@ type Buffer struct {
 	// retry topic that failed together carry the same few.
 	lists    [4]parsedList
 	nextList int
+	// The error lists Failed made last, and those AppendHeaders encoded
+	// since the last Reset: the orders of a batch that fail together, at
+	// one reading of the clock, get the same list.
+	failed     [4]failedList
+	nextFailed int
+	encoded    [4]encodedList
+	nextEnc    int
+}
+
+// failedList is the list Failed made from the list before, identified by
+// its first element and length, and one failure more.
+type failedList struct {
+	before *Failure
+	n      int
+	f      Failure
+	list   []Failure
+}
+
+// encodedList is the JSON text of a list, identified as in failedList.
+type encodedList struct {
+	first *Failure
+	n     int
+	text  []byte
+}
+
+// listID identifies a list by its memory: lists are never changed once
+// made, and the buffer keeps every list it identifies reachable.
+func listID(fs []Failure) (*Failure, int) {
+	if len(fs) == 0 {
+		return nil, 0
+	}
+	return &fs[0], len(fs)
+}
+
+// failedList is the list kept when Failed made one from before and f.
+func (buf *Buffer) failedList(before []Failure, f Failure) ([]Failure, bool) {
+	if buf == nil {
+		return nil, false
+	}
+	p, n := listID(before)
+	for i := range buf.failed {
+		if e := &buf.failed[i]; e.list != nil && e.before == p && e.n == n && e.f == f {
+			return e.list, true
+		}
+	}
+	return nil, false
+}
+
+// keepFailedList remembers that Failed made list from before and f, in
+// place of the list kept longest.
+func (buf *Buffer) keepFailedList(before []Failure, f Failure, list []Failure) {
+	if buf == nil {
+		return
+	}
+	p, n := listID(before)
+	buf.failed[buf.nextFailed] = failedList{before: p, n: n, f: f, list: list}
+	buf.nextFailed = (buf.nextFailed + 1) % len(buf.failed)
+}
+
+// encodedFailures is the text of fs when the buffer encoded that list
+// since the last Reset.
+func (buf *Buffer) encodedFailures(fs []Failure) ([]byte, bool) {
+	if buf == nil || len(fs) == 0 {
+		return nil, false
+	}
+	p, n := listID(fs)
+	for i := range buf.encoded {
+		if e := &buf.encoded[i]; e.first == p && e.n == n {
+			return e.text, true
+		}
+	}
+	return nil, false
+}
+
+// keepEncodedFailures remembers that text, in the buffer's memory, is the
+// encoding of fs, until the next Reset.
+func (buf *Buffer) keepEncodedFailures(fs []Failure, text []byte) {
+	if buf == nil || len(fs) == 0 {
+		return
+	}
+	p, n := listID(fs)
+	buf.encoded[buf.nextEnc] = encodedList{first: p, n: n, text: text}
+	buf.nextEnc = (buf.nextEnc + 1) % len(buf.encoded)
 }
 
 // formattedTime is a UTC time and its RFC 3339 text, as appendRFC3339
@@ -37,6 +120,7 @@ type formattedTime struct {
 func (buf *Buffer) Reset() {
 	clear(buf.hs) // no header of the last batch stays reachable from here
 	buf.b, buf.hs = buf.b[:0], buf.hs[:0]
+	buf.encoded = [len(buf.encoded)]encodedList{} // their text is to be overwritten
 }
 
 // reserve makes room for n more bytes and k more headers. When the room

@@ -79,3 +79,56 @@ func TestBufferTimesAreThoseOfTheTimePackage(t *testing.T) {
 		}
 	}
 }
+
+// TestBufferSharesTheListsOfOrdersThatFailTogether checks that orders
+// failing together through one Buffer (the same list before, the same
+// failure) share one error list and one encoding of it, that each history
+// is still the one History.Failed makes, and that a list encoded before a
+// Reset is written again after it, not read from memory the buffer reuses.
+func TestBufferSharesTheListsOfOrdersThatFailTogether(t *testing.T) {
+	var buf envelope.Buffer
+	msgs := []string{"product fails processing: Item1", "product fails processing: Item2"}
+	for batch := range 4 {
+		// Two batches at a time fail at one time, as with a clock that
+		// did not move: they make the same lists.
+		now := t0.Add(time.Duration(batch/2) * time.Minute)
+		var hs []envelope.History
+		var written [][]envelope.Header
+		// Half the batches handle the orders of the second message first,
+		// so that after a Reset another list takes the first list's place
+		// in the buffer's memory.
+		for i := range 40 {
+			k := (i + batch) % 2
+			r := envelope.Record{Topic: "orders", Partition: 0, Offset: int64(batch*100 + i)}
+			h := buf.Failed(envelope.Begin(r), "main", now, msgs[k])
+			if want := envelope.Begin(r).Failed("main", now, msgs[k]); !reflect.DeepEqual(h, want) {
+				t.Fatalf("batch %d, order %d: through the buffer %+v, want %+v", batch, i, h, want)
+			}
+			// A retry of it: the list read back through the buffer, failing
+			// once more.
+			h.DueAt = now.Add(time.Second)
+			read, err := buf.ParseHistory(envelope.Record{Headers: h.Headers()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			again := buf.Failed(read, "retry-1", now, msgs[k])
+			if want := read.Failed("retry-1", now, msgs[k]); !reflect.DeepEqual(again, want) {
+				t.Fatalf("batch %d, order %d: retried through the buffer %+v, want %+v", batch, i, again, want)
+			}
+			hs = append(hs, h, again)
+			written = append(written, h.AppendHeaders(&buf), again.AppendHeaders(&buf))
+		}
+		for i, h := range hs {
+			if j := i % 4; i >= 4 && &h.Errors[0] != &hs[j].Errors[0] {
+				t.Fatalf("batch %d, history %d: its list is not that of history %d, which failed the same way", batch, i, j)
+			}
+			if want := h.Headers(); !reflect.DeepEqual(written[i], want) {
+				t.Fatalf("batch %d, history %d: the buffer holds\n%q\nwant\n%q", batch, i, written[i], want)
+			}
+		}
+		if &hs[0].Errors[0] == &hs[2].Errors[0] {
+			t.Fatal("orders that failed with different messages share a list")
+		}
+		buf.Reset()
+	}
+}

@@ -120,6 +120,17 @@ func parseReplays(v []byte) int {
 // Failed records one more failed attempt in stage at time at, failing
 // with the error message msg.
 func (h History) Failed(stage string, at time.Time, msg string) History {
+	return h.failed(stage, at, msg, nil)
+}
+
+// Failed is History.Failed, with the new error list shared with the other
+// histories buf saw fail the same way: the same list before, then the same
+// failure. The list must not be changed.
+func (buf *Buffer) Failed(h History, stage string, at time.Time, msg string) History {
+	return h.failed(stage, at, msg, buf)
+}
+
+func (h History) failed(stage string, at time.Time, msg string, buf *Buffer) History {
 	msg = truncate(msg, MaxErrorLen)
 	h.Attempts++
 	if h.FirstFailureAt.IsZero() {
@@ -128,6 +139,11 @@ func (h History) Failed(stage string, at time.Time, msg string) History {
 	h.LastFailureAt = at
 	h.LastStage = stage
 	h.LastError = msg
+	f := Failure{Stage: stage, Attempt: h.Attempts, At: at, Error: msg}
+	if errs, ok := buf.failedList(h.Errors, f); ok {
+		h.Errors = errs
+		return h
+	}
 	errs := make([]Failure, 0, min(len(h.Errors)+1, MaxErrors))
 	if n := len(h.Errors); n >= MaxErrors {
 		// The first failure stays: it tells when and how the order began
@@ -137,7 +153,9 @@ func (h History) Failed(stage string, at time.Time, msg string) History {
 	} else {
 		errs = append(errs, h.Errors...)
 	}
-	h.Errors = append(errs, Failure{Stage: stage, Attempt: h.Attempts, At: at, Error: msg})
+	errs = append(errs, f)
+	buf.keepFailedList(h.Errors, f, errs)
+	h.Errors = errs
 	return h
 }
 
@@ -215,7 +233,12 @@ func (h History) AppendHeaders(buf *Buffer) []Header {
 	end[iOrigin] = len(b)
 	b = buf.appendTime(b, h.DueAt)
 	end[iDueAt] = len(b)
-	b = appendFailures(b, h.Errors, buf)
+	// A list the buffer encoded before in this batch is not written again:
+	// the header shares its text.
+	errs, shared := buf.encodedFailures(h.Errors)
+	if !shared {
+		b = appendFailures(b, h.Errors, buf)
+	}
 	end[iErrors] = len(b)
 	if h.ErrorClass != "" {
 		b = append(b, h.ErrorClass...)
@@ -234,7 +257,15 @@ func (h History) AppendHeaders(buf *Buffer) []Header {
 		if i > iErrors && end[i] == 0 {
 			continue // not written
 		}
-		hs = append(hs, Header{k, b[start:end[i]:end[i]]})
+		v := b[start:end[i]:end[i]]
+		if i == iErrors {
+			if shared {
+				v = errs
+			} else {
+				buf.keepEncodedFailures(h.Errors, v)
+			}
+		}
+		hs = append(hs, Header{k, v})
 		start = end[i]
 	}
 	buf.hs = hs

@@ -194,7 +194,7 @@ func (s *Stage) decide(r envelope.Record, now time.Time, log *zap.Logger, buf *e
 	}
 	attempt := h.Attempts + 1
 	if f, failed := s.process(o, attempt); failed {
-		h = h.Failed(name, now, f.text)
+		h = buf.Failed(h, name, now, f.text)
 		h.ErrorClass = f.class
 		if !s.retry {
 			return s.deadLetter(r, h, envelope.ReasonRetriesExhausted, log)
