@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -133,11 +135,13 @@ func TestAppendBatchGivesRecordsWithoutATimeNow(t *testing.T) {
 }
 
 // fakeBrokers answers API versions with produce up to maxProduce, metadata
-// with three partitions per topic, and produce requests with the error
-// failWith(topic, partition, request number) gives, keeping what they
+// with three partitions per topic, partition p led by broker p%leaders, and
+// each partition of a produce request with the error failWith(topic,
+// partition, request number for the partition) gives, keeping what they
 // carried.
 type fakeBrokers struct {
 	maxProduce int16
+	leaders    int32 // brokers leading partitions; 0 is 1
 	versionErr error
 	unknown    map[string]bool // topics metadata calls unknown
 	empty      map[string]bool // topics metadata gives no partitions
@@ -146,6 +150,7 @@ type fakeBrokers struct {
 	mu       sync.Mutex
 	versions int
 	produced map[string][][]byte // by topic/partition, each request's records
+	requests [][]string          // the topic/partition of each produce request
 	old      []*produce.Request
 }
 
@@ -166,6 +171,10 @@ func (f *fakeBrokers) RoundTrip(_ context.Context, _ net.Addr, req kafka.Request
 		res := &metadata.Response{}
 		for _, name := range r.TopicNames {
 			t := metadata.ResponseTopic{Name: name, Partitions: make([]metadata.ResponsePartition, 3)}
+			for i := range t.Partitions {
+				t.Partitions[i].PartitionIndex = int32(i)
+				t.Partitions[i].LeaderID = int32(i) % max(f.leaders, 1)
+			}
 			if f.unknown[name] {
 				t.ErrorCode, t.Partitions = int16(kafka.UnknownTopicOrPartition), nil
 			}
@@ -176,27 +185,39 @@ func (f *fakeBrokers) RoundTrip(_ context.Context, _ net.Addr, req kafka.Request
 		}
 		return res, nil
 	case *rawproduce.Request:
-		t, p := r.Topics[0].Topic, r.Topics[0].Partitions[0].Partition
-		var b bytes.Buffer
-		if _, err := r.Topics[0].Partitions[0].RecordSet.WriteTo(&b); err != nil {
-			return nil, err
-		}
-		key := fmt.Sprintf("%s/%d", t, p)
-		if f.produced == nil {
-			f.produced = map[string][][]byte{}
-		}
-		f.produced[key] = append(f.produced[key], b.Bytes())
-		var code int16
-		if f.failWith != nil {
-			if err := f.failWith(t, p, len(f.produced[key])); err != nil {
-				var kerr kafka.Error
-				if !errors.As(err, &kerr) {
+		res := &produce.Response{}
+		var carried []string
+		for _, rt := range r.Topics {
+			t := rt.Topic
+			out := produce.ResponseTopic{Topic: t}
+			for _, rp := range rt.Partitions {
+				p := rp.Partition
+				var b bytes.Buffer
+				if _, err := rp.RecordSet.WriteTo(&b); err != nil {
 					return nil, err
 				}
-				code = int16(kerr)
+				key := fmt.Sprintf("%s/%d", t, p)
+				carried = append(carried, key)
+				if f.produced == nil {
+					f.produced = map[string][][]byte{}
+				}
+				f.produced[key] = append(f.produced[key], b.Bytes())
+				var code int16
+				if f.failWith != nil {
+					if err := f.failWith(t, p, len(f.produced[key])); err != nil {
+						var kerr kafka.Error
+						if !errors.As(err, &kerr) {
+							return nil, err
+						}
+						code = int16(kerr)
+					}
+				}
+				out.Partitions = append(out.Partitions, produce.ResponsePartition{Partition: p, ErrorCode: code})
 			}
+			res.Topics = append(res.Topics, out)
 		}
-		return &produce.Response{Topics: []produce.ResponseTopic{{Topic: t, Partitions: []produce.ResponsePartition{{Partition: p, ErrorCode: code}}}}}, nil
+		f.requests = append(f.requests, carried)
+		return res, nil
 	case *produce.Request:
 		f.old = append(f.old, r)
 		var topics []produce.ResponseTopic
@@ -439,6 +460,134 @@ func TestWriterSendsRecordBatchesTheBrokerTakes(t *testing.T) {
 			if m.Headers[j].Key != h.Key || !bytes.Equal(m.Headers[j].Value, h.Value) {
 				t.Fatalf("record %d header %d: got %v, want %v", i, j, m.Headers[j], h)
 			}
+		}
+	}
+}
+
+// oneEach is a record for each partition of topics a and b.
+func oneEach() []kafka.Message {
+	var msgs []kafka.Message
+	for _, topic := range []string{"a", "b"} {
+		for p := range 3 {
+			msgs = append(msgs, kafka.Message{Topic: topic, Partition: p, Time: at, Key: []byte(fmt.Sprint(p)), Value: []byte(topic)})
+		}
+	}
+	return msgs
+}
+
+func TestWriterSendsEachLeaderOneRequest(t *testing.T) {
+	msgs := oneEach()
+	for leaders := int32(1); leaders <= 3; leaders++ {
+		f := &fakeBrokers{maxProduce: 9, leaders: leaders}
+		w := testWriter(f, 500)
+		if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+			t.Fatal(err)
+		}
+		if len(f.requests) != int(leaders) {
+			t.Fatalf("%d leaders: %d produce requests %v, want one per leader", leaders, len(f.requests), f.requests)
+		}
+		for _, r := range f.requests {
+			lead := int32(-1)
+			for _, key := range r {
+				_, p, _ := strings.Cut(key, "/")
+				n, _ := strconv.Atoi(p)
+				if l := int32(n) % leaders; lead >= 0 && l != lead {
+					t.Fatalf("%d leaders: request %v carries partitions of different leaders", leaders, r)
+				} else {
+					lead = l
+				}
+			}
+		}
+		for _, m := range msgs {
+			key := fmt.Sprintf("%s/%d", m.Topic, m.Partition)
+			if got := f.produced[key]; len(got) != 1 || !bytes.Equal(got[0], kafkaGoBatch(t, []kafka.Message{m})) {
+				t.Fatalf("%d leaders: %s got %d batches, want its record once", leaders, key, len(got))
+			}
+		}
+	}
+}
+
+func TestWriterSendsAgainAloneWhatASharedRequestDidNotWrite(t *testing.T) {
+	msgs := oneEach()
+	t.Run("may pass", func(t *testing.T) {
+		f := &fakeBrokers{maxProduce: 9, failWith: func(topic string, p int32, n int) error {
+			if topic == "a" && p == 1 && n == 1 {
+				return kafka.NotLeaderForPartition
+			}
+			return nil
+		}}
+		w := testWriter(f, 500)
+		if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+			t.Fatal(err)
+		}
+		if len(f.requests) != 2 || len(f.requests[0]) != len(msgs) || fmt.Sprint(f.requests[1]) != "[a/1]" {
+			t.Fatalf("requests %v, want all partitions, then a/1 alone", f.requests)
+		}
+		for _, m := range msgs {
+			key := fmt.Sprintf("%s/%d", m.Topic, m.Partition)
+			want := 1
+			if key == "a/1" {
+				want = 2
+			}
+			if got := f.produced[key]; len(got) != want || !bytes.Equal(got[want-1], kafkaGoBatch(t, []kafka.Message{m})) {
+				t.Fatalf("%s sent %d times, want %d", key, len(got), want)
+			}
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		f := &fakeBrokers{maxProduce: 9, failWith: func(topic string, p int32, _ int) error {
+			if topic == "a" && p == 1 {
+				return kafka.TopicAuthorizationFailed
+			}
+			return nil
+		}}
+		w := testWriter(f, 500)
+		err := w.WriteMessages(context.Background(), msgs...)
+		var per kafka.WriteErrors
+		if !errors.As(err, &per) || len(per) != len(msgs) {
+			t.Fatalf("got %v, want an error per record", err)
+		}
+		for i, m := range msgs {
+			refused := m.Topic == "a" && m.Partition == 1
+			if refused != errors.Is(per[i], kafka.TopicAuthorizationFailed) || (!refused && per[i] != nil) {
+				t.Errorf("record %d (%s/%d): %v", i, m.Topic, m.Partition, per[i])
+			}
+			key := fmt.Sprintf("%s/%d", m.Topic, m.Partition)
+			if want := map[bool]int{true: 2, false: 1}[refused]; len(f.produced[key]) != want {
+				t.Errorf("%s sent %d times, want %d", key, len(f.produced[key]), want)
+			}
+		}
+	})
+}
+
+func TestWriterSendsAPartitionTooLargeToShareOnItsOwn(t *testing.T) {
+	var msgs []kafka.Message
+	for i := range 7 {
+		msgs = append(msgs, kafka.Message{Topic: "a", Partition: 1, Time: at, Value: []byte{byte(i)}})
+	}
+	small := []kafka.Message{{Topic: "a", Partition: 0, Time: at, Value: []byte("0")}, {Topic: "a", Partition: 2, Time: at, Value: []byte("2")}}
+	f := &fakeBrokers{maxProduce: 9}
+	w := testWriter(f, 3)
+	if err := w.WriteMessages(context.Background(), append(append([]kafka.Message{}, small[0]), append(msgs, small[1])...)...); err != nil {
+		t.Fatal(err)
+	}
+	var shared, alone int
+	for _, r := range f.requests {
+		switch fmt.Sprint(r) {
+		case "[a/0 a/2]":
+			shared++
+		case "[a/1]":
+			alone++
+		default:
+			t.Fatalf("request carried %v", r)
+		}
+	}
+	if shared != 1 || alone != 3 {
+		t.Fatalf("requests %v, want a/0 and a/2 together and a/1's seven records in three of its own", f.requests)
+	}
+	for i, part := range [][]kafka.Message{msgs[0:3], msgs[3:6], msgs[6:7]} {
+		if !bytes.Equal(f.produced["a/1"][i], kafkaGoBatch(t, part)) {
+			t.Errorf("a/1 request %d does not carry records %d to %d", i, 3*i, 3*i+len(part)-1)
 		}
 	}
 }

@@ -15,15 +15,15 @@ import (
 	"github.com/orderflow/orders/services/testkit"
 )
 
-// topicT starts a broker in this process with a topic "t" of one
-// partition, and returns a client of it.
+// topicT starts a broker in this process with a topic "t" of two
+// partitions, and returns a client of it.
 func topicT(b *testing.B) pipeline.Client {
 	brk := testkit.Broker(b, broker.Config{})
 	client := pipeline.Client{Brokers: []string{brk.Addr()}}
 	admin := client.Admin()
 	defer admin.Close()
 	if _, err := admin.CreateTopics(context.Background(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{
-		{Topic: "t", NumPartitions: 1, ReplicationFactor: 1},
+		{Topic: "t", NumPartitions: 2, ReplicationFactor: 1},
 	}}); err != nil {
 		b.Fatal(err)
 	}
@@ -35,7 +35,9 @@ func topicT(b *testing.B) pipeline.Client {
 // encoding and the broker's storing together. "failed" carries the history
 // of an order that failed in main, "failed-thrice" of one that failed in
 // main and two retry stages, "processed" what the processed topic gets,
-// and "no-headers" what a bare copy of an order writes.
+// "no-headers" what a bare copy of an order writes, and "half-failed"
+// writes processed orders to one partition and failed ones to another, one
+// in two, as the main stage does when half the orders fail.
 func BenchmarkWrite(b *testing.B) {
 	value := []byte("\x08\x31\x30\x30\x36\x0aItem3\xf6\x28\x1f\x42")
 	at := time.Date(2026, 11, 29, 18, 14, 46, 884268796, time.UTC)
@@ -49,14 +51,17 @@ func BenchmarkWrite(b *testing.B) {
 		h.DueAt = at.Add(time.Minute)
 		return h.Headers()
 	}
+	processed := []envelope.Header{{Key: envelope.HeaderAttempts, Value: []byte("1")}, {Key: envelope.HeaderProcessedBy, Value: []byte("main")}}
 	for _, c := range []struct {
 		name    string
 		headers []envelope.Header
+		half    []envelope.Header // of every other record, for partition 1
 	}{
-		{"no-headers", nil},
-		{"processed", []envelope.Header{{Key: envelope.HeaderAttempts, Value: []byte("1")}, {Key: envelope.HeaderProcessedBy, Value: []byte("main")}}},
-		{"failed", history(1)},
-		{"failed-thrice", history(3)},
+		{"no-headers", nil, nil},
+		{"processed", processed, nil},
+		{"failed", history(1), nil},
+		{"failed-thrice", history(3), nil},
+		{"half-failed", processed, history(1)},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			client := topicT(b)
@@ -66,6 +71,9 @@ func BenchmarkWrite(b *testing.B) {
 			outs := make([]envelope.Output, batch)
 			for i := range outs {
 				outs[i] = envelope.Output{Topic: "t", Partition: 0, Key: []byte(strconv.Itoa(1000 + i)), Value: value, Headers: c.headers}
+				if c.half != nil && i%2 == 1 {
+					outs[i].Partition, outs[i].Headers = 1, c.half
+				}
 			}
 			msgs := pipeline.Messages(outs)
 			b.SetBytes(int64(len(value)))

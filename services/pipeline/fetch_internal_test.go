@@ -354,3 +354,61 @@ func TestDialOfASilentBrokerEnds(t *testing.T) {
 		t.Fatal("dial still waiting 10s after its 500ms timeout")
 	}
 }
+
+// TestWriterSendsEachBrokerOneRequest writes to every partition of two
+// topics on a cluster of three brokers in one call: each broker that leads
+// some of them gets one produce request, and every partition its records,
+// in order.
+func TestWriterSendsEachBrokerOneRequest(t *testing.T) {
+	c, client := cluster(t, kfake.NumBrokers(3), kfake.SeedTopics(6, "t", "u"))
+	var (
+		mu       sync.Mutex
+		requests = map[int32]int{}
+	)
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		mu.Lock()
+		requests[c.CurrentNode()]++
+		mu.Unlock()
+		return nil, nil, false
+	})
+	w := client.NewWriter(WriterConfig{}, zap.NewNop())
+	defer w.Close()
+	var msgs []kafka.Message
+	leaders := map[int32]bool{}
+	for _, topic := range []string{"t", "u"} {
+		for p := range 6 {
+			leaders[c.LeaderFor(topic, int32(p))] = true
+			for i := range 3 {
+				msgs = append(msgs, kafka.Message{Topic: topic, Partition: p, Value: []byte(fmt.Sprintf("%s/%d/%d", topic, p, i))})
+			}
+		}
+	}
+	if err := w.WriteMessages(t.Context(), msgs...); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	got := fmt.Sprint(requests)
+	mu.Unlock()
+	want := map[int32]int{}
+	for l := range leaders {
+		want[l] = 1
+	}
+	if got != fmt.Sprint(want) {
+		t.Fatalf("produce requests by broker %s, want %v", got, want)
+	}
+	for _, topic := range []string{"t", "u"} {
+		for p := range 6 {
+			var vals []string
+			if err := ReadRange(t.Context(), client, topic, p, 0, 3, func(m kafka.Message) error {
+				vals = append(vals, string(m.Value))
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if want := fmt.Sprintf("[%[1]s/%[2]d/0 %[1]s/%[2]d/1 %[1]s/%[2]d/2]", topic, p); fmt.Sprint(vals) != want {
+				t.Fatalf("%s/%d holds %v, want %s", topic, p, vals, want)
+			}
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -14,6 +15,8 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
 	"github.com/segmentio/kafka-go/protocol/metadata"
+	"github.com/segmentio/kafka-go/protocol/produce"
+	"github.com/segmentio/kafka-go/protocol/rawproduce"
 	"go.uber.org/zap"
 )
 
@@ -45,9 +48,12 @@ func (w *WriterConfig) setDefaults() {
 // goes to the partition it names, if any, else to the one the Java client's
 // murmur2 hash of its key picks; topics are never created.
 //
-// It groups a call's records by partition, encodes each partition's
-// records as one record batch in a buffer of its own (appendBatch), and
-// sends the partitions' produce requests at once. kafka-go's Writer, which
+// It groups a call's records by partition and encodes each partition's
+// records as one record batch in a buffer of its own (appendBatch). The
+// batches of partitions led by one broker go in one produce request, as
+// the Java client sends them, and the brokers' requests go at once; a
+// partition whose batch that request did not write is sent again on its
+// own. kafka-go's Writer, which
 // it replaces, copies every record into an array sized for a whole batch,
 // hands batches between goroutines and encodes records field by field: in
 // a profile of the main stage under load, two thirds of the bytes the stage
@@ -181,8 +187,47 @@ type partRecords struct {
 	topic     string
 	partition int
 	idx       []int32
+	size      int // the most bytes its records take in a record batch
 	failed    int
 	err       error
+}
+
+// maxTogetherBytes bounds the record batches one produce request carries
+// for several partitions, far below the brokers' limit on a request
+// (socket.request.max.bytes, 100 MiB by default).
+const maxTogetherBytes = 16 << 20
+
+// together groups the parts of a call into produce requests: the parts
+// whose records one request can carry whole, by the broker that leads
+// their partitions (as the cached metadata says), and every other part on
+// its own. Each group is a list of indexes into parts.
+func (w *writer) together(parts []partRecords, topics map[string]topicMeta) [][]int {
+	if len(parts) == 1 {
+		return [][]int{{0}}
+	}
+	var (
+		groups [][]int
+		size   []int
+		leader []int32
+	)
+	for i := range parts {
+		p := &parts[i]
+		l, ok := topics[p.topic].leader(p.partition)
+		if ok && len(p.idx) <= w.batchSize && p.size <= maxRequestBytes {
+			k := slices.Index(leader, l)
+			if k >= 0 && size[k]+p.size <= maxTogetherBytes {
+				groups[k] = append(groups[k], i)
+				size[k] += p.size
+				continue
+			}
+		} else {
+			l = -1 // alone
+		}
+		groups = append(groups, []int{i})
+		size = append(size, p.size)
+		leader = append(leader, l)
+	}
+	return groups
 }
 
 // write writes msgs. When some are not written, the error is ctx's if it
@@ -192,15 +237,15 @@ func (w *writer) write(ctx context.Context, msgs []kafka.Message) error {
 	// Writer does: a call with a topic the brokers do not know writes
 	// nothing and fails with that error, kafka.UnknownTopicOrPartition,
 	// instead of writing the rest again at every retry of the caller.
-	partitions := make(map[string][]int, 2)
+	topics := make(map[string]topicMeta, 2)
 	for i := range msgs {
 		t := msgs[i].Topic
-		if _, ok := partitions[t]; !ok {
-			list, err := w.partitions(ctx, t)
+		if _, ok := topics[t]; !ok {
+			meta, err := w.partitions(ctx, t)
 			if err != nil {
 				return err
 			}
-			partitions[t] = list
+			topics[t] = meta
 		}
 	}
 	parts := make([]partRecords, 0, 4)
@@ -209,24 +254,26 @@ func (w *writer) write(ctx context.Context, msgs []kafka.Message) error {
 		m := &msgs[i]
 		p := m.Partition
 		if p < 0 {
-			p = partitioner{}.Balance(*m, partitions[m.Topic]...)
+			p = partitioner{}.Balance(*m, topics[m.Topic].ids...)
 		}
 		key := topicPartition{m.Topic, p}
 		k, ok := index[key]
 		if !ok {
 			k = len(parts)
 			index[key] = k
-			parts = append(parts, partRecords{topic: m.Topic, partition: p})
+			parts = append(parts, partRecords{topic: m.Topic, partition: p, size: batchHeaderLen})
 		}
 		parts[k].idx = append(parts[k].idx, int32(i))
+		parts[k].size += recordBound(m)
 	}
 	now := time.Now()
-	if len(parts) == 1 {
-		w.produce(ctx, msgs, &parts[0], now)
+	requests := w.together(parts, topics)
+	if len(requests) == 1 {
+		w.produceTogether(ctx, msgs, parts, requests[0], now)
 	} else {
 		var wg sync.WaitGroup
-		for i := range parts {
-			wg.Go(func() { w.produce(ctx, msgs, &parts[i], now) })
+		for _, r := range requests {
+			wg.Go(func() { w.produceTogether(ctx, msgs, parts, r, now) })
 		}
 		wg.Wait()
 	}
@@ -256,10 +303,84 @@ type topicPartition struct {
 	partition int
 }
 
+// produceTogether sends the records of the parts that group names, in one
+// produce request when there are several, and then each part that
+// request did not write on its own (produce), from its first record: a
+// broker appends a partition's record batch whole or not at all.
+func (w *writer) produceTogether(ctx context.Context, msgs []kafka.Message, parts []partRecords, group []int, now time.Time) {
+	if len(group) == 1 {
+		w.produce(ctx, msgs, &parts[group[0]], now)
+		return
+	}
+	written := w.sendTogether(ctx, msgs, parts, group, now)
+	for k, i := range group {
+		if !written[k] {
+			w.produce(ctx, msgs, &parts[i], now)
+		}
+	}
+}
+
+// sendTogether sends the parts group names in one produce request, once,
+// and reports which of them the broker wrote.
+func (w *writer) sendTogether(ctx context.Context, msgs []kafka.Message, parts []partRecords, group []int, now time.Time) []bool {
+	req := &rawproduce.Request{Acks: int16(kafka.RequireAll), Timeout: int32(writeTimeout / time.Millisecond)}
+	bufs := make([]*[]byte, len(group))
+	for k, i := range group {
+		p := &parts[i]
+		buf := batchBuffers.Get().(*[]byte)
+		*buf = appendBatch((*buf)[:0], msgs, p.idx, now)
+		bufs[k] = buf
+		t := slices.IndexFunc(req.Topics, func(t rawproduce.RequestTopic) bool { return t.Topic == p.topic })
+		if t < 0 {
+			t = len(req.Topics)
+			req.Topics = append(req.Topics, rawproduce.RequestTopic{Topic: p.topic})
+		}
+		req.Topics[t].Partitions = append(req.Topics[t].Partitions, rawproduce.RequestPartition{
+			Partition: int32(p.partition), RecordSet: protocol.RawRecordSet{Reader: bytes.NewReader(*buf)},
+		})
+	}
+	written := make([]bool, len(group))
+	rctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	r, err := w.counts.RoundTrip(rctx, w.client.Addr, req)
+	if err != nil {
+		// As in sendOnce, the buffers are left to the collector. Each part
+		// is sent again on its own, which also tells a failure that may
+		// pass from one that will not.
+		return written
+	}
+	for _, b := range bufs {
+		batchBuffers.Put(b)
+	}
+	res, ok := r.(*produce.Response)
+	if !ok {
+		return written
+	}
+	for _, t := range res.Topics {
+		for _, rp := range t.Partitions {
+			if rp.ErrorCode != 0 || len(rp.RecordErrors) != 0 {
+				continue
+			}
+			for k, i := range group {
+				if parts[i].topic == t.Topic && parts[i].partition == int(rp.Partition) {
+					written[k] = true
+				}
+			}
+		}
+	}
+	return written
+}
+
 // produce sends the records of p in order, in requests of at most
 // batchSize records and maxRequestBytes. It stops at the first request
 // that fails, so that no record is written before one that precedes it.
 func (w *writer) produce(ctx context.Context, msgs []kafka.Message, p *partRecords, now time.Time) {
+	if len(p.idx) <= w.batchSize && p.size <= maxRequestBytes {
+		if err := w.send(ctx, msgs, p.topic, p.partition, p.idx, now); err != nil {
+			p.failed, p.err = 0, err
+		}
+		return
+	}
 	for from := 0; from < len(p.idx); {
 		to, size := from, batchHeaderLen
 		for to < len(p.idx) && to-from < w.batchSize {
@@ -330,30 +451,52 @@ func mayPass(err error) bool {
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
-// partitions lists the partitions of topic, from the cached metadata.
-func (w *writer) partitions(ctx context.Context, topic string) ([]int, error) {
-	r, err := w.counts.RoundTrip(ctx, w.client.Addr, &metadata.Request{TopicNames: []string{topic}})
-	if err != nil {
-		return nil, err
+// topicMeta is what the writer knows of a topic: its partitions 0 to n-1,
+// and the cached metadata that says who leads each.
+type topicMeta struct {
+	ids  []int
+	meta *metadata.ResponseTopic
+}
+
+// leader is the broker that leads partition p, if the metadata says.
+func (t topicMeta) leader(p int) (int32, bool) {
+	if t.meta == nil {
+		return 0, false
 	}
-	n := -1
-	for _, t := range r.(*metadata.Response).Topics {
-		if t.Name == topic {
-			if t.ErrorCode != 0 {
-				return nil, kafka.Error(t.ErrorCode)
-			}
-			n = len(t.Partitions)
+	for i := range t.meta.Partitions {
+		if mp := &t.meta.Partitions[i]; int(mp.PartitionIndex) == p {
+			return mp.LeaderID, mp.ErrorCode == 0 && mp.LeaderID >= 0
 		}
 	}
-	if n <= 0 { // not in the answer, or being made or deleted
-		return nil, kafka.UnknownTopicOrPartition
+	return 0, false
+}
+
+// partitions lists the partitions of topic, from the cached metadata.
+func (w *writer) partitions(ctx context.Context, topic string) (topicMeta, error) {
+	r, err := w.counts.RoundTrip(ctx, w.client.Addr, &metadata.Request{TopicNames: []string{topic}})
+	if err != nil {
+		return topicMeta{}, err
 	}
+	var meta *metadata.ResponseTopic
+	topics := r.(*metadata.Response).Topics
+	for i := range topics {
+		if t := &topics[i]; t.Name == topic {
+			if t.ErrorCode != 0 {
+				return topicMeta{}, kafka.Error(t.ErrorCode)
+			}
+			meta = t
+		}
+	}
+	if meta == nil || len(meta.Partitions) == 0 { // not in the answer, or being made or deleted
+		return topicMeta{}, kafka.UnknownTopicOrPartition
+	}
+	n := len(meta.Partitions)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for len(w.partitionIDs) < n {
 		w.partitionIDs = append(w.partitionIDs, len(w.partitionIDs))
 	}
-	return w.partitionIDs[:n:n], nil
+	return topicMeta{ids: w.partitionIDs[:n:n], meta: meta}, nil
 }
 
 // recordBound bounds the size of m in a record batch: every varint at its
