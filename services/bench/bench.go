@@ -103,7 +103,7 @@ func (c *Config) setDefaults() {
 type Throughput struct {
 	Records int64
 	Elapsed time.Duration
-	// CPU used meanwhile by the consumer's process (for a bare loop, this
+	// CPU used meanwhile by the consumer's processes (for a bare loop, this
 	// process) and by the broker's.
 	CPU, BrokerCPU time.Duration
 }
@@ -289,12 +289,18 @@ func (r *runner) stageRun(ctx context.Context, client pipeline.Client, env []str
 		}
 		return total == r.top.Partitions, nil
 	}
-	cpu0, bcpu0 := cpuTime(ps[0].cmd.Process.Pid), cpuTime(r.broker.cmd.Process.Pid)
+	stageCPU := func() (d time.Duration) {
+		for _, p := range ps {
+			d += cpuTime(p.cmd.Process.Pid)
+		}
+		return d
+	}
+	cpu0, bcpu0 := stageCPU(), cpuTime(r.broker.cmd.Process.Pid)
 	t, err := r.measure(ctx, client, group, topic, ready)
 	if err != nil {
 		return t, 0, err
 	}
-	t.CPU, t.BrokerCPU = cpuTime(ps[0].cmd.Process.Pid)-cpu0, cpuTime(r.broker.cmd.Process.Pid)-bcpu0
+	t.CPU, t.BrokerCPU = stageCPU()-cpu0, cpuTime(r.broker.cmd.Process.Pid)-bcpu0
 	rss, err := ps[0].peakRSS()
 	return t, rss, err
 }
@@ -505,7 +511,8 @@ func (r *runner) scaling(ctx context.Context, rep *Report) error {
 			if err != nil {
 				return err
 			}
-			r.logf("  main stage, %d processes, %s: %v", n, c.name, t)
+			sc, sb := t.CPUPerRecord()
+			r.logf("  main stage, %d processes, %s: %v; CPU per record %v + broker %v", n, c.name, t, sc, sb)
 			ts = append(ts, t)
 		}
 		*c.runs = append(*c.runs, ts)

@@ -38,7 +38,7 @@ func TestBenchSmoke(t *testing.T) {
 		}
 	}
 	for _, curve := range [][][]bench.Throughput{rep.Scaling, rep.ScalingOneCore} {
-		if len(curve) != 1 || len(curve[0]) != 1 || curve[0][0].Rate() <= 0 {
+		if len(curve) != 1 || len(curve[0]) != 1 || curve[0][0].Rate() <= 0 || curve[0][0].CPU <= 0 {
 			t.Errorf("scaling: %+v", curve)
 		}
 	}

@@ -78,7 +78,17 @@ func (r Report) scalingRow(what string, curve [][]Throughput) (Row, bool) {
 	var parts []string
 	rising := true
 	for i, m := range meds {
-		parts = append(parts, fmt.Sprintf("%d: %.0f/s", r.Config.Procs[i], m))
+		var ts []Throughput
+		for _, round := range curve {
+			if i < len(round) {
+				ts = append(ts, round[i])
+			}
+		}
+		part := fmt.Sprintf("%d: %.0f/s", r.Config.Procs[i], m)
+		if c, b := medianCPU(ts); c > 0 || b > 0 {
+			part += fmt.Sprintf(" (CPU/record %.1f + %.1f µs)", c, b)
+		}
+		parts = append(parts, part)
 		if i > 0 && m < meds[i-1] {
 			rising = false
 		}
