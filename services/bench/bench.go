@@ -295,8 +295,10 @@ func (r *runner) stageRun(ctx context.Context, client pipeline.Client, env []str
 		}
 		return d
 	}
-	cpu0, bcpu0 := stageCPU(), cpuTime(r.broker.cmd.Process.Pid)
-	t, err := r.measure(ctx, client, group, topic, ready)
+	var cpu0, bcpu0 time.Duration
+	t, err := r.measure(ctx, client, group, topic, ready, func() {
+		cpu0, bcpu0 = stageCPU(), cpuTime(r.broker.cmd.Process.Pid)
+	})
 	if err != nil {
 		return t, 0, err
 	}
@@ -319,7 +321,7 @@ func (r *runner) bareRun(ctx context.Context, b bare, profile string) (Throughpu
 	ready := make(chan struct{})
 	errc := make(chan error, 1)
 	go func() { errc <- b.run(rctx, ready) }()
-	cpu0, bcpu0 := cpuTime(os.Getpid()), cpuTime(r.broker.cmd.Process.Pid)
+	var cpu0, bcpu0 time.Duration
 	t, err := r.measure(ctx, b.Client, b.Group, b.Topic, func() (bool, error) {
 		select {
 		case <-ready:
@@ -329,7 +331,7 @@ func (r *runner) bareRun(ctx context.Context, b bare, profile string) (Throughpu
 		default:
 			return false, nil
 		}
-	})
+	}, func() { cpu0, bcpu0 = cpuTime(os.Getpid()), cpuTime(r.broker.cmd.Process.Pid) })
 	t.CPU, t.BrokerCPU = cpuTime(os.Getpid())-cpu0, cpuTime(r.broker.cmd.Process.Pid)-bcpu0
 	cancel()
 	select {
@@ -341,9 +343,11 @@ func (r *runner) bareRun(ctx context.Context, b bare, profile string) (Throughpu
 }
 
 // measure waits until ready, then counts the records the group commits
-// from then until its lag is 0. Joining the group is left out of the
-// figure, for stages and bare loops alike.
-func (r *runner) measure(ctx context.Context, client pipeline.Client, group, topic string, ready func() (bool, error)) (Throughput, error) {
+// from then until its lag is 0; began is called as the count begins, for
+// the CPU time to be taken over the same span. Starting and joining the
+// group, and what processes that joined first did alone, are left out of
+// the figures, for stages and bare loops alike.
+func (r *runner) measure(ctx context.Context, client pipeline.Client, group, topic string, ready func() (bool, error), began func()) (Throughput, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -366,6 +370,7 @@ func (r *runner) measure(ctx context.Context, client pipeline.Client, group, top
 	// broker and this process accept and dial 40 connections a second.
 	a := client.Admin()
 	defer a.Close()
+	began()
 	t0 := time.Now()
 	lag0, _, err := admin.Lag(ctx, a, group, topic)
 	if err != nil {
