@@ -103,8 +103,8 @@ func (c *Config) setDefaults() {
 type Throughput struct {
 	Records int64
 	Elapsed time.Duration
-	// CPU used meanwhile by the consumer's processes (for a bare loop, this
-	// process) and by the broker's.
+	// CPU used by the consumer's processes (for a bare loop, this process)
+	// and by the broker's, over the span the records are counted in.
 	CPU, BrokerCPU time.Duration
 }
 

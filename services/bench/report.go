@@ -59,14 +59,23 @@ func (r Report) ScalingMedians(curve [][]Throughput) []float64 {
 	var out []float64
 	for i := range r.Config.Procs {
 		var rates []float64
-		for _, round := range curve {
-			if i < len(round) {
-				rates = append(rates, round[i].Rate())
-			}
+		for _, t := range column(curve, i) {
+			rates = append(rates, t.Rate())
 		}
 		out = append(out, median(rates))
 	}
 	return out
+}
+
+// column is the i-th process count's throughput of each round of curve.
+func column(curve [][]Throughput, i int) []Throughput {
+	var ts []Throughput
+	for _, round := range curve {
+		if i < len(round) {
+			ts = append(ts, round[i])
+		}
+	}
+	return ts
 }
 
 // scalingRow is row 8 for one curve.
@@ -78,14 +87,8 @@ func (r Report) scalingRow(what string, curve [][]Throughput) (Row, bool) {
 	var parts []string
 	rising := true
 	for i, m := range meds {
-		var ts []Throughput
-		for _, round := range curve {
-			if i < len(round) {
-				ts = append(ts, round[i])
-			}
-		}
 		part := fmt.Sprintf("%d: %.0f/s", r.Config.Procs[i], m)
-		if c, b := medianCPU(ts); c > 0 || b > 0 {
+		if c, b := medianCPU(column(curve, i)); c > 0 || b > 0 {
 			part += fmt.Sprintf(" (CPU/record %.1f + %.1f µs)", c, b)
 		}
 		parts = append(parts, part)

@@ -313,11 +313,13 @@ func (w *writer) produceTogether(ctx context.Context, msgs []kafka.Message, part
 		return
 	}
 	written := w.sendTogether(ctx, msgs, parts, group, now)
+	var wg sync.WaitGroup
 	for k, i := range group {
 		if !written[k] {
-			w.produce(ctx, msgs, &parts[i], now)
+			wg.Go(func() { w.produce(ctx, msgs, &parts[i], now) })
 		}
 	}
+	wg.Wait()
 }
 
 // sendTogether sends the parts group names in one produce request, once,
