@@ -320,6 +320,9 @@ func TestWriterStoppedByItsContextSaysSo(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want context.Canceled", err)
 	}
+	if len(f.requests) != 1 {
+		t.Fatalf("requests %v; want none after the context ended", f.requests)
+	}
 }
 
 func TestWriterSplitsAPartitionsRecordsInOrder(t *testing.T) {
@@ -588,6 +591,74 @@ func TestWriterSendsAPartitionTooLargeToShareOnItsOwn(t *testing.T) {
 	for i, part := range [][]kafka.Message{msgs[0:3], msgs[3:6], msgs[6:7]} {
 		if !bytes.Equal(f.produced["a/1"][i], kafkaGoBatch(t, part)) {
 			t.Errorf("a/1 request %d does not carry records %d to %d", i, 3*i, 3*i+len(part)-1)
+		}
+	}
+}
+
+// laggingReplicas is a broker that appends every batch of a produce
+// request at once but, for the first request that carries a/1, whose
+// in-sync replicas lag, answers only when the request's timeout runs out,
+// as Kafka does with acks from all replicas: a/1 timed out, the others
+// written. If the client stops waiting first, it sees no answer.
+type laggingReplicas struct{ *fakeBrokers }
+
+func (l laggingReplicas) RoundTrip(ctx context.Context, addr net.Addr, req kafka.Request) (kafka.Response, error) {
+	r, ok := req.(*rawproduce.Request)
+	slow := false
+	if ok {
+		l.mu.Lock()
+		first := len(l.produced["a/1"]) == 0
+		l.mu.Unlock()
+		for _, t := range r.Topics {
+			for _, p := range t.Partitions {
+				slow = slow || (first && t.Topic == "a" && p.Partition == 1)
+			}
+		}
+	}
+	res, err := l.fakeBrokers.RoundTrip(ctx, addr, req)
+	if err != nil || !slow {
+		return res, err
+	}
+	for i := range res.(*produce.Response).Topics {
+		t := &res.(*produce.Response).Topics[i]
+		for j := range t.Partitions {
+			if t.Topic == "a" && t.Partitions[j].Partition == 1 {
+				t.Partitions[j].ErrorCode = int16(kafka.RequestTimedOut)
+			}
+		}
+	}
+	answer := time.NewTimer(time.Duration(r.Timeout) * time.Millisecond)
+	defer answer.Stop()
+	select {
+	case <-answer.C:
+		return res, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// TestWriterHearsTheBrokerBeforeItStopsWaiting writes with a deadline of
+// a second to a broker that holds a shared request's answer for as long as
+// the request allows: the writer must give it less time than it waits
+// itself, hear which partitions were written, and send only the one that
+// timed out again.
+func TestWriterHearsTheBrokerBeforeItStopsWaiting(t *testing.T) {
+	f := &fakeBrokers{maxProduce: 9}
+	w := newWriter(kafka.TCP("fake:9092"), newPartitionCounts(laggingReplicas{f}, time.Minute), WriterConfig{BatchSize: 500}, zap.NewNop())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	msgs := oneEach()
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range msgs {
+		key := fmt.Sprintf("%s/%d", m.Topic, m.Partition)
+		want := 1
+		if key == "a/1" {
+			want = 2 // timed out on the broker: sent again
+		}
+		if got := len(f.produced[key]); got != want {
+			t.Errorf("%s sent %d times, want %d (requests %v)", key, got, want, f.requests)
 		}
 	}
 }

@@ -315,7 +315,11 @@ func (w *writer) produceTogether(ctx context.Context, msgs []kafka.Message, part
 	written := w.sendTogether(ctx, msgs, parts, group, now)
 	var wg sync.WaitGroup
 	for k, i := range group {
-		if !written[k] {
+		switch {
+		case written[k]:
+		case ctx.Err() != nil:
+			parts[i].failed, parts[i].err = 0, ctx.Err()
+		default:
 			wg.Go(func() { w.produce(ctx, msgs, &parts[i], now) })
 		}
 	}
@@ -325,7 +329,7 @@ func (w *writer) produceTogether(ctx context.Context, msgs []kafka.Message, part
 // sendTogether sends the parts group names in one produce request, once,
 // and reports which of them the broker wrote.
 func (w *writer) sendTogether(ctx context.Context, msgs []kafka.Message, parts []partRecords, group []int, now time.Time) []bool {
-	req := &rawproduce.Request{Acks: int16(kafka.RequireAll), Timeout: int32(writeTimeout / time.Millisecond)}
+	req := &rawproduce.Request{Acks: int16(kafka.RequireAll)}
 	bufs := make([]*[]byte, len(group))
 	for k, i := range group {
 		p := &parts[i]
@@ -344,6 +348,13 @@ func (w *writer) sendTogether(ctx context.Context, msgs []kafka.Message, parts [
 	written := make([]bool, len(group))
 	rctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
+	// The broker gets half the time left, as kafka-go's Client gives it:
+	// a partition whose replicas lag then times out on the broker, which
+	// answers for the others, before the writer stops waiting and has to
+	// send every partition of the request again.
+	if d, ok := rctx.Deadline(); ok {
+		req.Timeout = int32(max(time.Until(d)/2, time.Millisecond) / time.Millisecond)
+	}
 	r, err := w.counts.RoundTrip(rctx, w.client.Addr, req)
 	if err != nil {
 		// As in sendOnce, the buffers are left to the collector. Each part
