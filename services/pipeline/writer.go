@@ -213,7 +213,7 @@ func (w *writer) together(parts []partRecords, topics map[string]topicMeta) [][]
 	for i := range parts {
 		p := &parts[i]
 		l, ok := topics[p.topic].leader(p.partition)
-		if ok && len(p.idx) <= w.batchSize && p.size <= maxRequestBytes {
+		if ok && w.oneRequest(p) {
 			k := slices.Index(leader, l)
 			if k >= 0 && size[k]+p.size <= maxTogetherBytes {
 				groups[k] = append(groups[k], i)
@@ -230,8 +230,15 @@ func (w *writer) together(parts []partRecords, topics map[string]topicMeta) [][]
 	return groups
 }
 
-// write writes msgs. When some are not written, the error is ctx's if it
-// ended, else a kafka.WriteErrors.
+// oneRequest reports whether one produce request can carry all of p's
+// records.
+func (w *writer) oneRequest(p *partRecords) bool {
+	return len(p.idx) <= w.batchSize && p.size <= maxRequestBytes
+}
+
+// write writes msgs. When some are not written, the error is that of
+// looking up a topic (and none was written), ctx's if it ended, or a
+// kafka.WriteErrors.
 func (w *writer) write(ctx context.Context, msgs []kafka.Message) error {
 	// Every topic of the call is looked up first, once, as kafka-go's
 	// Writer does: a call with a topic the brokers do not know writes
@@ -388,7 +395,7 @@ func (w *writer) sendTogether(ctx context.Context, msgs []kafka.Message, parts [
 // batchSize records and maxRequestBytes. It stops at the first request
 // that fails, so that no record is written before one that precedes it.
 func (w *writer) produce(ctx context.Context, msgs []kafka.Message, p *partRecords, now time.Time) {
-	if len(p.idx) <= w.batchSize && p.size <= maxRequestBytes {
+	if w.oneRequest(p) { // most calls: no need to size each record again
 		if err := w.send(ctx, msgs, p.topic, p.partition, p.idx, now); err != nil {
 			p.failed, p.err = 0, err
 		}
