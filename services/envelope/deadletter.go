@@ -12,6 +12,10 @@ const (
 	ReasonUndecodable      = "undecodable"
 	ReasonInvalid          = "invalid"
 	ReasonBadHeaders       = "bad_headers"
+	// ReasonOutputRefused: the broker refused for good what the stage
+	// wrote for the order (a record larger than the topic takes, one it
+	// calls invalid); the error names the topic and the broker's error.
+	ReasonOutputRefused = "output_refused"
 )
 
 // MaxRawValue is the most bytes of an original value a DLQ record carries.

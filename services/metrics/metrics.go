@@ -23,7 +23,8 @@ type Registry struct {
 	consumed, processed *prometheus.CounterVec
 	retried, dead       *prometheus.CounterVec
 	handling, lateness  *prometheus.HistogramVec
-	waiting             *prometheus.GaugeVec
+	waiting, held       *prometheus.GaugeVec
+	refused             *prometheus.CounterVec
 	average, count      prometheus.Gauge
 
 	mu     sync.Mutex
@@ -56,13 +57,19 @@ func New(top topology.Topology) *Registry {
 	r.waiting = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "orders_retry_waiting", Help: "Records a retry stage holds until their due time.",
 	}, []string{"stage"})
+	r.held = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "orders_partitions_held", Help: "Partitions a stage cannot go on with until an operator acts (an output refused for good with no other outcome, a denied write).",
+	}, []string{"stage"})
+	r.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "orders_outputs_refused_total", Help: "Outputs the broker refused for good, which the stage gave another outcome (the DLQ, reason output_refused).",
+	}, []string{"stage"})
 	r.average = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "orders_running_average_price", Help: "The aggregator's running average over the partitions this process owns.",
 	})
 	r.count = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "orders_aggregated_orders", Help: "Distinct orders the aggregator counted in the partitions this process owns.",
 	})
-	r.reg.MustRegister(r.consumed, r.processed, r.retried, r.dead, r.handling, r.lateness, r.waiting, r.average, r.count)
+	r.reg.MustRegister(r.consumed, r.processed, r.retried, r.dead, r.handling, r.lateness, r.waiting, r.held, r.refused, r.average, r.count)
 	return r
 }
 
@@ -78,7 +85,7 @@ func (r *Registry) SetAverage(count int64, average float64) {
 // Stage returns the observer of one stage's loop.
 func (r *Registry) Stage(name string) *Stage {
 	s := &Stage{
-		r: r, name: name, waiting: map[int]int{},
+		r: r, name: name, waiting: map[int]int{}, held: map[int]bool{},
 		consumed: r.consumed.WithLabelValues(name), handling: r.handling.WithLabelValues(name),
 		lateness:    sync.OnceValue(func() prometheus.Observer { return r.lateness.WithLabelValues(name) }),
 		retryPrefix: r.top.Orders + "_retry_",
@@ -89,12 +96,13 @@ func (r *Registry) Stage(name string) *Stage {
 	return s
 }
 
-// Ready reports whether every stage has joined its group.
+// Ready reports whether every stage has joined its group and holds no
+// partition (Stage.Holding).
 func (r *Registry) Ready() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range r.stages {
-		if !s.joined.Load() {
+		if !s.joined.Load() || s.holding.Load() > 0 {
 			return false
 		}
 	}
@@ -119,6 +127,8 @@ type Stage struct {
 
 	mu      sync.Mutex
 	waiting map[int]int
+	held    map[int]bool
+	holding atomic.Int32 // partitions held
 }
 
 // Joined marks the stage ready.
@@ -198,4 +208,22 @@ func header(o envelope.Output, key, def string) []byte {
 		}
 	}
 	return []byte(def)
+}
+
+// Refused counts an output the broker refused for good.
+func (s *Stage) Refused(error) { s.r.refused.WithLabelValues(s.name).Inc() }
+
+// Holding records whether a partition is held until an operator acts; while
+// any is, the process is not ready.
+func (s *Stage) Holding(partition int, err error) {
+	s.mu.Lock()
+	if err != nil {
+		s.held[partition] = true
+	} else {
+		delete(s.held, partition)
+	}
+	n := len(s.held)
+	s.holding.Store(int32(n))
+	s.mu.Unlock()
+	s.r.held.WithLabelValues(s.name).Set(float64(n))
 }

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,6 +73,18 @@ type Resumer interface {
 	ResumeTopic() string
 }
 
+// Refuser is implemented by partitions that give another outcome to an
+// output the broker refuses for good: a record larger than the topic
+// takes, or one it calls invalid. Retrying such a record would hold its
+// partition for ever. Refused returns what to write instead of outs[i],
+// where outs are what Handle returned for batch, or false if there is
+// nothing else to write; the loop then holds the partition, retrying, and
+// reports it (Observer.Holding). The processor stages dead-letter the
+// order with reason output_refused.
+type Refuser interface {
+	Refused(batch []envelope.Record, outs []envelope.Output, i int, err error) (envelope.Output, bool)
+}
+
 // ResumerCommitInterval is how long a Resumer's progress may go uncommitted
 // while records keep coming.
 const ResumerCommitInterval = time.Second
@@ -90,6 +106,13 @@ type Observer interface {
 	Late(late time.Duration)
 	// Waiting reports how many records of a partition wait for their due time.
 	Waiting(partition int, n int)
+	// Refused reports an output the broker refused for good, which the
+	// partition gave another outcome (Refuser).
+	Refused(err error)
+	// Holding reports that a partition cannot go on until an operator acts
+	// (an output refused for good that has no other outcome, a denied
+	// write), with the reason; nil when it goes on again.
+	Holding(partition int, err error)
 }
 
 type noObserver struct{}
@@ -98,6 +121,8 @@ func (noObserver) Joined()                                                 {}
 func (noObserver) Handled([]envelope.Record, []envelope.Output, time.Time) {}
 func (noObserver) Late(time.Duration)                                      {}
 func (noObserver) Waiting(int, int)                                        {}
+func (noObserver) Refused(error)                                           {}
+func (noObserver) Holding(int, error)                                      {}
 
 // Config is the consumer side of a stage.
 type Config struct {
@@ -169,6 +194,7 @@ type Loop struct {
 	log     *zap.Logger
 	writer  Writer
 	fetcher *Fetcher
+	admin   *Admin // commits when the generation's coordinator has moved
 
 	commitMu sync.Mutex
 	joinOnce sync.Once
@@ -189,6 +215,7 @@ func NewLoop(cfg Config, stage Stage, log *zap.Logger) (*Loop, error) {
 		log:     log,
 		writer:  cfg.Client.NewWriter(cfg.Writer, log),
 		fetcher: cfg.Client.NewFetcher(),
+		admin:   cfg.Client.Admin(),
 	}, nil
 }
 
@@ -199,10 +226,7 @@ func NewLoop(cfg Config, stage Stage, log *zap.Logger) (*Loop, error) {
 func (l *Loop) Run(ctx context.Context) error {
 	defer l.writer.Close()
 	defer l.fetcher.Close()
-	hard, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer hardCancel()
-	grace := context.AfterFunc(ctx, func() { time.AfterFunc(l.cfg.StopGrace, hardCancel) })
-	defer grace()
+	defer l.admin.Close()
 	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
 		ID:                    l.cfg.Group,
 		Brokers:               l.cfg.Client.Brokers,
@@ -239,6 +263,9 @@ func (l *Loop) Run(ctx context.Context) error {
 			if perr := l.cfg.Client.Ping(ctx); Misconfigured(perr) {
 				return perr
 			}
+			if errors.Is(err, kafka.InvalidSessionTimeout) {
+				return l.sessionTimeoutRefused(ctx, err)
+			}
 			if err = Denied(err, "READ", "group", l.cfg.Group); errors.Is(err, ErrDenied) {
 				l.log.Error("joining consumer group; retrying", zap.String("group", l.cfg.Group), zap.Error(err))
 				continue
@@ -257,7 +284,9 @@ func (l *Loop) Run(ctx context.Context) error {
 				pctx, cancel := context.WithCancel(ctx)
 				defer cancel()
 				defer context.AfterFunc(gctx, cancel)()
-				if err := l.runPartition(pctx, hard, gen, a); err != nil {
+				wctx, wcancel := l.writeContext(ctx, pctx)
+				defer wcancel()
+				if err := l.runPartition(pctx, wctx, gen, a); err != nil {
 					select {
 					case fatal <- err:
 					default:
@@ -275,11 +304,72 @@ func (l *Loop) Run(ctx context.Context) error {
 	}
 }
 
+// writeContext is the context the writes and commits of one partition's
+// batches use: it ends a grace period after part ends, so that the batch in
+// hand is still written and committed when the process stops (StopGrace)
+// or the generation ends. In the second case the grace is at most half the
+// rebalance timeout: kafka-go joins the next generation only once every
+// partition of this one has returned, and a member that joins late is
+// dropped from the group, so a write the brokers keep refusing must not
+// hold the member past it. The next owner of the partition then handles
+// the batch again.
+func (l *Loop) writeContext(process, part context.Context) (context.Context, context.CancelFunc) {
+	wctx, cancel := context.WithCancel(context.WithoutCancel(part))
+	stop := context.AfterFunc(part, func() {
+		grace := min(l.cfg.StopGrace, l.cfg.SessionTimeout/2)
+		if process.Err() != nil {
+			grace = l.cfg.StopGrace
+		}
+		time.AfterFunc(grace, cancel)
+	})
+	return wctx, func() { stop(); cancel() }
+}
+
+// sessionTimeoutRefused is the error of a group whose broker refuses the
+// session timeout: retrying would never help.
+func (l *Loop) sessionTimeoutRefused(ctx context.Context, err error) error {
+	bounds := "Kafka's defaults are group.min.session.timeout.ms=6000 and group.max.session.timeout.ms=1800000"
+	if lo, hi, ok := l.sessionBounds(ctx); ok {
+		bounds = fmt.Sprintf("the broker takes %v to %v", lo, hi)
+	}
+	return fmt.Errorf("SESSION_TIMEOUT %v: the broker refuses it for group %s (%s): %w", l.cfg.SessionTimeout, l.cfg.Group, bounds, err)
+}
+
+// sessionBounds asks a broker for the session timeouts it takes.
+func (l *Loop) sessionBounds(ctx context.Context) (lo, hi time.Duration, ok bool) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	meta, err := l.admin.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{}})
+	if err != nil || len(meta.Brokers) == 0 {
+		return 0, 0, false
+	}
+	res, err := l.admin.DescribeConfigs(ctx, &kafka.DescribeConfigsRequest{Resources: []kafka.DescribeConfigRequestResource{{
+		ResourceType: kafka.ResourceTypeBroker, ResourceName: strconv.Itoa(meta.Brokers[0].ID),
+		ConfigNames: []string{"group.min.session.timeout.ms", "group.max.session.timeout.ms"},
+	}}})
+	if err != nil || len(res.Resources) != 1 || res.Resources[0].Error != nil {
+		return 0, 0, false
+	}
+	for _, e := range res.Resources[0].ConfigEntries {
+		ms, err := strconv.ParseInt(e.ConfigValue, 10, 64)
+		if err != nil {
+			continue
+		}
+		switch e.ConfigName {
+		case "group.min.session.timeout.ms":
+			lo = time.Duration(ms) * time.Millisecond
+		case "group.max.session.timeout.ms":
+			hi = time.Duration(ms) * time.Millisecond
+		}
+	}
+	return lo, hi, lo > 0 && hi > 0
+}
+
 // runPartition is the loop of one partition for one generation. ctx ends
-// when the process stops or the generation ends; hard bounds the write and
-// commit of the batch in hand after that. It returns an error only for a
-// fatal handler failure.
-func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a Assignment) error {
+// when the process stops or the generation ends; wctx, which ends a grace
+// period later (writeContext), bounds the write and commit of the batch in
+// hand. It returns an error only for a fatal handler failure.
+func (l *Loop) runPartition(ctx, wctx context.Context, gen *kafka.Generation, a Assignment) error {
 	log := l.log.With(zap.String("topic", a.Topic), zap.Int("partition", a.Partition))
 	var (
 		p     Partition
@@ -303,7 +393,7 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 		// The stage's own state is ahead of the group (it wrote its state
 		// and died before committing): record that, or the group would
 		// show lag that no record will ever clear.
-		if err := l.commit(gen, a, start); err != nil {
+		if err := l.commit(wctx, gen, a, start); err != nil {
 			log.Warn("commit the offset the stage resumes from", zap.Int64("offset", start), zap.Error(err))
 		}
 	}
@@ -331,23 +421,24 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 
 	delayer, _ := p.(Delayer)
 	acker, _ := p.(Acker)
-	var resumeTopic string
+	w := &outputWrite{log: log, partition: a.Partition}
+	w.refuser, _ = p.(Refuser)
 	if r, ok := p.(Resumer); ok {
-		resumeTopic = r.ResumeTopic()
+		w.resume = r.ResumeTopic()
 	}
-	resumer := resumeTopic != ""
+	resumer := w.resume != ""
 	// A Resumer's handled offset waits here for its commit; whatever is left
 	// is committed on the way out, if the generation still allows it.
 	uncommitted, committedAt := int64(-1), time.Now()
 	defer func() {
 		if uncommitted >= 0 {
-			_ = l.commit(gen, a, uncommitted)
+			_ = l.commit(wctx, gen, a, uncommitted)
 		}
 	}()
 	// commit commits next, or reports that the partition is no longer this
 	// loop's to commit.
 	commit := func(next int64) bool {
-		if err := l.commit(gen, a, next); err != nil {
+		if err := l.commit(wctx, gen, a, next); err != nil {
 			// The generation is over or the coordinator is gone: whoever
 			// owns the partition next reads these records again.
 			if ctx.Err() == nil {
@@ -368,7 +459,6 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 		head    envelope.Record
 		hasHead bool
 		batch   []envelope.Record
-		msgs    []kafka.Message
 	)
 	for {
 		if ctx.Err() != nil {
@@ -441,11 +531,8 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 		if err != nil {
 			return fmt.Errorf("handle %s/%d@%d: %w", a.Topic, a.Partition, batch[0].Offset, err)
 		}
-		// The messages of one batch are done with once written: their
-		// array carries the next batch's.
-		clear(msgs)
-		msgs = appendMessages(msgs[:0], outs)
-		if !l.writeResumeLast(hard, log, msgs, resumeTopic) {
+		w.reset(batch, outs)
+		if !l.writeOutputs(wctx, w) {
 			return nil
 		}
 		next := batch[len(batch)-1].Offset + 1
@@ -468,51 +555,124 @@ func (l *Loop) runPartition(ctx, hard context.Context, gen *kafka.Generation, a 
 	}
 }
 
-// writeResumeLast writes msgs, those to topic resume (if not empty) last:
-// one at a time, in order, once the others are acknowledged.
-func (l *Loop) writeResumeLast(ctx context.Context, log *zap.Logger, msgs []kafka.Message, resume string) bool {
-	if resume == "" {
-		return l.write(ctx, log, msgs)
-	}
-	var others, last []kafka.Message
-	for _, m := range msgs {
-		if m.Topic == resume {
-			last = append(last, m)
+// outputWrite is the write of one batch's outputs, with arrays a
+// partition's batches share: the messages of one batch are done with once
+// written.
+type outputWrite struct {
+	log       *zap.Logger
+	partition int
+	resume    string // the Resumer's topic, written last; "" if none
+	refuser   Refuser
+
+	batch    []envelope.Record
+	outs     []envelope.Output
+	msgs     []kafka.Message // msgs[i] is outs[i]
+	replaced []bool          // outs[i] is a Refuser's outcome for a refused output
+	idx      []int
+	sub      []kafka.Message
+}
+
+func (w *outputWrite) reset(batch []envelope.Record, outs []envelope.Output) {
+	clear(w.msgs)
+	w.batch, w.outs = batch, outs
+	w.msgs = appendMessages(w.msgs[:0], outs)
+	w.replaced = append(w.replaced[:0], make([]bool, len(outs))...)
+}
+
+// writeOutputs writes the batch's outputs, those to the Resumer's topic
+// (if any) last: one at a time, in order, once the others are
+// acknowledged.
+func (l *Loop) writeOutputs(ctx context.Context, w *outputWrite) bool {
+	w.idx = w.idx[:0]
+	var last []int
+	for i := range w.msgs {
+		if w.resume != "" && w.msgs[i].Topic == w.resume {
+			last = append(last, i)
 		} else {
-			others = append(others, m)
+			w.idx = append(w.idx, i)
 		}
 	}
-	if !l.write(ctx, log, others) {
+	if !l.write(ctx, w, w.idx) {
 		return false
 	}
-	for i := range last {
-		if !l.write(ctx, log, last[i:i+1]) {
+	for _, i := range last {
+		if !l.write(ctx, w, []int{i}) {
 			return false
 		}
 	}
 	return true
 }
 
-// write produces msgs synchronously, retrying until every record is
-// acknowledged. It returns false if ctx ends first.
-func (l *Loop) write(ctx context.Context, log *zap.Logger, msgs []kafka.Message) bool {
-	if len(msgs) == 0 {
+// write produces the records w.msgs[i], i in idx (ascending), and returns
+// once each is acknowledged, or false if ctx ends first. Only what failed
+// is sent again: a record acknowledged once is never written twice by the
+// loop, and the writer keeps each partition's records in order. A record
+// the broker refuses for good (refusedForGood) is first sent again on its
+// own, in case only the request was too large; refused alone, it gets the
+// Refuser's outcome instead, or holds the partition, retried and
+// reported, until an operator acts. So does a denied write.
+func (l *Loop) write(ctx context.Context, w *outputWrite, idx []int) bool {
+	if len(idx) == 0 {
 		return true
 	}
+	obs := l.cfg.Observer
+	alone, held := false, false
+	defer func() {
+		if held {
+			obs.Holding(w.partition, nil)
+		}
+	}()
 	for b := NewBackoff(); ; {
-		err := l.writer.WriteMessages(ctx, msgs...)
-		if err == nil {
+		var failed []int
+		var errs []error
+		if alone {
+			failed, errs = l.sendAlone(ctx, w, idx)
+		} else {
+			failed, errs = l.send(ctx, w, idx)
+		}
+		if len(failed) == 0 {
 			return true
 		}
 		if ctx.Err() != nil {
 			return false
 		}
-		// A denial is an error an operator must fix, and is retried so that
-		// the stage resumes by itself once the ACL is granted.
-		if err := l.cfg.Client.ExplainWrite(ctx, err, msgs); errors.Is(err, ErrDenied) {
-			log.Error("produce; retrying", zap.Int("records", len(msgs)), zap.Error(err))
+		idx = failed
+		var hold error
+		for k, i := range failed {
+			err := errs[k]
+			switch {
+			case !refusedForGood(err):
+			case !alone:
+				alone = true
+			case w.refuser != nil && !w.replaced[i]:
+				out, ok := w.refuser.Refused(w.batch, w.outs, i, err)
+				if !ok {
+					hold = err
+					continue
+				}
+				w.log.Error("output refused for good; it is replaced by the stage's outcome for it",
+					zap.String("topic", w.msgs[i].Topic), zap.String("key", string(w.msgs[i].Key)),
+					zap.String("instead", out.Topic), zap.Error(err))
+				obs.Refused(err)
+				w.outs[i], w.replaced[i] = out, true
+				w.msgs[i] = message(out)
+			default:
+				hold = fmt.Errorf("output to %s refused for good, and there is no other outcome for it: %w", w.msgs[i].Topic, err)
+			}
+		}
+		if hold == nil {
+			if err := l.cfg.Client.ExplainWrite(ctx, kafka.WriteErrors(errs), w.pick(failed)); errors.Is(err, ErrDenied) {
+				hold = err
+			}
+		}
+		if hold != nil {
+			w.log.Error("produce: the partition holds until this is fixed; retrying", zap.Int("records", len(idx)), zap.Error(hold))
+			if !held {
+				obs.Holding(w.partition, hold)
+				held = true
+			}
 		} else {
-			log.Warn("produce; retrying", zap.Int("records", len(msgs)), zap.Error(err))
+			w.log.Warn("produce; retrying", zap.Int("records", len(idx)), zap.Error(errs[0]))
 		}
 		if !b.Wait(ctx) {
 			return false
@@ -520,10 +680,114 @@ func (l *Loop) write(ctx context.Context, log *zap.Logger, msgs []kafka.Message)
 	}
 }
 
-func (l *Loop) commit(gen *kafka.Generation, a Assignment, next int64) error {
+// pick returns the messages idx names, in a scratch array of w's.
+func (w *outputWrite) pick(idx []int) []kafka.Message {
+	if len(idx) == len(w.msgs) { // idx ascends: all of them
+		return w.msgs
+	}
+	clear(w.sub)
+	w.sub = w.sub[:0]
+	for _, i := range idx {
+		w.sub = append(w.sub, w.msgs[i])
+	}
+	return w.sub
+}
+
+// send writes the messages idx names in one call of the writer and returns
+// those not written, with why.
+func (l *Loop) send(ctx context.Context, w *outputWrite, idx []int) ([]int, []error) {
+	msgs := w.pick(idx)
+	err := l.writer.WriteMessages(ctx, msgs...)
+	if err == nil {
+		return nil, nil
+	}
+	var per kafka.WriteErrors
+	if errors.As(err, &per) && len(per) == len(msgs) {
+		var failed []int
+		var errs []error
+		for k, e := range per {
+			if e != nil {
+				failed, errs = append(failed, idx[k]), append(errs, e)
+			}
+		}
+		return failed, errs
+	}
+	// Nothing was written: a topic could not be looked up, or ctx ended.
+	errs := make([]error, len(idx))
+	for k := range errs {
+		errs[k] = err
+	}
+	return slices.Clone(idx), errs
+}
+
+// sendAlone writes the messages idx names one call each, in order, and
+// stops at the first that fails: the rest are not sent, so that no record
+// is written before one of its partition that precedes it.
+func (l *Loop) sendAlone(ctx context.Context, w *outputWrite, idx []int) ([]int, []error) {
+	for k, i := range idx {
+		failed, errs := l.send(ctx, w, []int{i})
+		if len(failed) == 0 {
+			continue
+		}
+		rest := slices.Clone(idx[k:])
+		for range rest[1:] {
+			errs = append(errs, errNotSent)
+		}
+		return rest, errs
+	}
+	return nil, nil
+}
+
+// errNotSent is the error of a record not sent because one before it failed.
+var errNotSent = errors.New("not sent: an earlier record of the batch failed")
+
+// refusedForGood reports whether the broker will never take the record
+// (or request) it refused with err, however often it is sent.
+func refusedForGood(err error) bool {
+	return errors.Is(err, kafka.MessageSizeTooLarge) || errors.Is(err, kafka.RecordListTooLarge) ||
+		errors.Is(err, kafka.InvalidRecord)
+}
+
+// commit commits next for a. When the generation's coordinator has moved
+// or cannot answer, it commits through whichever broker coordinates the
+// group now, until ctx ends: the generation may still be current there,
+// and a commit that gets through keeps the next owner from handling the
+// batch again.
+func (l *Loop) commit(ctx context.Context, gen *kafka.Generation, a Assignment, next int64) error {
 	l.commitMu.Lock()
-	defer l.commitMu.Unlock()
-	return gen.CommitOffsets(map[string]map[int]int64{a.Topic: {a.Partition: next}})
+	err := gen.CommitOffsets(map[string]map[int]int64{a.Topic: {a.Partition: next}})
+	l.commitMu.Unlock()
+	for b := NewBackoff(); err != nil && coordinatorMayAnswer(err); {
+		if !b.Wait(ctx) {
+			return err
+		}
+		err = l.commitAtCoordinator(ctx, gen, a, next)
+	}
+	return err
+}
+
+func (l *Loop) commitAtCoordinator(ctx context.Context, gen *kafka.Generation, a Assignment, next int64) error {
+	res, err := l.admin.OffsetCommit(ctx, &kafka.OffsetCommitRequest{
+		GroupID: gen.GroupID, GenerationID: int(gen.ID), MemberID: gen.MemberID,
+		Topics: map[string][]kafka.OffsetCommit{a.Topic: {{Partition: a.Partition, Offset: next}}},
+	})
+	if err != nil {
+		return err
+	}
+	for _, p := range res.Topics[a.Topic] {
+		if p.Error != nil {
+			return p.Error
+		}
+	}
+	return nil
+}
+
+// coordinatorMayAnswer reports whether a failed commit may succeed at the
+// group's coordinator: it moved, is loading, or the connection to it broke.
+// A commit the coordinator refuses for the generation (ILLEGAL_GENERATION,
+// UNKNOWN_MEMBER_ID, REBALANCE_IN_PROGRESS) will not.
+func coordinatorMayAnswer(err error) bool {
+	return mayPass(err) || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed)
 }
 
 // Messages converts outputs to kafka-go messages for a writer made by
@@ -534,9 +798,13 @@ func Messages(outs []envelope.Output) []kafka.Message {
 
 func appendMessages(msgs []kafka.Message, outs []envelope.Output) []kafka.Message {
 	for _, o := range outs {
-		msgs = append(msgs, kafka.Message{Topic: o.Topic, Partition: o.Partition, Key: o.Key, Value: o.Value, Headers: kafkaHeaders(o.Headers)})
+		msgs = append(msgs, message(o))
 	}
 	return msgs
+}
+
+func message(o envelope.Output) kafka.Message {
+	return kafka.Message{Topic: o.Topic, Partition: o.Partition, Key: o.Key, Value: o.Value, Headers: kafkaHeaders(o.Headers)}
 }
 
 func toRecord(m kafka.Message) envelope.Record {

@@ -107,7 +107,7 @@ func startLoop(t *testing.T, client pipeline.Client, topic string, stage pipelin
 	t.Helper()
 	loop, err := pipeline.NewLoop(pipeline.Config{
 		Client: client, Group: "g_" + t.Name(), Topic: topic,
-		Options: pipeline.Options{SessionTimeout: 3 * time.Second},
+		Options: pipeline.Options{SessionTimeout: sessionTimeout},
 	}, stage, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
 	if err != nil {
 		t.Fatal(err)
@@ -353,7 +353,7 @@ func TestResumerWritesItsResumeTopicLast(t *testing.T) {
 	core, logs := observer.New(zap.WarnLevel)
 	loop, err := pipeline.NewLoop(pipeline.Config{
 		Client: client, Group: "g_" + t.Name(), Topic: in,
-		Options: pipeline.Options{SessionTimeout: 3 * time.Second},
+		Options: pipeline.Options{SessionTimeout: sessionTimeout},
 	}, &stateAndOther{other: other, state: state}, zap.New(core))
 	if err != nil {
 		t.Fatal(err)
@@ -367,7 +367,7 @@ func TestResumerWritesItsResumeTopicLast(t *testing.T) {
 	defer func() { cancel(); <-done }()
 
 	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
-		n := logs.FilterMessage("produce; retrying").Len()
+		n := logs.FilterMessageSnippet("retrying").Len()
 		return n >= 2, "the loop tried to write the batch " + strconv.Itoa(n) + " times"
 	})
 	if n := endOffset(t, client, state); n != 0 {

@@ -73,3 +73,11 @@ func (c *partitionCounts) expire(now time.Time) {
 	}
 	c.mu.Unlock()
 }
+
+// forget drops every answer at once.
+func (c *partitionCounts) forget() {
+	c.mu.Lock()
+	clear(c.topics)
+	c.since = time.Now()
+	c.mu.Unlock()
+}

@@ -76,6 +76,8 @@ type writer struct {
 	// partitionIDs holds 0, 1, ... for the hash to pick from.
 	mu           sync.Mutex
 	partitionIDs []int
+	// refreshedAt is when the writer last forgot the cluster's layout.
+	refreshedAt time.Time
 }
 
 const (
@@ -378,7 +380,11 @@ func (w *writer) sendTogether(ctx context.Context, msgs []kafka.Message, parts [
 	}
 	for _, t := range res.Topics {
 		for _, rp := range t.Partitions {
-			if rp.ErrorCode != 0 || len(rp.RecordErrors) != 0 {
+			if rp.ErrorCode != 0 {
+				w.refreshIfMoved(kafka.Error(rp.ErrorCode), now)
+				continue
+			}
+			if len(rp.RecordErrors) != 0 {
 				continue
 			}
 			for k, i := range group {
@@ -428,11 +434,48 @@ func (w *writer) send(ctx context.Context, msgs []kafka.Message, topic string, p
 		if attempt > 0 && !b.Wait(ctx) {
 			return ctx.Err()
 		}
+		sent := time.Now()
 		if err = w.sendOnce(ctx, msgs, topic, partition, idx, now); err == nil || !mayPass(err) {
 			return err
 		}
+		w.refreshIfMoved(err, sent)
 	}
 	return err
+}
+
+// refreshIfMoved makes the writer learn the cluster's layout again at once
+// when err, the failure of a request sent at sent, says that a partition's
+// leader moved or its broker is gone. kafka-go's Transport would otherwise
+// keep sending to the old leader until its metadata expires, up to 10 s
+// later: a stall of the partition after every election. Its connection
+// pools are closed (requests in flight finish on them first), so the next
+// request opens a pool that asks for metadata before anything else. Many
+// requests failing together refresh once.
+func (w *writer) refreshIfMoved(err error, sent time.Time) {
+	if !leaderMoved(err) {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.refreshedAt.After(sent) {
+		return
+	}
+	w.refreshedAt = time.Now()
+	w.counts.forget()
+	w.closeConns()
+}
+
+// leaderMoved reports whether err says a partition's leader is elsewhere,
+// or that the broker it was sent to is gone.
+func leaderMoved(err error) bool {
+	for _, e := range []error{kafka.NotLeaderForPartition, kafka.LeaderNotAvailable, kafka.UnknownTopicOrPartition,
+		kafka.BrokerNotAvailable, kafka.FencedLeaderEpoch, kafka.UnknownLeaderEpoch, kafka.KafkaStorageError,
+		io.ErrUnexpectedEOF, io.EOF, syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.EPIPE} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 func (w *writer) sendOnce(ctx context.Context, msgs []kafka.Message, topic string, partition int, idx []int32, now time.Time) error {

@@ -137,6 +137,25 @@ func (p *partition) Handle(_ context.Context, batch []envelope.Record) ([]envelo
 	return p.outs, nil
 }
 
+// Refused dead-letters the order whose output outs[i] the broker refused
+// for good, with reason output_refused. The stage makes one output per
+// record, so it is batch[i]'s; a refused DLQ record has no other outcome.
+func (p *partition) Refused(batch []envelope.Record, outs []envelope.Output, i int, err error) (envelope.Output, bool) {
+	if i >= len(batch) || len(outs) != len(batch) || outs[i].Topic == p.Topology.DLQ {
+		return envelope.Output{}, false
+	}
+	p.once.Do(p.prepare)
+	r, now := batch[i], p.now()
+	h := envelope.Begin(r)
+	if p.Step > 0 {
+		if parsed, perr := new(envelope.Buffer).ParseHistory(r); perr == nil {
+			h = parsed
+		}
+	}
+	h = h.Failed(p.name, now, "output to "+outs[i].Topic+" refused: "+err.Error())
+	return p.deadLetter(r, h, envelope.ReasonOutputRefused, p.logAt(now)), true
+}
+
 // DueAt is when a retry record may be handled: the due time in its
 // headers. Records without a readable one are due at once, and Decide
 // dead-letters them; so does it, when due, a record whose other history

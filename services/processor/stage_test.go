@@ -3,6 +3,7 @@ package processor_test
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"math"
 	"reflect"
 	"slices"
@@ -461,5 +462,64 @@ func TestBatchLogsALinePerOrder(t *testing.T) {
 	}
 	if n := observed.FilterMessage("order processed").Len(); n != 3 {
 		t.Fatalf("%d of 6 later order processed lines kept, want 3", n)
+	}
+}
+
+// An output the broker refuses for good is dead-lettered with reason
+// output_refused, naming the topic and the broker's error; the order keeps
+// its place in the input topic and, at a retry stage, its history.
+func TestRefusedOutputIsDeadLettered(t *testing.T) {
+	top := topology.Default()
+	o := schemas.Order{OrderID: "1006", Product: "Item3", Price: 9.5}
+	main := stage(0, processor.Rule{FailProducts: []string{"Item3"}}, start)
+	p, _, err := main.Open(context.Background(), pipeline.Assignment{Topic: top.Orders})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := []envelope.Record{input(t, o)}
+	outs, err := p.Handle(context.Background(), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := p.(pipeline.Refuser); !ok {
+		t.Fatal("a stage's partition is no pipeline.Refuser")
+	}
+	retry := consumed(outs[0], 7)
+	retryStage := stage(1, processor.Rule{}, start.Add(time.Second))
+	rp, _, err := retryStage.Open(context.Background(), pipeline.Assignment{Topic: retry.Topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rOuts, err := rp.Handle(context.Background(), []envelope.Record{retry})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		p        pipeline.Partition
+		batch    []envelope.Record
+		outs     []envelope.Output
+		attempts int
+	}{{p, batch, outs, 1}, {rp, []envelope.Record{retry}, rOuts, 2}} {
+		refused := errors.New("[10] Message Size Too Large")
+		dl, ok := c.p.(pipeline.Refuser).Refused(c.batch, c.outs, 0, refused)
+		if !ok || dl.Topic != top.DLQ {
+			t.Fatalf("refused output to %s: got %v to %q, want the DLQ", c.outs[0].Topic, ok, dl.Topic)
+		}
+		if v, _ := (envelope.Record{Headers: dl.Headers}).Header(envelope.HeaderDLQReason); string(v) != envelope.ReasonOutputRefused {
+			t.Errorf("DLQ reason header %q, want %q", v, envelope.ReasonOutputRefused)
+		}
+		d, err := envelope.ParseDeadLetter(dl.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Reason != envelope.ReasonOutputRefused || !strings.Contains(d.Error, c.outs[0].Topic) || !strings.Contains(d.Error, refused.Error()) {
+			t.Errorf("dead letter reason %q, error %q: want %s naming %s and the broker's error", d.Reason, d.Error, envelope.ReasonOutputRefused, c.outs[0].Topic)
+		}
+		if d.Topic != top.Orders || d.Offset != 42 || d.Attempts != c.attempts || d.Key != o.OrderID {
+			t.Errorf("dead letter of %s/%d@%d, attempts %d, key %q: want orders@42, %d attempts, key %s", d.Topic, d.Partition, d.Offset, d.Attempts, d.Key, c.attempts, o.OrderID)
+		}
+		if _, ok := c.p.(pipeline.Refuser).Refused(c.batch, []envelope.Output{dl}, 0, refused); ok {
+			t.Error("a refused DLQ record got another outcome; it has none")
+		}
 	}
 }
