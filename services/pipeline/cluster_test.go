@@ -319,3 +319,34 @@ func TestSessionTimeoutTheBrokerRefusesStopsTheLoop(t *testing.T) {
 		t.Errorf("the error does not name the broker's least session timeout: %v", err)
 	}
 }
+
+// A commit the group's coordinator refuses as NOT_COORDINATOR (it moved)
+// reaches the coordinator of now, for the same generation: the batch it
+// covers is not handled again.
+func TestCommitReachesAMovedCoordinator(t *testing.T) {
+	c, client := cluster(t)
+	in, out := "in", "out"
+	createTopics(t, c, 1, in)
+	createTopics(t, c, 3, out)
+	const n = 100
+	produceKeys(t, client, in, n)
+	moved := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Err: kerr.NotCoordinator, Count: 1})
+	group := "g"
+	runLoop(t, pipeline.Config{Client: client, Group: group, Topic: in}, &copier{out: out})
+	testkit.Eventually(t, 60*time.Second, func() (bool, string) {
+		got := committed(t, client, group, in)
+		return got == n, "committed " + strconv.FormatInt(got, 10)
+	})
+	if moved.Hits() != 1 {
+		t.Fatalf("the coordinator refused %d commits, want 1", moved.Hits())
+	}
+	keys := countRecords(t, client, out)
+	for k, m := range keys {
+		if m > 1 {
+			t.Errorf("%s written %d times", k, m)
+		}
+	}
+	if len(keys) != n {
+		t.Fatalf("out holds %d distinct keys, want %d", len(keys), n)
+	}
+}
