@@ -40,8 +40,11 @@ const (
 // version 4; kafka-go's Reader reads the partition instead.
 var errOldBroker = errors.New("broker older than Kafka 0.11")
 
-// errPastTheEnd means a partition ends before the offset to read from.
-var errPastTheEnd = errors.New("the offset to read from is past the partition's end")
+// followFor is how long the fetcher reads from a preferred read replica
+// before it asks the leader again, which may name another: as long as
+// Kafka's consumer keeps one (metadata.max.age.ms) and franz-go
+// (RecheckPreferredReplicaInterval).
+const followFor = 5 * time.Minute
 
 // Fetcher reads partitions with fetch requests it encodes and record
 // batches it decodes itself, on a connection of its own to each
@@ -72,12 +75,14 @@ func (f *Fetcher) Close() { f.admin.Close() }
 // transaction markers, which are not records and are never sent. A failed request is logged and sent
 // again, on a new connection, after a backoff: a broker that is down, a
 // leader that moved or a denied READ (logged as an error) hold the
-// partition up but never skip a record. Only records the broker no longer
-// has are skipped, as kafka-go's Reader does, with a warning that says how
-// many.
+// partition up but never skip a record. A throttled answer is no failure:
+// the next request waits it out, on the same connection. Only records the
+// broker no longer has are skipped, as kafka-go's Reader does, with a
+// warning that says how many; a partition cut back below offset is read on
+// from its new end, with an error that says how many offsets were lost.
 func (f *Fetcher) Fetch(ctx context.Context, log *zap.Logger, topic string, partition int, offset int64, queue chan<- kafka.Message, position *atomic.Int64) {
 	defer close(queue)
-	r := f.partitionReader(topic, partition)
+	r := f.partitionReader(topic, partition, log)
 	defer r.close()
 	emit := func(m kafka.Message) bool {
 		select {
@@ -96,7 +101,7 @@ func (f *Fetcher) Fetch(ctx context.Context, log *zap.Logger, topic string, part
 	// fail logs a failed request, an error an operator must fix (a denial)
 	// as an error, and waits to try again.
 	fail := func(msg string, err error) bool {
-		if err = Denied(err, "READ", "topic", topic); errors.Is(err, ErrDenied) || errors.Is(err, errPastTheEnd) {
+		if err = Denied(err, "READ", "topic", topic); errors.Is(err, ErrDenied) {
 			log.Error(msg, zap.Error(err))
 		} else {
 			log.Warn(msg, zap.Error(err))
@@ -142,9 +147,17 @@ func (f *Fetcher) Fetch(ctx context.Context, log *zap.Logger, topic string, part
 				offset = first
 				continue
 			case lerr == nil && offset > end:
-				// As kafka-go's Reader does, it waits for the partition
-				// to reach the offset, but says so as an error.
-				err = fmt.Errorf("%w: offset %d, end %d (was the topic deleted and made again?)", errPastTheEnd, offset, end)
+				// The log lost its end (an unclean leader election, the
+				// topic deleted and made again). Waiting for it to grow
+				// back to offset, as kafka-go's Reader does, would skip
+				// every record written meanwhile.
+				log.Error("partition cut back below the offset to read from; reading on from its new end",
+					zap.Int64("offset", offset), zap.Int64("end", end), zap.Int64("lost", offset-end))
+				offset = end
+				if position != nil {
+					position.Store(offset)
+				}
+				continue
 			}
 		}
 		if !fail("fetch; retrying", fmt.Errorf("%s/%d@%d: %w", topic, partition, offset, err)) {
@@ -154,50 +167,79 @@ func (f *Fetcher) Fetch(ctx context.Context, log *zap.Logger, topic string, part
 }
 
 // partitionReader reads one partition, a request at a time, on a
-// connection to its leader that it makes when it has none.
+// connection to its leader, or to the replica the leader names, that it
+// makes when it has none.
 type partitionReader struct {
 	f         *Fetcher
+	log       *zap.Logger
 	topic     string
 	partition int
 	conn      *fetchConn
 	dec       *batchDecoder
+	// replica is the preferred read replica (KIP-392) that conn is to,
+	// since followed; -1 while conn is to the leader.
+	replica  int32
+	followed time.Time
 }
 
-func (f *Fetcher) partitionReader(topic string, partition int) *partitionReader {
-	return &partitionReader{f: f, topic: topic, partition: partition, dec: newBatchDecoder(topic, partition)}
+func (f *Fetcher) partitionReader(topic string, partition int, log *zap.Logger) *partitionReader {
+	return &partitionReader{f: f, log: log, topic: topic, partition: partition, dec: newBatchDecoder(topic, partition), replica: -1}
 }
 
 // read asks for the records from offset on and emits them, until emit
 // returns false, and returns the offset to read from next: past what it
 // emitted and skipped, even when it fails part of the way. A failure
-// closes the connection, so that the next read makes a new one.
-// errOldBroker means the leader is too old for the fetcher.
+// closes the connection, so that the next read makes a new one, to the
+// leader. errOldBroker means the leader is too old for the fetcher.
 func (r *partitionReader) read(ctx context.Context, offset int64, emit func(kafka.Message) bool) (int64, error) {
 	next, err := r.readOnce(ctx, offset, emit)
 	if err != nil {
 		r.close()
+		if r.replica >= 0 {
+			err = fmt.Errorf("read replica %d: %w", r.replica, err)
+			r.replica = -1
+		}
 	}
 	return next, err
 }
 
 func (r *partitionReader) readOnce(ctx context.Context, offset int64, emit func(kafka.Message) bool) (int64, error) {
-	if r.conn == nil {
-		conn, err := r.f.dial(ctx, r.topic, r.partition)
-		if err != nil {
+	if r.replica >= 0 && time.Since(r.followed) > followFor {
+		r.close()
+		r.replica = -1
+	}
+	var res fetchResult
+	for {
+		if r.conn == nil {
+			conn, err := r.f.dial(ctx, r.topic, r.partition, r.replica)
+			if err != nil {
+				return offset, err
+			}
+			r.conn = conn
+		}
+		var err error
+		if res, err = r.conn.fetch(ctx, r.topic, r.partition, offset); err != nil {
 			return offset, err
 		}
-		r.conn = conn
-	}
-	records, err := r.conn.fetch(ctx, r.topic, r.partition, offset)
-	if err != nil {
-		return offset, err
+		if res.replica < 0 {
+			break
+		}
+		// A leader that names a preferred read replica sends no records:
+		// this request is sent again to the replica, as franz-go does. A
+		// replica that names one in turn would send it round in circles.
+		if r.replica >= 0 {
+			return offset, fmt.Errorf("names read replica %d in turn, and sends no records", res.replica)
+		}
+		r.log.Info("reading from the preferred read replica", zap.Int32("replica", res.replica))
+		r.close()
+		r.replica, r.followed = res.replica, time.Now()
 	}
 	stopped := false
-	next, err := r.dec.decode(records, offset, func(m kafka.Message) bool {
+	next, err := r.dec.decode(res.records, offset, func(m kafka.Message) bool {
 		stopped = !emit(m)
 		return !stopped
 	})
-	if err == nil && next == offset && len(records) > 0 && !stopped {
+	if err == nil && next == offset && len(res.records) > 0 && !stopped {
 		// Brokers since Kafka 0.10.1 send a whole batch even when it is
 		// larger than the request asks for; older ones cut it.
 		err = fmt.Errorf("the answer holds no whole record batch: one is larger than the %d bytes asked for", fetchMaxBytes)
@@ -270,26 +312,42 @@ func (f *Fetcher) bounds(ctx context.Context, topic string, partition int) (firs
 	return 0, 0, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, kafka.UnknownTopicOrPartition)
 }
 
-// dial connects to the leader of topic/partition, asking a broker where it
-// is: a leader that moved is found at once, where cached metadata would
-// point to the old one until it expires.
-func (f *Fetcher) dial(ctx context.Context, topic string, partition int) (*fetchConn, error) {
+// dial connects to the leader of topic/partition, or to the replica of
+// that id if replica is not negative, asking a broker where it is: a
+// leader that moved is found at once, where cached metadata would point to
+// the old one until it expires.
+func (f *Fetcher) dial(ctx context.Context, topic string, partition int, replica int32) (*fetchConn, error) {
 	d := f.client.Dialer()
 	var err error
 	for _, b := range f.client.Brokers {
-		var leader kafka.Broker
+		var p kafka.Partition
 		lctx, cancel := context.WithTimeout(ctx, 2*f.client.dialTimeout())
-		leader, err = d.LookupLeader(lctx, "tcp", b, topic, partition)
+		p, err = d.LookupPartition(lctx, "tcp", b, topic, partition)
 		cancel()
-		if err == nil && leader.Host == "" {
+		to := p.Leader
+		if replica >= 0 {
+			to = kafka.Broker{}
+			for _, r := range p.Replicas {
+				if int32(r.ID) == replica {
+					to = r
+				}
+			}
+		}
+		switch {
+		case err == nil && to.Host == "" && replica >= 0:
+			err = fmt.Errorf("not a replica of %s/%d in the metadata", topic, partition)
+		case err == nil && to.Host == "":
 			err = kafka.LeaderNotAvailable
 		}
 		if err == nil {
-			return dialFetchConn(ctx, f.client, net.JoinHostPort(leader.Host, strconv.Itoa(leader.Port)))
+			return dialFetchConn(ctx, f.client, net.JoinHostPort(to.Host, strconv.Itoa(to.Port)))
 		}
 		if ctx.Err() != nil {
 			break
 		}
+	}
+	if replica >= 0 {
+		return nil, err
 	}
 	return nil, fmt.Errorf("leader of %s/%d: %w", topic, partition, err)
 }
@@ -303,6 +361,9 @@ type fetchConn struct {
 	version int16
 	corr    int32
 	req     []byte
+	// mutedUntil is when the broker, which throttled the last answer,
+	// reads from the connection again.
+	mutedUntil time.Time
 }
 
 // dialFetchConn connects to addr with the client's Dialer, so that TLS and
@@ -381,8 +442,24 @@ func dialFetchConn(ctx context.Context, c Client, addr string) (*fetchConn, erro
 func (c *fetchConn) Close() { c.kc.Close() }
 
 // fetch asks for the records of topic/partition from offset on and returns
-// the partition's record batches as they came, in memory of their own.
-func (c *fetchConn) fetch(ctx context.Context, topic string, partition int, offset int64) ([]byte, error) {
+// what the response says of the partition, its record batches as they
+// came, in memory of their own.
+func (c *fetchConn) fetch(ctx context.Context, topic string, partition int, offset int64) (fetchResult, error) {
+	// A broker that throttles a client answers at once, since KIP-219
+	// (fetch version 8), and then reads nothing from the connection for
+	// the throttle time; before, it held the answer back that long. The
+	// next request waits it out here, on this connection, as the Java
+	// client and franz-go do: on a new one it would escape the mute that
+	// the quota asks for.
+	if wait := time.Until(c.mutedUntil); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fetchResult{}, ctx.Err()
+		case <-t.C:
+		}
+	}
 	c.corr++
 	c.req = appendFetchRequest(c.req[:0], c.version, c.corr, topic, partition, offset)
 	deadline := time.Now().Add(fetchMaxWait + 30*time.Second)
@@ -390,29 +467,33 @@ func (c *fetchConn) fetch(ctx context.Context, topic string, partition int, offs
 		deadline = d
 	}
 	if err := c.conn.SetDeadline(deadline); err != nil {
-		return nil, err
+		return fetchResult{}, err
 	}
 	// Ending ctx cuts a request short: the connection is then closed.
 	defer context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Now()) })()
 	if _, err := c.conn.Write(c.req); err != nil {
-		return nil, err
+		return fetchResult{}, err
 	}
 	var size [4]byte
 	if _, err := io.ReadFull(c.rd, size[:]); err != nil {
-		return nil, err
+		return fetchResult{}, err
 	}
 	// A response may hold one batch larger than the request asks for, up
 	// to the topic's max.message.bytes; past 256 MiB it is no answer of a
 	// broker's.
 	n := int32(binary.BigEndian.Uint32(size[:]))
 	if n < 4 || n > 256<<20 {
-		return nil, fmt.Errorf("fetch response of %d bytes", n)
+		return fetchResult{}, fmt.Errorf("fetch response of %d bytes", n)
 	}
 	res := make([]byte, n)
 	if _, err := io.ReadFull(c.rd, res); err != nil {
-		return nil, err
+		return fetchResult{}, err
 	}
-	return parseFetchResponse(res, c.version, c.corr, topic, partition)
+	fr, err := parseFetchResponse(res, c.version, c.corr, topic, partition)
+	if fr.throttle > 0 && c.version >= 8 {
+		c.mutedUntil = time.Now().Add(fr.throttle)
+	}
+	return fr, err
 }
 
 // appendFetchRequest appends a fetch request of the given version for one
@@ -461,26 +542,45 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// parseFetchResponse returns the record batches of topic/partition in a
-// fetch response of the given version and correlation id, or the error
-// the broker gave.
-func parseFetchResponse(res []byte, version int16, corr int32, topic string, partition int) ([]byte, error) {
+// fetchResult is what a fetch response says of the partition asked for.
+type fetchResult struct {
+	records  []byte        // its record batches; none if it was left out
+	throttle time.Duration // how long the broker throttles the client for
+	replica  int32         // the preferred read replica (KIP-392, v11), or -1
+}
+
+// parseFetchResponse returns what a fetch response of the given version
+// and correlation id says of topic/partition, or the error the broker
+// gave. A response may leave the partition out: one that throttles the
+// client holds no topic at all (KafkaApis answers with an empty response
+// and the throttle time), which is no records, not a failure. Each count
+// is checked against the bytes left, so that a hostile one is refused at
+// once rather than counted through.
+func parseFetchResponse(res []byte, version int16, corr int32, topic string, partition int) (fetchResult, error) {
+	out := fetchResult{replica: -1}
 	r := &fields{b: res}
 	if got := r.int32(); r.err == nil && got != corr {
-		return nil, fmt.Errorf("fetch response %d to request %d", got, corr)
+		return out, fmt.Errorf("fetch response %d to request %d", got, corr)
 	}
-	r.int32() // throttle time
+	out.throttle = time.Duration(r.int32()) * time.Millisecond
 	if version >= 7 {
 		if code := r.int16(); code != 0 {
-			return nil, kafka.Error(code)
+			return out, kafka.Error(code)
 		}
 		r.int32() // session id
 	}
-	var records []byte
-	found := false
-	for range r.int32() {
+	// The fewest bytes a partition takes: id, error, high watermark, last
+	// stable offset, aborted transactions and the records' size.
+	partitionSize := 4 + 2 + 8 + 8 + 4 + 4
+	if version >= 5 {
+		partitionSize += 8 // log start offset
+	}
+	if version >= 11 {
+		partitionSize += 4 // preferred read replica
+	}
+	for range r.count("topics", 2+4) {
 		name := r.string()
-		for range r.int32() {
+		for range r.count("partitions", partitionSize) {
 			p := r.int32()
 			code := r.int16()
 			r.int64() // high watermark
@@ -488,11 +588,10 @@ func parseFetchResponse(res []byte, version int16, corr int32, topic string, par
 			if version >= 5 {
 				r.int64() // log start offset
 			}
-			if n := r.int32(); n > 0 { // aborted transactions
-				r.take(16 * int(n))
-			}
+			r.take(16 * r.count("aborted transactions", 16))
+			replica := int32(-1)
 			if version >= 11 {
-				r.int32() // preferred read replica
+				replica = r.int32()
 			}
 			size := r.int32()
 			var rs []byte
@@ -500,21 +599,18 @@ func parseFetchResponse(res []byte, version int16, corr int32, topic string, par
 				rs = r.take(int(size))
 			}
 			if r.err != nil {
-				return nil, fmt.Errorf("fetch response: %w", r.err)
+				return out, fmt.Errorf("fetch response: %w", r.err)
 			}
 			if name == topic && int(p) == partition {
 				if code != 0 {
-					return nil, kafka.Error(code)
+					return out, kafka.Error(code)
 				}
-				records, found = rs, true
+				out.records, out.replica = rs, replica
 			}
 		}
 	}
 	if r.err != nil {
-		return nil, fmt.Errorf("fetch response: %w", r.err)
+		return out, fmt.Errorf("fetch response: %w", r.err)
 	}
-	if !found {
-		return nil, fmt.Errorf("fetch response without %s/%d", topic, partition)
-	}
-	return records, nil
+	return out, nil
 }

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -410,5 +412,209 @@ func TestWriterSendsEachBrokerOneRequest(t *testing.T) {
 				t.Fatalf("%s/%d holds %v, want %s", topic, p, vals, want)
 			}
 		}
+	}
+}
+
+// throttleFetches answers the first n fetch requests of c as a broker over
+// its quota does since KIP-219: at once, with a throttle time and no
+// partition. It returns how long after each throttled answer the next
+// request came, as far as there was one.
+func throttleFetches(c *kfake.Cluster, n int, throttle time.Duration) func() []time.Duration {
+	var (
+		mu        sync.Mutex
+		throttled []time.Time // when each throttled answer was sent
+		gaps      []time.Duration
+	)
+	c.ControlKey(int16(kmsg.Fetch), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		mu.Lock()
+		defer mu.Unlock()
+		if len(gaps) < len(throttled) {
+			gaps = append(gaps, time.Since(throttled[len(throttled)-1]))
+		}
+		if len(throttled) == n {
+			return nil, nil, false
+		}
+		res := kreq.ResponseKind().(*kmsg.FetchResponse)
+		res.ThrottleMillis = int32(throttle / time.Millisecond)
+		throttled = append(throttled, time.Now())
+		return res, nil, true
+	})
+	return func() []time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]time.Duration(nil), gaps...)
+	}
+}
+
+// countRequests counts the requests of a key that c gets, without
+// answering them.
+func countRequests(c *kfake.Cluster, key kmsg.Key) func() int {
+	var n atomic.Int64
+	c.ControlKey(int16(key), func(kmsg.Request) (kmsg.Response, error, bool) {
+		n.Add(1)
+		return nil, nil, false
+	})
+	return func() int { return int(n.Load()) }
+}
+
+// A throttled answer is no failure: the fetcher waits the throttle out on
+// the same connection (dialling again would only escape the broker's
+// mute), says nothing, and reads on.
+func TestFetcherWaitsOutAThrottle(t *testing.T) {
+	c, client := cluster(t, kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	produceTo(t, client, "t", time.Now(), values(0, 10)...)
+	const throttle = 200 * time.Millisecond
+	gaps := throttleFetches(c, 3, throttle)
+	lookups := countRequests(c, kmsg.Metadata) // one for each connection made
+	core, logs := observer.New(zap.WarnLevel)
+	queue := fetching(t, client.NewFetcher(), zap.New(core), "t", 0)
+	expect(t, queue, 0, values(0, 10))
+	if logs.Len() > 0 {
+		t.Errorf("logged %v, want nothing", logs.All())
+	}
+	if n := lookups(); n != 1 {
+		t.Errorf("%d connections, want the one", n)
+	}
+	got := gaps()
+	if len(got) != 3 {
+		t.Fatalf("%d requests after the 3 throttled answers, want 3", len(got))
+	}
+	for i, g := range got {
+		if g < throttle {
+			t.Errorf("request %d came %v after a throttle of %v", i+2, g, throttle)
+		}
+	}
+}
+
+// ReadRange, under `orders inspect`, `orders dlq` and the aggregator's
+// restore, reads through throttled answers too.
+func TestReadRangeWaitsOutAThrottle(t *testing.T) {
+	c, client := cluster(t, kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	produceTo(t, client, "t", time.Now(), values(0, 10)...)
+	throttleFetches(c, 2, 50*time.Millisecond)
+	var got []string
+	err := ReadRange(t.Context(), client, "t", 0, 0, 10, func(m kafka.Message) error {
+		got = append(got, string(m.Value))
+		return nil
+	})
+	if err != nil || fmt.Sprint(got) != fmt.Sprint(values(0, 10)) {
+		t.Fatalf("read %v, %v; want %v", got, err, values(0, 10))
+	}
+}
+
+// A partition whose log was cut back below the offset to read from (an
+// unclean leader election, a topic deleted and made again) is read on
+// from its new end at once: waiting for the log to grow back to the old
+// offset would skip every record written meanwhile.
+func TestFetcherReadsOnFromTheNewEndOfATruncatedPartition(t *testing.T) {
+	_, client := cluster(t, kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	produceTo(t, client, "t", time.Now(), values(0, 5)...)
+	core, logs := observer.New(zap.WarnLevel)
+	// The fetcher had got to offset 50 of a log that now ends at 5.
+	queue := fetching(t, client.NewFetcher(), zap.New(core), "t", 50)
+	const msg = "partition cut back below the offset to read from; reading on from its new end"
+	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+		all := logs.All()
+		if len(all) == 0 {
+			return false, "nothing logged, want that the partition was cut back"
+		}
+		return logs.FilterMessage(msg).Len() > 0, fmt.Sprintf("logged %d entries, the last %q %v; want that the partition was cut back",
+			len(all), all[len(all)-1].Message, all[len(all)-1].ContextMap())
+	})
+	if f := logs.FilterMessage(msg).All()[0].ContextMap(); f["offset"] != int64(50) || f["end"] != int64(5) || f["lost"] != int64(45) {
+		t.Errorf("logged %v, want offset 50, end 5, lost 45", f)
+	}
+	produceTo(t, client, "t", time.Now(), values(5, 5)...)
+	expect(t, queue, 5, values(5, 5))
+}
+
+// preferReplica answers every fetch request the leader of t/0 gets with
+// the preferred read replica (KIP-392) and no records, as a broker with a
+// replica selector does, and leaves the others to c. It returns how many
+// fetch requests each broker got.
+func preferReplica(c *kfake.Cluster, leader, replica int32) func() map[int32]int {
+	var (
+		mu       sync.Mutex
+		requests = map[int32]int{}
+	)
+	c.ControlKey(int16(kmsg.Fetch), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		node := c.CurrentNode()
+		mu.Lock()
+		requests[node]++
+		mu.Unlock()
+		if node != leader {
+			return nil, nil, false
+		}
+		req := kreq.(*kmsg.FetchRequest)
+		res := req.ResponseKind().(*kmsg.FetchResponse)
+		rt := kmsg.NewFetchResponseTopic()
+		rt.Topic = "t"
+		rp := kmsg.NewFetchResponseTopicPartition()
+		rp.HighWatermark, rp.LastStableOffset = 1000, 1000
+		rp.PreferredReadReplica = replica
+		rt.Partitions = append(rt.Partitions, rp)
+		res.Topics = append(res.Topics, rt)
+		return res, nil, true
+	})
+	return func() map[int32]int {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(requests)
+	}
+}
+
+// A leader that names a preferred read replica sends no records: the
+// fetcher reads them from that replica.
+func TestFetcherReadsFromThePreferredReplica(t *testing.T) {
+	c, client := cluster(t, kfake.NumBrokers(3), kfake.SeedTopics(1, "t"))
+	produceTo(t, client, "t", time.Now(), values(0, 20)...)
+	leader := c.LeaderFor("t", 0)
+	replica := (leader + 1) % 3
+	c.SetFollowers("t", 0, []int32{replica})
+	requests := preferReplica(c, leader, replica)
+	queue := fetching(t, client.NewFetcher(), zap.NewNop(), "t", 0)
+	expect(t, queue, 0, values(0, 20))
+	produceTo(t, client, "t", time.Now(), values(20, 5)...)
+	expect(t, queue, 20, values(20, 5))
+	if got := requests(); got[leader] != 1 || got[replica] < 2 {
+		t.Errorf("fetch requests by broker %v, want the leader's 1 and the rest to replica %d", got, replica)
+	}
+}
+
+// A preferred read replica the fetcher cannot read from (one it cannot
+// find, or one that sends it elsewhere in turn) is a failure, logged and
+// waited after like any other: the broker is not asked again at once,
+// again and again.
+func TestFetcherDoesNotSpinOnAPreferredReplica(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		replica int32
+	}{{"itself", 0}, {"unknown", 9}} {
+		t.Run(c.name, func(t *testing.T) {
+			kc, client := cluster(t, kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+			requests := preferReplica(kc, kc.LeaderFor("t", 0), c.replica)
+			core, logs := observer.New(zap.WarnLevel)
+			queue := fetching(t, client.NewFetcher(), zap.New(core), "t", 0)
+			// Each failure is one round: a request to the leader and at
+			// most one to the replica, then a wait.
+			testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+				fetches := 0
+				for _, n := range requests() {
+					fetches += n
+				}
+				failures := logs.FilterMessage("fetch; retrying").Len()
+				if fetches > 2*(failures+1) {
+					t.Fatalf("%d fetch requests, %d failures logged", fetches, failures)
+				}
+				return failures >= 4, fmt.Sprintf("%d failures logged, %d fetch requests", failures, fetches)
+			})
+			select {
+			case m := <-queue:
+				t.Fatalf("a record at %d from a broker with none to give", m.Offset)
+			default:
+			}
+		})
 	}
 }

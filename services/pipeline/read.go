@@ -61,12 +61,13 @@ func ReadNew(ctx context.Context, client Client, topics []string, next map[strin
 // ReadRange calls fn for the records of one partition from offset from up
 // to, not including, end. It reads with the stages' fetcher, so it ends at
 // end even when transaction markers, which are not records, come last. A
+// throttled answer is no failure: the next request waits it out. A
 // request that fails for a reason that may pass is sent again a few times;
 // any other failure is returned.
 func ReadRange(ctx context.Context, client Client, topic string, part int, from, end int64, fn func(kafka.Message) error) error {
 	f := client.NewFetcher()
 	defer f.Close()
-	r := f.partitionReader(topic, part)
+	r := f.partitionReader(topic, part, zap.NewNop())
 	defer r.close()
 	var (
 		fnErr  error

@@ -27,6 +27,11 @@ const (
 	batchRecordsAt    = 61
 )
 
+// minRecordSize is the fewest bytes a record in a batch takes: its
+// length, attributes, time and offset deltas, key and value lengths and
+// header count, a byte each.
+const minRecordSize = 7
+
 // Batch attributes.
 const (
 	attrCompression   = 0x07
@@ -92,6 +97,11 @@ func (d *batchDecoder) decode(batches []byte, offset int64, emit func(kafka.Mess
 			offset = max(offset, last+1)
 			continue
 		}
+		// No producer writes a negative count, and kafka-go, which decodes
+		// compressed batches, would panic making a slice that long.
+		if count := int32(be.Uint32(batch[batchCountAt:])); count < 0 {
+			return offset, fmt.Errorf("%w at offset %d: %d records", errCorruptBatch, base, count)
+		}
 		switch {
 		case attrs&attrCompression == 0:
 			offset, ok, err = d.records(batch, offset, emit)
@@ -122,6 +132,9 @@ func (d *batchDecoder) records(batch []byte, offset int64, emit func(kafka.Messa
 	maxTs := int64(be.Uint64(batch[batchMaxTimeAt:]))
 	count := int(int32(be.Uint32(batch[batchCountAt:])))
 	recs := batch[batchRecordsAt:]
+	if count > len(recs)/minRecordSize {
+		return offset, false, fmt.Errorf("%w at offset %d: %d records in %d bytes", errCorruptBatch, base, count, len(recs))
+	}
 	for range count {
 		m, rest, err := d.record(recs, base, firstTs)
 		if err != nil {
@@ -157,8 +170,8 @@ func (d *batchDecoder) record(b []byte, base, firstTs int64) (kafka.Message, []b
 	m.Key = r.nullBytes()
 	m.Value = r.nullBytes()
 	if nh := r.varint(); nh > 0 && r.err == nil {
-		if nh > int64(len(r.b)) { // each header takes 2 bytes at least
-			return kafka.Message{}, nil, errors.New("header count")
+		if nh > int64(len(r.b)/2) { // each header takes 2 bytes at least
+			return kafka.Message{}, nil, fmt.Errorf("%d headers in %d bytes", nh, len(r.b))
 		}
 		if int(nh) > cap(d.headers)-len(d.headers) {
 			d.headers = make([]kafka.Header, 0, max(256, int(nh)))
@@ -195,7 +208,10 @@ type fields struct {
 var errCutShort = errors.New("cut short")
 
 func (r *fields) take(n int) []byte {
-	if r.err != nil || n < 0 || n > len(r.b) {
+	if r.err != nil {
+		return nil
+	}
+	if n < 0 || n > len(r.b) {
 		r.err = errCutShort
 		return nil
 	}
@@ -226,6 +242,19 @@ func (r *fields) int64() int64 {
 }
 
 func (r *fields) string() string { return string(r.take(int(r.int16()))) }
+
+// count reads the length of an array of what, whose elements take size
+// bytes or more each. A length the bytes left cannot hold is an error at
+// once: counted through after the first element cut short, 2^31-1 of them
+// in 24 bytes cost some 15 seconds of CPU. A null array (-1) is empty.
+func (r *fields) count(what string, size int) int {
+	n := int(r.int32())
+	if r.err == nil && n > len(r.b)/size {
+		r.err = fmt.Errorf("%d %s in %d bytes", n, what, len(r.b))
+		return 0
+	}
+	return max(n, 0)
+}
 
 func (r *fields) varint() int64 {
 	if r.err != nil {

@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
 	"github.com/segmentio/kafka-go/protocol/fetch"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // fetched is what a fetch response carries for batches written as kafka-go
@@ -239,17 +242,17 @@ func TestFetchResponsesOfEveryVersionAreRead(t *testing.T) {
 	for v := int16(fetchMinVersion); v <= fetchMaxVersion; v++ {
 		for _, code := range []int16{0, int16(kafka.OffsetOutOfRange)} {
 			res := &fetch.Response{Topics: []fetch.ResponseTopic{
-				{Topic: "other", Partitions: []fetch.ResponsePartition{{Partition: 3, ErrorCode: int16(kafka.NotLeaderForPartition), RecordSet: recordSet()}}},
+				{Topic: "other", Partitions: []fetch.ResponsePartition{{Partition: 3, ErrorCode: int16(kafka.NotLeaderForPartition), PreferredReadReplica: -1, RecordSet: recordSet()}}},
 				{Topic: "t", Partitions: []fetch.ResponsePartition{
-					{Partition: 2, AbortedTransactions: []fetch.ResponseTransaction{{ProducerID: 9, FirstOffset: 1}}, RecordSet: recordSet()},
-					{Partition: 3, ErrorCode: code, HighWatermark: 1, AbortedTransactions: []fetch.ResponseTransaction{{ProducerID: 8, FirstOffset: 2}}, RecordSet: recordSet()},
+					{Partition: 2, AbortedTransactions: []fetch.ResponseTransaction{{ProducerID: 9, FirstOffset: 1}}, PreferredReadReplica: 1, RecordSet: recordSet()},
+					{Partition: 3, ErrorCode: code, HighWatermark: 1, AbortedTransactions: []fetch.ResponseTransaction{{ProducerID: 8, FirstOffset: 2}}, PreferredReadReplica: -1, RecordSet: recordSet()},
 				}},
 			}}
 			var b bytes.Buffer
 			if err := protocol.WriteResponse(&b, v, 77, res); err != nil {
 				t.Fatal(err)
 			}
-			records, err := parseFetchResponse(b.Bytes()[4:], v, 77, "t", 3)
+			got, err := parseFetchResponse(b.Bytes()[4:], v, 77, "t", 3)
 			if code != 0 {
 				if !errors.Is(err, kafka.OffsetOutOfRange) {
 					t.Errorf("v%d: %v, want the partition's error", v, err)
@@ -259,11 +262,14 @@ func TestFetchResponsesOfEveryVersionAreRead(t *testing.T) {
 			if err != nil {
 				t.Fatalf("v%d: %v", v, err)
 			}
-			got, next, err := decodeAll(t, records, 0)
+			if got.throttle != 0 || got.replica != -1 {
+				t.Errorf("v%d: throttle %v, preferred read replica %d; want none", v, got.throttle, got.replica)
+			}
+			records, next, err := decodeAll(t, got.records, 0)
 			if err != nil {
 				t.Fatalf("v%d: %v", v, err)
 			}
-			sameRecords(t, got, msgs, 0)
+			sameRecords(t, records, msgs, 0)
 			if next != 1 {
 				t.Errorf("v%d: next %d, want 1", v, next)
 			}
@@ -274,6 +280,29 @@ func TestFetchResponsesOfEveryVersionAreRead(t *testing.T) {
 		}
 		if _, err := parseFetchResponse(b.Bytes()[4:], v, 77, "t", 3); err == nil {
 			t.Errorf("v%d: the answer to another request was taken", v)
+		}
+		// A broker throttling the client answers with no topic at all.
+		b.Reset()
+		if err := protocol.WriteResponse(&b, v, 77, &fetch.Response{ThrottleTimeMs: 1500}); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := parseFetchResponse(b.Bytes()[4:], v, 77, "t", 3); err != nil || got.records != nil || got.throttle != 1500*time.Millisecond {
+			t.Errorf("v%d, throttled: %d bytes of records, throttle %v, %v; want none, 1.5s, no error", v, len(got.records), got.throttle, err)
+		}
+		if v < 11 {
+			continue
+		}
+		// kafka-go writes no partition without records: franz-go does.
+		res := kmsg.NewPtrFetchResponse()
+		res.Version = v
+		rt := kmsg.NewFetchResponseTopic()
+		rt.Topic = "t"
+		rp := kmsg.NewFetchResponseTopicPartition()
+		rp.Partition, rp.PreferredReadReplica = 3, 2
+		rt.Partitions = append(rt.Partitions, rp)
+		res.Topics = append(res.Topics, rt)
+		if got, err := parseFetchResponse(res.AppendTo([]byte{0, 0, 0, 77}), v, 77, "t", 3); err != nil || got.replica != 2 || got.records != nil {
+			t.Errorf("v%d: preferred read replica %d, %d bytes of records, %v; want 2 and none", v, got.replica, len(got.records), err)
 		}
 	}
 }
@@ -293,4 +322,104 @@ func TestDecodeMovesPastABatchsLastOffset(t *testing.T) {
 			t.Errorf("from %d: %d records, next %d, %v; want %d, next 112", c.from, len(got), next, err, c.records)
 		}
 	}
+}
+
+// hostileResponse is a fetch response of the given version, correlation id
+// 77, whose array of topics claims n elements, followed by tail.
+func hostileResponse(version int16, n uint32, tail ...byte) []byte {
+	b := binary.BigEndian.AppendUint32(nil, 77) // correlation id
+	b = binary.BigEndian.AppendUint32(b, 0)     // throttle time
+	if version >= 7 {
+		b = binary.BigEndian.AppendUint16(b, 0) // error code
+		b = binary.BigEndian.AppendUint32(b, 0) // session id
+	}
+	b = binary.BigEndian.AppendUint32(b, n)
+	return append(b, tail...)
+}
+
+// A count no bytes that follow could hold is refused at once, not counted
+// through: 2^31-1 topics in a few bytes cost tens of seconds of CPU.
+func TestFetchResponsesWithHostileCountsAreRefused(t *testing.T) {
+	const most = 1<<31 - 1
+	onePartition := func(n uint32) []byte { // topic "t" with n partitions
+		return binary.BigEndian.AppendUint32([]byte{0, 1, 't'}, n)
+	}
+	for v := int16(fetchMinVersion); v <= fetchMaxVersion; v++ {
+		partition := make([]byte, 4+2+8+8) // id, error, high watermark, last stable offset
+		if v >= 5 {
+			partition = append(partition, make([]byte, 8)...) // log start offset
+		}
+		partition = binary.BigEndian.AppendUint32(partition, most) // aborted transactions
+		for _, c := range []struct {
+			what string
+			res  []byte
+		}{
+			{"topics", hostileResponse(v, most, make([]byte, 12)...)},
+			{"partitions", hostileResponse(v, 1, append(onePartition(most), make([]byte, 12)...)...)},
+			{"aborted transactions", hostileResponse(v, 1, append(onePartition(1), append(partition, make([]byte, 12)...)...)...)},
+		} {
+			_, err := parseFetchResponse(c.res, v, 77, "t", 0)
+			if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%d %s", most, c.what)) {
+				t.Errorf("v%d, %d %s in %d bytes: %v, want an error that says so", v, most, c.what, len(c.res), err)
+			}
+		}
+	}
+}
+
+// A record batch that claims more records than its bytes hold, or a record
+// more headers, is corrupt, whatever it holds before.
+func TestDecodeRefusesHostileCounts(t *testing.T) {
+	data := fetched(t, 0, 0, []kafka.Message{{Value: []byte("a")}, {Value: []byte("b"), Headers: []kafka.Header{{Key: "k", Value: []byte("v")}}}})
+	batch := bytes.Clone(data)
+	binary.BigEndian.PutUint32(batch[batchCountAt:], 1<<31-1)
+	binary.BigEndian.PutUint32(batch[batchCRCAt:], crc32Of(batch[batchAttributesAt:]))
+	got, next, err := decodeAll(t, batch, 0)
+	if !errors.Is(err, errCorruptBatch) || !strings.Contains(err.Error(), "2147483647 records") || len(got) != 0 || next != 0 {
+		t.Errorf("2^31-1 records: %d records, next %d, %v; want none and a corrupt batch of 2147483647 records", len(got), next, err)
+	}
+	// The second record's header count, the varint 1 (2) before its key
+	// "k" (2 'k'), becomes 4 (8): the 4 bytes left hold 2 at most.
+	headers := bytes.Clone(data)
+	at := bytes.LastIndex(headers, []byte{2, 2, 'k'})
+	headers[at] = 8
+	binary.BigEndian.PutUint32(headers[batchCRCAt:], crc32Of(headers[batchAttributesAt:]))
+	if _, _, err := decodeAll(t, headers, 0); !errors.Is(err, errCorruptBatch) || !strings.Contains(err.Error(), "4 headers") {
+		t.Errorf("4 headers in 4 bytes: %v, want a corrupt batch of 4 headers", err)
+	}
+	// kafka-go, which decodes compressed batches, makes a slice of the
+	// count before it reads a record: a negative count would panic.
+	zipped := fetched(t, 0, protocol.Gzip, []kafka.Message{{Value: []byte("a")}})
+	binary.BigEndian.PutUint32(zipped[batchCountAt:], 0xffffffff)
+	binary.BigEndian.PutUint32(zipped[batchCRCAt:], crc32Of(zipped[batchAttributesAt:]))
+	if _, _, err := decodeAll(t, zipped, 0); !errors.Is(err, errCorruptBatch) {
+		t.Errorf("-1 records, compressed: %v, want a corrupt batch", err)
+	}
+}
+
+// Whatever bytes come as a fetch response, reading them and the records in
+// them ends, without a panic, in time linear in their length.
+func FuzzParseFetchResponse(f *testing.F) {
+	for v := int16(fetchMinVersion); v <= fetchMaxVersion; v++ {
+		f.Add(hostileResponse(v, 1<<31-1, make([]byte, 12)...), uint8(v))
+		f.Add(hostileResponse(v, 1, 0, 1, 't', 0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0), uint8(v))
+		var b bytes.Buffer
+		res := &fetch.Response{Topics: []fetch.ResponseTopic{{Topic: "t", Partitions: []fetch.ResponsePartition{{
+			AbortedTransactions: []fetch.ResponseTransaction{{ProducerID: 9, FirstOffset: 1}},
+			RecordSet: protocol.RecordSet{Version: 2, Records: kafka.NewRecordReader(kafka.Record{
+				Value: kafka.NewBytes([]byte("order")), Headers: []kafka.Header{{Key: "k", Value: []byte("v")}},
+			})},
+		}}}}}
+		if err := protocol.WriteResponse(&b, v, 77, res); err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b.Bytes()[4:], uint8(v))
+	}
+	f.Fuzz(func(t *testing.T, res []byte, version uint8) {
+		v := fetchMinVersion + int16(version)%(fetchMaxVersion-fetchMinVersion+1)
+		got, err := parseFetchResponse(res, v, 77, "t", 0)
+		if err != nil {
+			return
+		}
+		_, _, _ = decodeAll(t, got.records, 0)
+	})
 }
