@@ -84,7 +84,11 @@ func (f *Fetcher) Fetch(ctx context.Context, log *zap.Logger, topic string, part
 	defer close(queue)
 	r := f.partitionReader(topic, partition, log)
 	defer r.close()
+	// last is the time of the last record sent: where to read on from if
+	// the partition is cut back below offset (see below).
+	var last time.Time
 	emit := func(m kafka.Message) bool {
+		last = m.Time
 		select {
 		case queue <- m: // the usual case, without waiting
 			return true
@@ -150,10 +154,23 @@ func (f *Fetcher) Fetch(ctx context.Context, log *zap.Logger, topic string, part
 				// The log lost its end (an unclean leader election, the
 				// topic deleted and made again). Waiting for it to grow
 				// back to offset, as kafka-go's Reader does, would skip
-				// every record written meanwhile.
-				log.Error("partition cut back below the offset to read from; reading on from its new end",
-					zap.Int64("offset", offset), zap.Int64("end", end), zap.Int64("lost", offset-end))
-				offset = end
+				// every record written meanwhile, and so would reading on
+				// from the new end: records written since the cut lie
+				// below it. Those were written after the last record
+				// sent, so the fetcher reads on from the first record
+				// stamped since then (less truncationSlack, for the
+				// producers' clocks), or from the new end if there is
+				// none. Records the cut took with it are lost: the
+				// broker no longer has them.
+				from := end
+				if !last.IsZero() {
+					if at, err := f.offsetAt(ctx, topic, partition, last.Add(-truncationSlack)); err == nil && at >= first && at < end {
+						from = at
+					}
+				}
+				log.Error("partition cut back below the offset to read from; reading on from the first record written since",
+					zap.Int64("offset", offset), zap.Int64("end", end), zap.Int64("from", from), zap.Int64("lost", offset-end))
+				offset = from
 				if position != nil {
 					position.Store(offset)
 				}
@@ -290,6 +307,35 @@ func (f *Fetcher) readWithReader(ctx context.Context, log *zap.Logger, topic str
 			return
 		}
 	}
+}
+
+// truncationSlack is how much earlier than the last record it sent the
+// fetcher looks for records written since, in a partition cut back below
+// the offset it reads from: the producers' clocks may differ by that much.
+// It costs at most the records of that span again.
+const truncationSlack = time.Second
+
+// offsetAt is the offset of the first record of a partition stamped at or
+// after t, -1 if there is none.
+func (f *Fetcher) offsetAt(ctx context.Context, topic string, partition int, t time.Time) (int64, error) {
+	res, err := f.admin.ListOffsets(ctx, &kafka.ListOffsetsRequest{
+		Topics: map[string][]kafka.OffsetRequest{topic: {kafka.TimeOffsetOf(partition, t)}},
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, po := range res.Topics[topic] {
+		if po.Partition == partition {
+			if po.Error != nil {
+				return 0, po.Error
+			}
+			for o := range po.Offsets { // one, if a record is stamped so late
+				return o, nil
+			}
+			return -1, nil
+		}
+	}
+	return 0, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, kafka.UnknownTopicOrPartition)
 }
 
 // bounds are the first offset of a partition and the offset after its last

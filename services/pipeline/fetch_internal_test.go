@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/kversion"
@@ -513,7 +514,7 @@ func TestFetcherReadsOnFromTheNewEndOfATruncatedPartition(t *testing.T) {
 	core, logs := observer.New(zap.WarnLevel)
 	// The fetcher had got to offset 50 of a log that now ends at 5.
 	queue := fetching(t, client.NewFetcher(), zap.New(core), "t", 50)
-	const msg = "partition cut back below the offset to read from; reading on from its new end"
+	const msg = "partition cut back below the offset to read from; reading on from the first record written since"
 	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
 		all := logs.All()
 		if len(all) == 0 {
@@ -617,4 +618,31 @@ func TestFetcherDoesNotSpinOnAPreferredReplica(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A partition cut back below the offset the fetcher reads from, and
+// written to again before the fetcher asks, is read on from the first
+// record written since the last one it sent: none of the new records is
+// skipped.
+func TestFetcherReadsEveryRecordWrittenSinceAPartitionWasCutBack(t *testing.T) {
+	c, client := cluster(t, kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	produceTo(t, client, "t", time.Now().Add(-time.Minute), values(0, 10)...)
+	queue := fetching(t, client.NewFetcher(), zap.NewNop(), "t", kafka.FirstOffset)
+	expect(t, queue, 0, values(0, 10))
+
+	// While the fetcher cannot fetch, the topic is deleted and made again,
+	// and three records are written to it.
+	hold := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: "t", Err: kerr.NotLeaderForPartition, Count: -1})
+	if err := hold.Wait(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteTopic("t"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CreateTopic("t", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	produceTo(t, client, "t", time.Now(), values(10, 3)...)
+	hold.Remove()
+	expect(t, queue, 0, values(10, 3))
 }
