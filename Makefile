@@ -25,6 +25,8 @@ demo: build ## run the whole pipeline in one process on an embedded broker (COUN
 
 test: deps vet ## go vet, then every test with the race detector (integration tests included)
 	$(GO) test -race -count=1 -timeout 10m ./...
+# The end-to-end test on librdkafka's mock cluster: a module of its own, since it needs cgo.
+	cd services/interop/rdkafka && CGO_ENABLED=1 $(GO) vet ./... && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 5m ./...
 
 CHAOS_ORDERS ?= 100000
 
@@ -47,6 +49,7 @@ fuzz: ## run each fuzz test for FUZZTIME (default 100000x executions; a duration
 	$(GO) test ./services/aggregator/ -run=NONE -fuzz=FuzzSnapshotMarshal -fuzztime=$(FUZZTIME)
 	$(GO) test ./services/pipeline/ -run=NONE -fuzz=FuzzAppendBatch -fuzztime=$(FUZZTIME)
 	$(GO) test ./services/pipeline/ -run=NONE -fuzz=FuzzDecodeBatches -fuzztime=$(FUZZTIME)
+	$(GO) test ./services/pipeline/ -run=NONE -fuzz=FuzzParseFetchResponse -fuzztime=$(FUZZTIME)
 
 vet:
 	$(GO) vet ./...
