@@ -79,7 +79,8 @@ func (f *Fetcher) Close() { f.admin.Close() }
 // the next request waits it out, on the same connection. Only records the
 // broker no longer has are skipped, as kafka-go's Reader does, with a
 // warning that says how many; a partition cut back below offset is read on
-// from its new end, with an error that says how many offsets were lost.
+// from the first record written since the cut, with an error that says
+// how many offsets were lost.
 func (f *Fetcher) Fetch(ctx context.Context, log *zap.Logger, topic string, partition int, offset int64, queue chan<- kafka.Message, position *atomic.Int64) {
 	defer close(queue)
 	r := f.partitionReader(topic, partition, log)
@@ -100,6 +101,9 @@ func (f *Fetcher) Fetch(ctx context.Context, log *zap.Logger, topic string, part
 		case <-ctx.Done():
 			return false
 		}
+	}
+	if offset > 0 {
+		last = r.timeOf(ctx, offset-1)
 	}
 	b := newBackoff(50*time.Millisecond, time.Second)
 	// fail logs a failed request, an error an operator must fix (a denial)
@@ -157,13 +161,17 @@ func (f *Fetcher) Fetch(ctx context.Context, log *zap.Logger, topic string, part
 				// every record written meanwhile, and so would reading on
 				// from the new end: records written since the cut lie
 				// below it. Those were written after the last record
-				// sent, so the fetcher reads on from the first record
-				// stamped since then (less truncationSlack, for the
-				// producers' clocks), or from the new end if there is
-				// none. Records the cut took with it are lost: the
-				// broker no longer has them.
-				from := end
+				// sent (or the one before the offset Fetch began at), so
+				// the fetcher reads on from the first record stamped
+				// since then (less truncationSlack, for the producers'
+				// clocks), or from the new end if there is none. Without
+				// such a time it reads the partition again from its
+				// first record: records handled before may be handled
+				// again, but none is skipped. Records the cut took with
+				// it are lost: the broker no longer has them.
+				from := first
 				if !last.IsZero() {
+					from = end
 					if at, err := f.offsetAt(ctx, topic, partition, last.Add(-truncationSlack)); err == nil && at >= first && at < end {
 						from = at
 					}
@@ -307,6 +315,19 @@ func (f *Fetcher) readWithReader(ctx context.Context, log *zap.Logger, topic str
 			return
 		}
 	}
+}
+
+// timeOf is the time of the record at offset, zero if the partition has
+// none there or it cannot be read now.
+func (r *partitionReader) timeOf(ctx context.Context, offset int64) time.Time {
+	var t time.Time
+	_, _ = r.read(ctx, offset, func(m kafka.Message) bool {
+		if m.Offset == offset {
+			t = m.Time
+		}
+		return false
+	})
+	return t
 }
 
 // truncationSlack is how much earlier than the last record it sent the

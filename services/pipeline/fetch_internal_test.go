@@ -512,7 +512,8 @@ func TestFetcherReadsOnFromTheNewEndOfATruncatedPartition(t *testing.T) {
 	_, client := cluster(t, kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
 	produceTo(t, client, "t", time.Now(), values(0, 5)...)
 	core, logs := observer.New(zap.WarnLevel)
-	// The fetcher had got to offset 50 of a log that now ends at 5.
+	// The fetcher begins at offset 50 of a log that now ends at 5, and
+	// knows no record before it: it reads the partition from its start.
 	queue := fetching(t, client.NewFetcher(), zap.New(core), "t", 50)
 	const msg = "partition cut back below the offset to read from; reading on from the first record written since"
 	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
@@ -523,11 +524,59 @@ func TestFetcherReadsOnFromTheNewEndOfATruncatedPartition(t *testing.T) {
 		return logs.FilterMessage(msg).Len() > 0, fmt.Sprintf("logged %d entries, the last %q %v; want that the partition was cut back",
 			len(all), all[len(all)-1].Message, all[len(all)-1].ContextMap())
 	})
-	if f := logs.FilterMessage(msg).All()[0].ContextMap(); f["offset"] != int64(50) || f["end"] != int64(5) || f["lost"] != int64(45) {
-		t.Errorf("logged %v, want offset 50, end 5, lost 45", f)
+	if f := logs.FilterMessage(msg).All()[0].ContextMap(); f["offset"] != int64(50) || f["end"] != int64(5) || f["lost"] != int64(45) || f["from"] != int64(0) {
+		t.Errorf("logged %v, want offset 50, end 5, lost 45, from 0", f)
 	}
+	expect(t, queue, 0, values(0, 5))
 	produceTo(t, client, "t", time.Now(), values(5, 5)...)
 	expect(t, queue, 5, values(5, 5))
+}
+
+// A fetcher that begins past the end of a topic deleted and made again
+// while nobody read it reads the new topic from its start.
+func TestFetcherBegunPastTheEndOfARecreatedTopicReadsItAll(t *testing.T) {
+	c, client := cluster(t, kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	produceTo(t, client, "t", time.Now().Add(-time.Minute), values(0, 10)...)
+	if err := c.DeleteTopic("t"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CreateTopic("t", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	produceTo(t, client, "t", time.Now(), values(10, 3)...)
+	queue := fetching(t, client.NewFetcher(), zap.NewNop(), "t", 10)
+	expect(t, queue, 0, values(10, 3))
+}
+
+// A fetcher that begins where it left off learns the time of the record
+// before: cut back later, the partition is read on from the records
+// written since, not from its start.
+func TestFetcherBegunMidwayKnowsTheTimeOfTheRecordBefore(t *testing.T) {
+	c, client := cluster(t, kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	produceTo(t, client, "t", time.Now().Add(-time.Hour), values(0, 10)...)
+	seen := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Observe: true, Count: -1})
+	queue := fetching(t, client.NewFetcher(), zap.NewNop(), "t", 10)
+	// The fetch of the record before offset 10, and one from 10 on.
+	if err := seen.Wait(t.Context(), 2); err != nil {
+		t.Fatal(err)
+	}
+	seen.Remove()
+	hold := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: "t", Err: kerr.NotLeaderForPartition, Count: -1})
+	if err := hold.Wait(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	// Records that survive the cut, stamped before the last the fetcher
+	// knows, and records written since.
+	if err := c.DeleteTopic("t"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CreateTopic("t", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	produceTo(t, client, "t", time.Now().Add(-2*time.Hour), values(100, 4)...)
+	produceTo(t, client, "t", time.Now(), values(10, 3)...)
+	hold.Remove()
+	expect(t, queue, 4, values(10, 3))
 }
 
 // preferReplica answers every fetch request the leader of t/0 gets with

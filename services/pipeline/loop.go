@@ -622,7 +622,10 @@ func (l *Loop) write(ctx context.Context, w *outputWrite, idx []int) bool {
 			obs.Holding(w.partition, nil)
 		}
 	}()
-	for b := NewBackoff(); ; {
+	// At most a second between tries, as the Java producer's
+	// retry.backoff.max.ms: a partition whose leader is back is written to
+	// within a second.
+	for b := newBackoff(100*time.Millisecond, time.Second); ; {
 		var failed []int
 		var errs []error
 		if alone {

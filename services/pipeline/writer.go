@@ -366,6 +366,7 @@ func (w *writer) sendTogether(ctx context.Context, msgs []kafka.Message, parts [
 	}
 	r, err := w.counts.RoundTrip(rctx, w.client.Addr, req)
 	if err != nil {
+		w.refreshIfMoved(err, now)
 		// As in sendOnce, the buffers are left to the collector. Each part
 		// is sent again on its own, which also tells a failure that may
 		// pass from one that will not.
@@ -435,10 +436,13 @@ func (w *writer) send(ctx context.Context, msgs []kafka.Message, topic string, p
 			return ctx.Err()
 		}
 		sent := time.Now()
-		if err = w.sendOnce(ctx, msgs, topic, partition, idx, now); err == nil || !mayPass(err) {
-			return err
+		if err = w.sendOnce(ctx, msgs, topic, partition, idx, now); err == nil {
+			return nil
 		}
 		w.refreshIfMoved(err, sent)
+		if !mayPass(err) {
+			return err
+		}
 	}
 	return err
 }
@@ -469,6 +473,7 @@ func (w *writer) refreshIfMoved(err error, sent time.Time) {
 // or that the broker it was sent to is gone.
 func leaderMoved(err error) bool {
 	for _, e := range []error{kafka.NotLeaderForPartition, kafka.LeaderNotAvailable, kafka.UnknownTopicOrPartition,
+		protocol.ErrNoLeader, protocol.ErrNoPartition, protocol.ErrNoTopic,
 		kafka.BrokerNotAvailable, kafka.FencedLeaderEpoch, kafka.UnknownLeaderEpoch, kafka.KafkaStorageError,
 		io.ErrUnexpectedEOF, io.EOF, syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.EPIPE} {
 		if errors.Is(err, e) {
