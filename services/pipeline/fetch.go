@@ -85,11 +85,19 @@ func (f *Fetcher) Fetch(ctx context.Context, log *zap.Logger, topic string, part
 	defer close(queue)
 	r := f.partitionReader(topic, partition, log)
 	defer r.close()
-	// last is the time of the last record sent: where to read on from if
-	// the partition is cut back below offset (see below).
+	// last and lastOffset are the time and offset of the last record sent,
+	// or of the record before offset. After a failed request, the fetcher
+	// checks that the partition still holds that record, with that time,
+	// before it reads on: a partition cut back and written again past
+	// offset while the fetcher could not ask (an unclean leader election,
+	// a topic deleted and made again) would otherwise be read on from
+	// offset, skipping every record written since the cut. Fetch begins
+	// with that check too, which is how it learns the time.
 	var last time.Time
+	lastOffset := offset - 1
+	check := offset > 0
 	emit := func(m kafka.Message) bool {
-		last = m.Time
+		last, lastOffset = m.Time, m.Offset
 		select {
 		case queue <- m: // the usual case, without waiting
 			return true
@@ -102,9 +110,6 @@ func (f *Fetcher) Fetch(ctx context.Context, log *zap.Logger, topic string, part
 			return false
 		}
 	}
-	if offset > 0 {
-		last = r.timeOf(ctx, offset-1)
-	}
 	b := newBackoff(50*time.Millisecond, time.Second)
 	// fail logs a failed request, an error an operator must fix (a denial)
 	// as an error, and waits to try again.
@@ -116,6 +121,26 @@ func (f *Fetcher) Fetch(ctx context.Context, log *zap.Logger, topic string, part
 		}
 		return b.Wait(ctx)
 	}
+	// rewind reads on from the first record stamped since last, less
+	// truncationSlack for the producers' clocks: those were written since
+	// the cut. Knowing no time, it reads the partition from its first
+	// record: records handled before may be handled again, but none is
+	// skipped. Records the cut took with it are lost: the broker no longer
+	// has them.
+	rewind := func(msg string, first, end int64) {
+		from := first
+		if !last.IsZero() {
+			from = min(offset, end)
+			if at, err := f.offsetAt(ctx, topic, partition, last.Add(-truncationSlack)); err == nil && at >= first && at < from {
+				from = at
+			}
+		}
+		log.Error(msg, zap.Int64("offset", offset), zap.Int64("end", end), zap.Int64("from", from), zap.Int64("lost", max(offset-end, 0)))
+		offset = from
+		if position != nil {
+			position.Store(offset)
+		}
+	}
 	for ctx.Err() == nil {
 		if offset < 0 {
 			first, _, err := f.bounds(ctx, topic, partition)
@@ -126,6 +151,32 @@ func (f *Fetcher) Fetch(ctx context.Context, log *zap.Logger, topic string, part
 				continue
 			}
 			offset = first
+		}
+		if check {
+			t, found, err := r.recordAt(ctx, lastOffset)
+			switch {
+			case ctx.Err() != nil:
+				return
+			case err != nil && !errors.Is(err, kafka.OffsetOutOfRange):
+				if !fail("fetch; retrying", fmt.Errorf("%s/%d@%d: %w", topic, partition, lastOffset, err)) {
+					return
+				}
+				continue
+			case err != nil: // cut back below it: the fetch below says so
+			case found && (last.IsZero() || t.Equal(last)):
+				last = t
+			case !last.IsZero():
+				// The record is gone, or another stands in its place.
+				first, end, err := f.bounds(ctx, topic, partition)
+				if err != nil {
+					if !fail("list offsets; retrying", err) {
+						return
+					}
+					continue
+				}
+				rewind("partition written again below the offset to read from; reading on from the first record written since", first, end)
+			}
+			check = false
 		}
 		next, err := r.read(ctx, offset, emit)
 		if ctx.Err() != nil {
@@ -155,36 +206,15 @@ func (f *Fetcher) Fetch(ctx context.Context, log *zap.Logger, topic string, part
 				offset = first
 				continue
 			case lerr == nil && offset > end:
-				// The log lost its end (an unclean leader election, the
-				// topic deleted and made again). Waiting for it to grow
-				// back to offset, as kafka-go's Reader does, would skip
-				// every record written meanwhile, and so would reading on
-				// from the new end: records written since the cut lie
-				// below it. Those were written after the last record
-				// sent (or the one before the offset Fetch began at), so
-				// the fetcher reads on from the first record stamped
-				// since then (less truncationSlack, for the producers'
-				// clocks), or from the new end if there is none. Without
-				// such a time it reads the partition again from its
-				// first record: records handled before may be handled
-				// again, but none is skipped. Records the cut took with
-				// it are lost: the broker no longer has them.
-				from := first
-				if !last.IsZero() {
-					from = end
-					if at, err := f.offsetAt(ctx, topic, partition, last.Add(-truncationSlack)); err == nil && at >= first && at < end {
-						from = at
-					}
-				}
-				log.Error("partition cut back below the offset to read from; reading on from the first record written since",
-					zap.Int64("offset", offset), zap.Int64("end", end), zap.Int64("from", from), zap.Int64("lost", offset-end))
-				offset = from
-				if position != nil {
-					position.Store(offset)
-				}
+				// The log lost its end. Waiting for it to grow back to
+				// offset, as kafka-go's Reader does, would skip every
+				// record written meanwhile, and so would reading on from
+				// the new end: records written since the cut lie below it.
+				rewind("partition cut back below the offset to read from; reading on from the first record written since", first, end)
 				continue
 			}
 		}
+		check = lastOffset >= 0
 		if !fail("fetch; retrying", fmt.Errorf("%s/%d@%d: %w", topic, partition, offset, err)) {
 			return
 		}
@@ -317,17 +347,16 @@ func (f *Fetcher) readWithReader(ctx context.Context, log *zap.Logger, topic str
 	}
 }
 
-// timeOf is the time of the record at offset, zero if the partition has
-// none there or it cannot be read now.
-func (r *partitionReader) timeOf(ctx context.Context, offset int64) time.Time {
-	var t time.Time
-	_, _ = r.read(ctx, offset, func(m kafka.Message) bool {
+// recordAt reads the time of the record at offset; found is false if the
+// partition holds none there.
+func (r *partitionReader) recordAt(ctx context.Context, offset int64) (t time.Time, found bool, err error) {
+	_, err = r.read(ctx, offset, func(m kafka.Message) bool {
 		if m.Offset == offset {
-			t = m.Time
+			t, found = m.Time, true
 		}
 		return false
 	})
-	return t
+	return t, found, err
 }
 
 // truncationSlack is how much earlier than the last record it sent the

@@ -695,3 +695,32 @@ func TestFetcherReadsEveryRecordWrittenSinceAPartitionWasCutBack(t *testing.T) {
 	hold.Remove()
 	expect(t, queue, 0, values(10, 3))
 }
+
+// A partition cut back and written again past the fetcher's offset while
+// the fetcher could not ask gives no OFFSET_OUT_OF_RANGE: the fetcher sees
+// that the record it sent last is gone, and reads on from the first
+// record written since.
+func TestFetcherSeesAPartitionWrittenAgainPastItsOffset(t *testing.T) {
+	c, client := cluster(t, kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	produceTo(t, client, "t", time.Now().Add(-time.Minute), values(0, 10)...)
+	core, logs := observer.New(zap.WarnLevel)
+	queue := fetching(t, client.NewFetcher(), zap.New(core), "t", kafka.FirstOffset)
+	expect(t, queue, 0, values(0, 10))
+
+	hold := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: "t", Err: kerr.NotLeaderForPartition, Count: -1})
+	if err := hold.Wait(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteTopic("t"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CreateTopic("t", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	produceTo(t, client, "t", time.Now(), values(100, 15)...)
+	hold.Remove()
+	expect(t, queue, 0, values(100, 15))
+	if logs.FilterMessageSnippet("partition written again below the offset").Len() == 0 {
+		t.Error("the fetcher did not say that the partition was written again")
+	}
+}
