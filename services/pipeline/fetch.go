@@ -82,20 +82,61 @@ func (f *Fetcher) Close() { f.admin.Close() }
 // from the first record written since the cut, with an error that says
 // how many offsets were lost.
 func (f *Fetcher) Fetch(ctx context.Context, log *zap.Logger, topic string, partition int, offset int64, queue chan<- kafka.Message, position *atomic.Int64) {
+	f.FetchAfter(ctx, log, topic, partition, offset, Mark{Offset: offset - 1}, queue, position)
+}
+
+// Mark is the last record of a partition that a reader handled: its
+// offset and time. Committed with the offset after it (Mark.String is the
+// commit's metadata), it lets the next reader of the partition tell
+// whether the partition still holds that record, and so whether it was
+// cut back and written again meanwhile.
+type Mark struct {
+	Offset int64
+	Time   time.Time // zero if not known
+}
+
+const markPrefix = "orders-mark:v1:"
+
+// String encodes m for the metadata of a commit.
+func (m Mark) String() string {
+	if m.Offset < 0 || m.Time.IsZero() {
+		return ""
+	}
+	return markPrefix + strconv.FormatInt(m.Offset, 10) + ":" + strconv.FormatInt(m.Time.UnixMilli(), 10)
+}
+
+// ParseMark decodes the metadata of a commit that Mark.String made.
+func ParseMark(s string) (Mark, bool) {
+	rest, ok := strings.CutPrefix(s, markPrefix)
+	if !ok {
+		return Mark{}, false
+	}
+	o, t, ok := strings.Cut(rest, ":")
+	offset, err1 := strconv.ParseInt(o, 10, 64)
+	ms, err2 := strconv.ParseInt(t, 10, 64)
+	if !ok || err1 != nil || err2 != nil || offset < 0 {
+		return Mark{}, false
+	}
+	return Mark{Offset: offset, Time: time.UnixMilli(ms)}, true
+}
+
+// FetchAfter is Fetch, knowing the record read before offset: after, whose
+// time, if known, Fetch checks before it reads on, as it does after a
+// failed request.
+func (f *Fetcher) FetchAfter(ctx context.Context, log *zap.Logger, topic string, partition int, offset int64, after Mark, queue chan<- kafka.Message, position *atomic.Int64) {
 	defer close(queue)
 	r := f.partitionReader(topic, partition, log)
 	defer r.close()
 	// last and lastOffset are the time and offset of the last record sent,
-	// or of the record before offset. After a failed request, the fetcher
+	// or after. After a failed request, the fetcher
 	// checks that the partition still holds that record, with that time,
 	// before it reads on: a partition cut back and written again past
 	// offset while the fetcher could not ask (an unclean leader election,
 	// a topic deleted and made again) would otherwise be read on from
 	// offset, skipping every record written since the cut. Fetch begins
 	// with that check too, which is how it learns the time.
-	var last time.Time
-	lastOffset := offset - 1
-	check := offset > 0
+	last, lastOffset := after.Time, after.Offset
+	check := lastOffset >= 0
 	emit := func(m kafka.Message) bool {
 		last, lastOffset = m.Time, m.Offset
 		select {

@@ -194,9 +194,8 @@ type Loop struct {
 	log     *zap.Logger
 	writer  Writer
 	fetcher *Fetcher
-	admin   *Admin // commits when the generation's coordinator has moved
+	admin   *Admin // commits, at the group's coordinator of now
 
-	commitMu sync.Mutex
 	joinOnce sync.Once
 }
 
@@ -389,11 +388,17 @@ func (l *Loop) runPartition(ctx, wctx context.Context, gen *kafka.Generation, a 
 			return nil
 		}
 	}
+	// mark is the last record handled, committed with each offset so that
+	// the next owner can tell whether the partition still holds it.
+	mark := Mark{Offset: start - 1}
+	if start == a.Committed {
+		mark = l.committedMark(ctx, a)
+	}
 	if start >= 0 && start > a.Committed {
 		// The stage's own state is ahead of the group (it wrote its state
 		// and died before committing): record that, or the group would
 		// show lag that no record will ever clear.
-		if err := l.commit(wctx, gen, a, start); err != nil {
+		if err := l.commit(wctx, gen, a, start, Mark{Offset: -1}); err != nil {
 			log.Warn("commit the offset the stage resumes from", zap.Int64("offset", start), zap.Error(err))
 		}
 	}
@@ -407,7 +412,7 @@ func (l *Loop) runPartition(ctx, wctx context.Context, gen *kafka.Generation, a 
 		position atomic.Int64 // where the fetcher has got to
 	)
 	position.Store(-1)
-	fetcher.Go(func() { l.fetcher.Fetch(fctx, log, a.Topic, a.Partition, start, queue, &position) })
+	fetcher.Go(func() { l.fetcher.FetchAfter(fctx, log, a.Topic, a.Partition, start, mark, queue, &position) })
 	defer func() {
 		stopFetch()
 		fetcher.Wait()
@@ -432,13 +437,13 @@ func (l *Loop) runPartition(ctx, wctx context.Context, gen *kafka.Generation, a 
 	uncommitted, committedAt := int64(-1), time.Now()
 	defer func() {
 		if uncommitted >= 0 {
-			_ = l.commit(wctx, gen, a, uncommitted)
+			_ = l.commit(wctx, gen, a, uncommitted, mark)
 		}
 	}()
 	// commit commits next, or reports that the partition is no longer this
 	// loop's to commit.
 	commit := func(next int64) bool {
-		if err := l.commit(wctx, gen, a, next); err != nil {
+		if err := l.commit(wctx, gen, a, next, mark); err != nil {
 			// The generation is over or the coordinator is gone: whoever
 			// owns the partition next reads these records again.
 			if ctx.Err() == nil {
@@ -535,7 +540,9 @@ func (l *Loop) runPartition(ctx, wctx context.Context, gen *kafka.Generation, a 
 		if !l.writeOutputs(wctx, w) {
 			return nil
 		}
-		next := batch[len(batch)-1].Offset + 1
+		lastRec := &batch[len(batch)-1]
+		next := lastRec.Offset + 1
+		mark = Mark{Offset: lastRec.Offset, Time: lastRec.Time}
 		caughtUp := len(queue) == 0 && !hasHead
 		if !resumer || caughtUp || time.Since(committedAt) >= ResumerCommitInterval {
 			if !commit(next) {
@@ -751,38 +758,56 @@ func refusedForGood(err error) bool {
 		errors.Is(err, kafka.InvalidRecord)
 }
 
-// commit commits next for a. When the generation's coordinator has moved
-// or cannot answer, it commits through whichever broker coordinates the
-// group now, until ctx ends: the generation may still be current there,
-// and a commit that gets through keeps the next owner from handling the
-// batch again.
-func (l *Loop) commit(ctx context.Context, gen *kafka.Generation, a Assignment, next int64) error {
-	l.commitMu.Lock()
-	err := gen.CommitOffsets(map[string]map[int]int64{a.Topic: {a.Partition: next}})
-	l.commitMu.Unlock()
-	for b := NewBackoff(); err != nil && coordinatorMayAnswer(err); {
-		if !b.Wait(ctx) {
+// commit commits next for a, with mark as its metadata. It sends the
+// commit to whichever broker coordinates the group now, and again while
+// the coordinator has moved or cannot answer, until ctx ends: the
+// generation may still be current there, and a commit that gets through
+// keeps the next owner from handling the batch again. (kafka-go's
+// Generation would send it to the coordinator the generation began with,
+// and cannot carry metadata.)
+func (l *Loop) commit(ctx context.Context, gen *kafka.Generation, a Assignment, next int64, mark Mark) error {
+	req := &kafka.OffsetCommitRequest{
+		GroupID: gen.GroupID, GenerationID: int(gen.ID), MemberID: gen.MemberID,
+		Topics: map[string][]kafka.OffsetCommit{a.Topic: {{Partition: a.Partition, Offset: next, Metadata: mark.String()}}},
+	}
+	for b := NewBackoff(); ; {
+		err := l.commitOnce(ctx, req, a.Topic)
+		if err == nil || !coordinatorMayAnswer(err) || !b.Wait(ctx) {
 			return err
 		}
-		err = l.commitAtCoordinator(ctx, gen, a, next)
 	}
-	return err
 }
 
-func (l *Loop) commitAtCoordinator(ctx context.Context, gen *kafka.Generation, a Assignment, next int64) error {
-	res, err := l.admin.OffsetCommit(ctx, &kafka.OffsetCommitRequest{
-		GroupID: gen.GroupID, GenerationID: int(gen.ID), MemberID: gen.MemberID,
-		Topics: map[string][]kafka.OffsetCommit{a.Topic: {{Partition: a.Partition, Offset: next}}},
-	})
+func (l *Loop) commitOnce(ctx context.Context, req *kafka.OffsetCommitRequest, topic string) error {
+	res, err := l.admin.OffsetCommit(ctx, req)
 	if err != nil {
 		return err
 	}
-	for _, p := range res.Topics[a.Topic] {
+	for _, p := range res.Topics[topic] {
 		if p.Error != nil {
 			return p.Error
 		}
 	}
 	return nil
+}
+
+// committedMark is the Mark committed with a's offset, if there is one for
+// the record before it; else one that knows only that offset.
+func (l *Loop) committedMark(ctx context.Context, a Assignment) Mark {
+	none := Mark{Offset: a.Committed - 1}
+	if a.Committed <= 0 {
+		return none
+	}
+	res, err := l.admin.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: l.cfg.Group, Topics: map[string][]int{a.Topic: {a.Partition}}})
+	if err != nil {
+		return none
+	}
+	for _, p := range res.Topics[a.Topic] {
+		if m, ok := ParseMark(p.Metadata); ok && p.Partition == a.Partition && p.CommittedOffset == a.Committed && m.Offset < a.Committed {
+			return m
+		}
+	}
+	return none
 }
 
 // coordinatorMayAnswer reports whether a failed commit may succeed at the
