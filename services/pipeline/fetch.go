@@ -409,44 +409,49 @@ const truncationSlack = time.Second
 // offsetAt is the offset of the first record of a partition stamped at or
 // after t, -1 if there is none.
 func (f *Fetcher) offsetAt(ctx context.Context, topic string, partition int, t time.Time) (int64, error) {
-	res, err := f.admin.ListOffsets(ctx, &kafka.ListOffsetsRequest{
-		Topics: map[string][]kafka.OffsetRequest{topic: {kafka.TimeOffsetOf(partition, t)}},
-	})
+	po, err := f.listOffsets(ctx, topic, partition, kafka.TimeOffsetOf(partition, t))
 	if err != nil {
 		return 0, err
 	}
-	for _, po := range res.Topics[topic] {
-		if po.Partition == partition {
-			if po.Error != nil {
-				return 0, po.Error
-			}
-			for o := range po.Offsets { // one, if a record is stamped so late
-				return o, nil
-			}
-			return -1, nil
-		}
+	for o := range po.Offsets { // one, if a record is stamped so late
+		return o, nil
 	}
-	return 0, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, kafka.UnknownTopicOrPartition)
+	return -1, nil
 }
 
 // bounds are the first offset of a partition and the offset after its last
 // record.
 func (f *Fetcher) bounds(ctx context.Context, topic string, partition int) (first, end int64, err error) {
-	res, err := f.admin.ListOffsets(ctx, &kafka.ListOffsetsRequest{
-		Topics: map[string][]kafka.OffsetRequest{topic: {kafka.FirstOffsetOf(partition), kafka.LastOffsetOf(partition)}},
-	})
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, po := range res.Topics[topic] {
-		if po.Partition == partition {
-			if po.Error != nil {
-				return 0, 0, po.Error
+	po, err := f.listOffsets(ctx, topic, partition, kafka.FirstOffsetOf(partition), kafka.LastOffsetOf(partition))
+	return po.FirstOffset, po.LastOffset, err
+}
+
+// listOffsets asks the partition's leader for offsets. A leader that moved
+// (or a topic made again) makes the fetcher's admin client learn the
+// cluster's layout again and ask once more at once, instead of when its
+// metadata expires.
+func (f *Fetcher) listOffsets(ctx context.Context, topic string, partition int, reqs ...kafka.OffsetRequest) (kafka.PartitionOffsets, error) {
+	var err error
+	for attempt := range 2 {
+		var res *kafka.ListOffsetsResponse
+		res, err = f.admin.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+		if err == nil {
+			err = fmt.Errorf("list offsets of %s/%d: %w", topic, partition, kafka.UnknownTopicOrPartition)
+			for _, po := range res.Topics[topic] {
+				if po.Partition == partition {
+					if po.Error == nil {
+						return po, nil
+					}
+					err = po.Error
+				}
 			}
-			return po.FirstOffset, po.LastOffset, nil
 		}
+		if attempt > 0 || ctx.Err() != nil || !leaderMoved(err) {
+			break
+		}
+		f.admin.transport.CloseIdleConnections()
 	}
-	return 0, 0, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, kafka.UnknownTopicOrPartition)
+	return kafka.PartitionOffsets{}, err
 }
 
 // dial connects to the leader of topic/partition, or to the replica of

@@ -724,3 +724,22 @@ func TestFetcherSeesAPartitionWrittenAgainPastItsOffset(t *testing.T) {
 		t.Error("the fetcher did not say that the partition was written again")
 	}
 }
+
+// The fetcher's offset requests follow a partition's leader at once when it
+// moves, instead of going to the old one until the metadata expires.
+func TestFetcherListsOffsetsAtANewLeaderAtOnce(t *testing.T) {
+	c, client := cluster(t, kfake.NumBrokers(3), kfake.SeedTopics(1, "t"))
+	produceTo(t, client, "t", time.Now(), values(0, 5)...)
+	f := client.NewFetcher()
+	defer f.Close()
+	if _, _, err := f.bounds(t.Context(), "t", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.MoveTopicPartition("t", 0, (c.LeaderFor("t", 0)+1)%3); err != nil {
+		t.Fatal(err)
+	}
+	first, end, err := f.bounds(t.Context(), "t", 0)
+	if err != nil || first != 0 || end != 5 {
+		t.Fatalf("bounds after the leader moved: %d, %d, %v; want 0, 5", first, end, err)
+	}
+}
