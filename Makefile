@@ -12,7 +12,7 @@ BROKER_DATA ?= .broker-data
 # busy as the time runs out, a race in the toolchain and not a finding.
 FUZZTIME ?= 100000x
 
-.PHONY: help build demo test vet fuzz chaos bench deps broker topics run-main run-retry run-aggregator produce stats clean secrets
+.PHONY: help build demo test vet fuzz chaos chaos-cluster bench deps broker topics run-main run-retry run-aggregator produce stats clean secrets
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -30,9 +30,13 @@ test: deps vet ## go vet, then every test with the race detector (integration te
 
 CHAOS_ORDERS ?= 100000
 
-chaos: build ## long fault-injection run (CHAOS_ORDERS orders, default 100000)
+chaos: build ## long fault-injection run on 3 broker nodes: kills, SIGSTOP, scaling, a broker kill and protocol faults (CHAOS_ORDERS orders, default 100000)
 	$(GO) build -o bin/chaos ./cmd/chaos
-	./bin/chaos -bin $(BIN) -orders $(CHAOS_ORDERS) -rate 2000 -partitions 6
+	./bin/chaos -bin $(BIN) -orders $(CHAOS_ORDERS) -rate 2000 -partitions 6 -nodes 3
+
+chaos-cluster: build ## protocol faults only, on 3 broker nodes: 20000 orders at 500/s, a fault every 1-2 s for 40 s
+	$(GO) build -o bin/chaos ./cmd/chaos
+	./bin/chaos -bin $(BIN) -mode cluster -nodes 3 -orders 20000 -rate 500 -procs 2 -partitions 6 -fault-time 40s
 
 BENCH_ORDERS ?= 500000
 

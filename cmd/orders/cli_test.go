@@ -129,7 +129,7 @@ func TestBrokerDataDirSurvivesRestart(t *testing.T) {
 	bin := testkit.Binary(t)
 	dir := t.TempDir()
 	addr, stop := startBrokerProc(t, bin, dir)
-	env := []string{"KAFKA_BROKERS=" + addr, "RETRY_DELAYS=100ms", "SESSION_TIMEOUT=3s"}
+	env := []string{"KAFKA_BROKERS=" + addr, "RETRY_DELAYS=100ms", "SESSION_TIMEOUT=6s"}
 	if out, err := testkit.Run(t, bin, env, "topics"); err != nil {
 		t.Fatalf("topics: %v\n%s", err, out)
 	}

@@ -32,14 +32,24 @@ func brokerCmd(s *settings) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "broker",
-		Short: "Run an embedded single-node Kafka-protocol broker",
-		Long: `Run an embedded single-node Kafka-protocol broker (franz-go's kfake) for machines
-without Kafka. With --data-dir, topics, records, committed offsets and groups
-survive a restart. Stops on SIGINT or SIGTERM.
+		Short: "Run an embedded Kafka-protocol broker of one or more nodes",
+		Long: `Run an embedded Kafka-protocol broker (franz-go's kfake) for machines without
+Kafka: one node, or with --nodes N a cluster of N nodes in one process, whose
+partitions' leaders are spread over the nodes. With --data-dir, topics,
+records, committed offsets and groups survive a restart (restart a cluster on
+the same --listen addresses). Stops on SIGINT or SIGTERM.
+
+Consumer groups are held to Kafka's session-timeout bounds (6s to 30m by
+default): a member asking for a session timeout outside them is refused with
+INVALID_SESSION_TIMEOUT, as a real cluster refuses it.
 
 Secured: --tls-cert-file/--tls-key-file make it speak TLS only,
 --sasl-users-file makes it require SASL, and --acls makes it enforce ACLs
-(see orders acls). Passwords in the users file are never logged.`,
+(see orders acls). Passwords in the users file are never logged.
+
+--fault-control serves the broker's fault API (elections, coordinator moves,
+refused, failed and timed-out produce requests, throttled fetches, truncated
+partitions) on a loopback address, for tests and trials; never in production.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := s.logger()
@@ -62,9 +72,15 @@ Secured: --tls-cert-file/--tls-key-file make it speak TLS only,
 					return fmt.Errorf("--superusers: %q is not a user of --sasl-users-file", name)
 				}
 			}
+			if cfg.Nodes < 1 {
+				return fmt.Errorf("--nodes: %d: want at least 1", cfg.Nodes)
+			}
 			b, err := broker.Start(cfg, log)
 			if err != nil {
 				return err
+			}
+			if a := b.FaultControlAddr(); a != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "fault control listening on %s\n", a)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "broker listening on %s\n", b.Addr())
 			<-cmd.Context().Done()
@@ -73,14 +89,18 @@ Secured: --tls-cert-file/--tls-key-file make it speak TLS only,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&cfg.Listen, "listen", "127.0.0.1:9092", "address to listen on; port 0 picks a free port")
+	cmd.Flags().IntVar(&cfg.Nodes, "nodes", 1, "number of broker nodes, each on its own address")
+	cmd.Flags().StringVar(&cfg.Listen, "listen", "127.0.0.1:9092", "address to listen on: with --nodes N, one host:port per node (comma-separated), or one whose port P gives the nodes P to P+N-1; port 0 gives every node a free port")
 	cmd.Flags().StringVar(&cfg.DataDir, "data-dir", "", "directory that keeps the broker's data across restarts (default: in memory)")
 	cmd.Flags().BoolVar(&cfg.SyncWrites, "sync-writes", false, "with --data-dir, fsync each produced batch before acknowledging it")
+	cmd.Flags().DurationVar(&cfg.GroupMinSessionTimeout, "group-min-session-timeout", broker.DefaultGroupMinSessionTimeout, "least session timeout a group member may ask for (Kafka's group.min.session.timeout.ms)")
+	cmd.Flags().DurationVar(&cfg.GroupMaxSessionTimeout, "group-max-session-timeout", broker.DefaultGroupMaxSessionTimeout, "greatest session timeout a group member may ask for (Kafka's group.max.session.timeout.ms)")
 	cmd.Flags().StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "PEM certificate: the listener speaks TLS only (with --tls-key-file)")
 	cmd.Flags().StringVar(&cfg.TLSKeyFile, "tls-key-file", "", "PEM key of --tls-cert-file")
 	cmd.Flags().StringVar(&usersFile, "sasl-users-file", "", "require SASL: one user a line, `mechanism username password` (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)")
 	cmd.Flags().StringSliceVar(&superusers, "superusers", nil, "comma-separated users of --sasl-users-file that bypass ACLs (for `orders acls --apply`)")
 	cmd.Flags().BoolVar(&cfg.ACLs, "acls", false, "enforce ACLs: users other than --superusers may do only what an ACL allows (needs --sasl-users-file)")
+	cmd.Flags().StringVar(&cfg.FaultControl, "fault-control", "", "for tests and trials: serve the fault API over HTTP on this loopback host:port (port 0 picks one; it prints 'fault control listening on ADDR')")
 	return cmd
 }
 

@@ -64,7 +64,7 @@ func newSecuredCluster(t *testing.T) *securedCluster {
 	}
 	sc.base = []string{
 		"KAFKA_BROKERS=" + b.Addr(), "KAFKA_TLS=on", "KAFKA_TLS_CA_FILE=" + certs.CAFile,
-		"RETRY_DELAYS=100ms,200ms", "SESSION_TIMEOUT=3s", "LOG_LEVEL=debug",
+		"RETRY_DELAYS=100ms,200ms", "SESSION_TIMEOUT=6s", "LOG_LEVEL=debug",
 	}
 	sc.cluster = &cluster{
 		t: t, bin: testkit.Binary(t), top: top,
@@ -299,7 +299,7 @@ func TestStageWaitingForASecuredBrokerStopsOnWrongPassword(t *testing.T) {
 	env := []string{
 		"KAFKA_BROKERS=" + addr, "KAFKA_TLS=on", "KAFKA_TLS_CA_FILE=" + certs.CAFile,
 		"KAFKA_SASL_MECHANISM=scram-sha-256", "KAFKA_SASL_USERNAME=orders-main",
-		"KAFKA_SASL_PASSWORD=Wrong-" + secret, "SESSION_TIMEOUT=3s",
+		"KAFKA_SASL_PASSWORD=Wrong-" + secret, "SESSION_TIMEOUT=6s",
 	}
 	main := testkit.Start(t, bin, env, "run", "main")
 	testkit.Eventually(t, 30*time.Second, func() (bool, string) {

@@ -113,7 +113,7 @@ func TestStageWaitsForTheBroker(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	env := []string{"KAFKA_BROKERS=" + addr, "RETRY_DELAYS=100ms", "SESSION_TIMEOUT=3s"}
+	env := []string{"KAFKA_BROKERS=" + addr, "RETRY_DELAYS=100ms", "SESSION_TIMEOUT=6s"}
 	main := testkit.Start(t, bin, env, "run", "main")
 	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
 		return strings.Contains(main.Output(), "retrying"), "no retry log line yet:\n" + main.Output()

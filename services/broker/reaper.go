@@ -2,12 +2,10 @@ package broker
 
 import (
 	"context"
-	"crypto/tls"
 	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"github.com/segmentio/kafka-go/sasl"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
@@ -93,13 +91,9 @@ func (r *reaper) saw(req kmsg.Request) {
 	}
 }
 
-// run checks once a second until ctx ends.
-// With TLS or SASL on, the reaper connects with the broker's own
-// credentials: the broker's certificate and an internal superuser.
-func (r *reaper) run(ctx context.Context, addr string, tlsCfg *tls.Config, mech sasl.Mechanism) {
-	t := &kafka.Transport{ClientID: "orders-broker-reaper", TLS: tlsCfg, SASL: mech}
-	defer t.CloseIdleConnections()
-	client := &kafka.Client{Addr: kafka.TCP(addr), Transport: t, Timeout: 5 * time.Second}
+// run checks once a second until ctx ends, through client: the broker's
+// own connection to its nodes.
+func (r *reaper) run(ctx context.Context, client *kafka.Client) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {

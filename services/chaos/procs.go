@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +22,8 @@ type proc struct {
 	done chan struct{}
 	err  error
 	log  *os.File
+	// exitedAt is when it exited; read it after done is closed.
+	exitedAt time.Time
 }
 
 // procs starts and tracks processes, each logging to a file of its own.
@@ -57,6 +60,7 @@ func (ps *procs) startEnv(role string, env []string, args ...string) (*proc, err
 	}
 	go func() {
 		p.err = p.cmd.Wait()
+		p.exitedAt = time.Now()
 		f.Close()
 		close(p.done)
 	}()
@@ -66,26 +70,42 @@ func (ps *procs) startEnv(role string, env []string, args ...string) (*proc, err
 	return p, nil
 }
 
-// startBroker runs `orders broker` and waits for its listening line.
-func (ps *procs) startBroker(listen, dataDir string) (*proc, error) {
-	p, err := ps.startEnv("broker", []string{"LOG_LEVEL=info"}, "broker", "--listen", listen, "--data-dir", dataDir)
+// brokerArgs is how the harness starts `orders broker`.
+type brokerArgs struct {
+	listen     []string // one address per node, the same at every restart
+	dataDir    string
+	minSession time.Duration // 0: the broker's default, Kafka's 6s
+}
+
+// startBroker runs `orders broker` with its fault control on a free
+// loopback port, and waits for its listening line. It returns the fault
+// control's address.
+func (ps *procs) startBroker(a brokerArgs) (*proc, string, error) {
+	args := []string{"broker", "--nodes", strconv.Itoa(len(a.listen)), "--listen", strings.Join(a.listen, ","),
+		"--data-dir", a.dataDir, "--fault-control", "127.0.0.1:0"}
+	if a.minSession > 0 {
+		args = append(args, "--group-min-session-timeout", a.minSession.String())
+	}
+	p, err := ps.startEnv("broker", []string{"LOG_LEVEL=info"}, args...)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		b, _ := os.ReadFile(p.log.Name())
 		if strings.Contains(string(b), "broker listening on ") {
-			return p, nil
+			_, ctl, _ := strings.Cut(string(b), "fault control listening on ")
+			ctl, _, _ = strings.Cut(ctl, "\n")
+			return p, strings.TrimSpace(ctl), nil
 		}
 		select {
 		case <-p.done:
-			return nil, fmt.Errorf("broker exited: %v\n%s", p.err, b)
+			return nil, "", fmt.Errorf("broker exited: %v\n%s", p.err, b)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 	p.kill()
-	return nil, fmt.Errorf("broker did not start listening on %s", listen)
+	return nil, "", fmt.Errorf("broker did not start listening on %s", strings.Join(a.listen, ","))
 }
 
 func (p *proc) signal(sig syscall.Signal) { _ = p.cmd.Process.Signal(sig) }

@@ -22,7 +22,10 @@ import (
 	"github.com/orderflow/orders/services/broker"
 )
 
-// Broker starts an embedded broker on a free port and returns its address.
+// Broker starts an embedded broker on free ports (cfg.Nodes of them) and
+// stops it when the test ends. It holds group members to Kafka's
+// session-timeout bounds (6s to 30m) unless cfg lowers the minimum, which
+// a test should do only where it waits for a dead member to time out.
 func Broker(tb testing.TB, cfg broker.Config) *broker.Broker {
 	tb.Helper()
 	if cfg.Listen == "" {
