@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"strconv"
 	"strings"
@@ -340,6 +341,11 @@ func TestCommitReachesAMovedCoordinator(t *testing.T) {
 	if moved.Hits() != 1 {
 		t.Fatalf("the coordinator refused %d commits, want 1", moved.Hits())
 	}
+	// No leader epoch is known, and the commit says so: a client that
+	// checks epochs would take epoch 0 for a truncation.
+	if gc := c.GroupInfo(group).Commits[in][0]; gc.LeaderEpoch != -1 {
+		t.Errorf("committed with leader epoch %d, want -1", gc.LeaderEpoch)
+	}
 	keys := countRecords(t, client, out)
 	for k, m := range keys {
 		if m > 1 {
@@ -416,4 +422,40 @@ func TestNextOwnerSeesAPartitionWrittenAgainPastTheCommittedOffset(t *testing.T)
 		}
 		return missing == 0, strconv.Itoa(missing) + " of the 15 records written since the cut not handled"
 	})
+}
+
+// A batch the broker refuses as too large only because it holds several
+// records is sent again one record a request: every record is written,
+// none is given the Refuser's outcome.
+func TestBatchTooLargeOnlyTogetherIsWrittenRecordByRecord(t *testing.T) {
+	c, client := cluster(t)
+	in, out, dlq := "in", "out", "dlq"
+	createTopics(t, c, 1, in, out, dlq)
+	const n = 20
+	produceKeys(t, client, in, n)
+	c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: out, Err: kerr.MessageTooLarge, Count: -1,
+		When: func(req kmsg.Request) bool {
+			for _, t := range req.(*kmsg.ProduceRequest).Topics {
+				for _, p := range t.Partitions {
+					// A record batch's record count is at byte 57.
+					if len(p.Records) >= 61 && binary.BigEndian.Uint32(p.Records[57:]) > 1 {
+						return true
+					}
+				}
+			}
+			return false
+		}})
+	st := &copier{out: out, dlq: dlq}
+	group := "g"
+	runLoop(t, pipeline.Config{Client: client, Group: group, Topic: in}, st)
+	testkit.Eventually(t, 60*time.Second, func() (bool, string) {
+		got := committed(t, client, group, in)
+		return got == n, "committed " + strconv.FormatInt(got, 10)
+	})
+	if keys := countRecords(t, client, out); len(keys) != n {
+		t.Errorf("out holds %d distinct keys, want %d", len(keys), n)
+	}
+	if got := st.refused.Load(); got != 0 {
+		t.Errorf("%d records were given the Refuser's outcome, want none", got)
+	}
 }

@@ -168,11 +168,15 @@ func (f *Fetcher) FetchAfter(ctx context.Context, log *zap.Logger, topic string,
 	// record: records handled before may be handled again, but none is
 	// skipped. Records the cut took with it are lost: the broker no longer
 	// has them.
-	rewind := func(msg string, first, end int64) {
+	rewind := func(msg string, first, end int64) error {
 		from := first
 		if !last.IsZero() {
 			from = min(offset, end)
-			if at, err := f.offsetAt(ctx, topic, partition, last.Add(-truncationSlack)); err == nil && at >= first && at < from {
+			at, err := f.offsetAt(ctx, topic, partition, last.Add(-truncationSlack))
+			if err != nil {
+				return err
+			}
+			if at >= first && at < from {
 				from = at
 			}
 		}
@@ -181,6 +185,7 @@ func (f *Fetcher) FetchAfter(ctx context.Context, log *zap.Logger, topic string,
 		if position != nil {
 			position.Store(offset)
 		}
+		return nil
 	}
 	for ctx.Err() == nil {
 		if offset < 0 {
@@ -215,7 +220,12 @@ func (f *Fetcher) FetchAfter(ctx context.Context, log *zap.Logger, topic string,
 					}
 					continue
 				}
-				rewind("partition written again below the offset to read from; reading on from the first record written since", first, end)
+				if err := rewind("partition written again below the offset to read from; reading on from the first record written since", first, end); err != nil {
+					if !fail("list offsets; retrying", err) {
+						return
+					}
+					continue
+				}
 			}
 			check = false
 		}
@@ -251,7 +261,9 @@ func (f *Fetcher) FetchAfter(ctx context.Context, log *zap.Logger, topic string,
 				// offset, as kafka-go's Reader does, would skip every
 				// record written meanwhile, and so would reading on from
 				// the new end: records written since the cut lie below it.
-				rewind("partition cut back below the offset to read from; reading on from the first record written since", first, end)
+				if err := rewind("partition cut back below the offset to read from; reading on from the first record written since", first, end); err != nil && !fail("list offsets; retrying", err) {
+					return
+				}
 				continue
 			}
 		}
@@ -402,9 +414,12 @@ func (r *partitionReader) recordAt(ctx context.Context, offset int64) (t time.Ti
 
 // truncationSlack is how much earlier than the last record it sent the
 // fetcher looks for records written since, in a partition cut back below
-// the offset it reads from: the producers' clocks may differ by that much.
-// It costs at most the records of that span again.
-const truncationSlack = time.Second
+// the offset it reads from. A record may be appended that long after its
+// producer stamped it: the Java producer's delivery.timeout.ms is 2
+// minutes, and this project's writer keeps a record's time through its
+// attempts. Clocks of the producers may differ a little more. It costs at
+// most the records of that span again.
+const truncationSlack = 2 * time.Minute
 
 // offsetAt is the offset of the first record of a partition stamped at or
 // after t, -1 if there is none.

@@ -14,6 +14,7 @@ import (
 	"unsafe"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol/offsetcommit"
 	"go.uber.org/zap"
 
 	"github.com/orderflow/orders/services/envelope"
@@ -481,7 +482,9 @@ func (l *Loop) runPartition(ctx, wctx context.Context, gen *kafka.Generation, a 
 			case <-idle.C:
 				// The position is read before the queue is seen empty:
 				// records it counts are then all handled.
-				if at := position.Load(); at > done && len(queue) == 0 {
+				// A fetcher that read a cut-back partition again from an
+				// earlier offset moves the commit back with it.
+				if at := position.Load(); at >= 0 && at != done && len(queue) == 0 {
 					if !commit(at) {
 						return nil
 					}
@@ -647,12 +650,16 @@ func (l *Loop) write(ctx context.Context, w *outputWrite, idx []int) bool {
 			return false
 		}
 		idx = failed
+		// Records refused together are each sent again alone first: only
+		// the request may have been too large. A record refused alone has
+		// its outcome replaced, and the replacement is sent at once.
+		wasAlone, replaced := alone, false
 		var hold error
 		for k, i := range failed {
 			err := errs[k]
 			switch {
 			case !refusedForGood(err):
-			case !alone:
+			case !wasAlone:
 				alone = true
 			case w.refuser != nil && !w.replaced[i]:
 				out, ok := w.refuser.Refused(w.batch, w.outs, i, err)
@@ -666,6 +673,7 @@ func (l *Loop) write(ctx context.Context, w *outputWrite, idx []int) bool {
 				obs.Refused(err)
 				w.outs[i], w.replaced[i] = out, true
 				w.msgs[i] = message(out)
+				replaced = true
 			default:
 				hold = fmt.Errorf("output to %s refused for good, and there is no other outcome for it: %w", w.msgs[i].Topic, err)
 			}
@@ -683,6 +691,9 @@ func (l *Loop) write(ctx context.Context, w *outputWrite, idx []int) bool {
 			}
 		} else {
 			w.log.Warn("produce; retrying", zap.Int("records", len(idx)), zap.Error(errs[0]))
+		}
+		if replaced || alone && !wasAlone {
+			continue
 		}
 		if !b.Wait(ctx) {
 			return false
@@ -766,26 +777,36 @@ func refusedForGood(err error) bool {
 // Generation would send it to the coordinator the generation began with,
 // and cannot carry metadata.)
 func (l *Loop) commit(ctx context.Context, gen *kafka.Generation, a Assignment, next int64, mark Mark) error {
-	req := &kafka.OffsetCommitRequest{
-		GroupID: gen.GroupID, GenerationID: int(gen.ID), MemberID: gen.MemberID,
-		Topics: map[string][]kafka.OffsetCommit{a.Topic: {{Partition: a.Partition, Offset: next, Metadata: mark.String()}}},
+	req := &offsetcommit.Request{
+		GroupID: gen.GroupID, GenerationID: gen.ID, MemberID: gen.MemberID,
+		Topics: []offsetcommit.RequestTopic{{Name: a.Topic, Partitions: []offsetcommit.RequestPartition{{
+			PartitionIndex: int32(a.Partition), CommittedOffset: next, CommitTimestamp: -1,
+			// No leader epoch is known: 0, which kafka-go's OffsetCommit
+			// sends, would make a consumer that checks epochs (the Java
+			// client, franz-go, librdkafka) think the log was truncated.
+			CommittedLeaderEpoch: -1, CommittedMetadata: mark.String(),
+		}}}},
 	}
 	for b := NewBackoff(); ; {
-		err := l.commitOnce(ctx, req, a.Topic)
+		err := l.commitOnce(ctx, req)
 		if err == nil || !coordinatorMayAnswer(err) || !b.Wait(ctx) {
 			return err
 		}
 	}
 }
 
-func (l *Loop) commitOnce(ctx context.Context, req *kafka.OffsetCommitRequest, topic string) error {
-	res, err := l.admin.OffsetCommit(ctx, req)
+func (l *Loop) commitOnce(ctx context.Context, req *offsetcommit.Request) error {
+	ctx, cancel := context.WithTimeout(ctx, l.admin.Timeout)
+	defer cancel()
+	r, err := l.admin.transport.RoundTrip(ctx, l.admin.Addr, req)
 	if err != nil {
 		return err
 	}
-	for _, p := range res.Topics[topic] {
-		if p.Error != nil {
-			return p.Error
+	for _, t := range r.(*offsetcommit.Response).Topics {
+		for _, p := range t.Partitions {
+			if p.ErrorCode != 0 {
+				return kafka.Error(p.ErrorCode)
+			}
 		}
 	}
 	return nil
