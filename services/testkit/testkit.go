@@ -7,7 +7,9 @@ package testkit
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -186,4 +188,24 @@ func tail(s string, n int) string {
 		return s
 	}
 	return s[len(s)-n:]
+}
+
+// CheckAverage runs `orders stats --json` and fails tb unless it reports
+// count orders whose average is average (relative error at most 1e-9).
+func CheckAverage(tb testing.TB, bin string, env []string, count int, average float64) {
+	tb.Helper()
+	out, err := Run(tb, bin, env, "stats", "--json")
+	if err != nil {
+		tb.Fatalf("orders stats: %v\n%s", err, out)
+	}
+	var st struct {
+		Count   int64   `json:"count"`
+		Average float64 `json:"average"`
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		tb.Fatalf("orders stats --json printed %q: %v", out, err)
+	}
+	if st.Count != int64(count) || math.Abs(st.Average-average)/average > 1e-9 {
+		tb.Errorf("stats: count %d average %.12f, want count %d average %.12f", st.Count, st.Average, count, average)
+	}
 }

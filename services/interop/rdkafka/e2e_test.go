@@ -2,9 +2,7 @@ package rdkafka_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -174,20 +172,7 @@ func (c *mockCluster) checkOutcomes(orders []schemas.Order, tally *outcome.Tally
 	for _, p := range problems {
 		c.t.Error(p)
 	}
-	out, err := testkit.Run(c.t, c.bin, c.env, "stats", "--json")
-	if err != nil {
-		c.t.Fatalf("orders stats: %v\n%s", err, out)
-	}
-	var st struct {
-		Count   int64   `json:"count"`
-		Average float64 `json:"average"`
-	}
-	if err := json.Unmarshal([]byte(out), &st); err != nil {
-		c.t.Fatalf("orders stats --json printed %q: %v", out, err)
-	}
-	if st.Count != int64(good) || math.Abs(st.Average-exact)/exact > 1e-9 {
-		c.t.Errorf("stats: count %d average %.12f, want count %d average %.12f", st.Count, st.Average, good, exact)
-	}
+	testkit.CheckAverage(c.t, c.bin, c.env, good, exact)
 }
 
 // checkRetryTopics asserts that every failing order, and nothing else,
