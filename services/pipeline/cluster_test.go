@@ -190,10 +190,7 @@ func TestFailedWriteSendsAgainOnlyWhatFailed(t *testing.T) {
 	group := "g"
 	runLoop(t, pipeline.Config{Client: client, Group: group, Topic: in, Options: pipeline.Options{MaxBatch: n}}, &copier{out: out})
 
-	testkit.Eventually(t, 60*time.Second, func() (bool, string) {
-		got := committed(t, client, group, in)
-		return got == n, "committed " + strconv.FormatInt(got, 10)
-	})
+	waitCommitted(t, client, group, in, n)
 	if refuse.Hits() < 8 {
 		t.Fatalf("the fault refused %d writes, want at least 8", refuse.Hits())
 	}
@@ -252,10 +249,7 @@ func TestOutputRefusedForGoodGetsTheRefusersOutcome(t *testing.T) {
 	group := "g"
 	runLoop(t, pipeline.Config{Client: client, Group: group, Topic: in}, st)
 
-	testkit.Eventually(t, 60*time.Second, func() (bool, string) {
-		got := committed(t, client, group, in)
-		return got == n, "committed " + strconv.FormatInt(got, 10)
-	})
+	waitCommitted(t, client, group, in, n)
 	if keys := countRecords(t, client, dlq); len(keys) != n {
 		t.Fatalf("the DLQ holds %d distinct keys, want %d", len(keys), n)
 	}
@@ -334,10 +328,7 @@ func TestCommitReachesAMovedCoordinator(t *testing.T) {
 	moved := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Err: kerr.NotCoordinator, Count: 1})
 	group := "g"
 	runLoop(t, pipeline.Config{Client: client, Group: group, Topic: in}, &copier{out: out})
-	testkit.Eventually(t, 60*time.Second, func() (bool, string) {
-		got := committed(t, client, group, in)
-		return got == n, "committed " + strconv.FormatInt(got, 10)
-	})
+	waitCommitted(t, client, group, in, n)
 	if moved.Hits() != 1 {
 		t.Fatalf("the coordinator refused %d commits, want 1", moved.Hits())
 	}
@@ -371,10 +362,7 @@ func TestNextOwnerSeesAPartitionWrittenAgainPastTheCommittedOffset(t *testing.T)
 	produceKeys(t, client, in, n)
 	group := "g"
 	first := runLoop(t, pipeline.Config{Client: client, Group: group, Topic: in}, &copier{out: out})
-	testkit.Eventually(t, 60*time.Second, func() (bool, string) {
-		got := committed(t, client, group, in)
-		return got == n, "committed " + strconv.FormatInt(got, 10)
-	})
+	waitCommitted(t, client, group, in, n)
 	if err := first.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -448,14 +436,20 @@ func TestBatchTooLargeOnlyTogetherIsWrittenRecordByRecord(t *testing.T) {
 	st := &copier{out: out, dlq: dlq}
 	group := "g"
 	runLoop(t, pipeline.Config{Client: client, Group: group, Topic: in}, st)
-	testkit.Eventually(t, 60*time.Second, func() (bool, string) {
-		got := committed(t, client, group, in)
-		return got == n, "committed " + strconv.FormatInt(got, 10)
-	})
+	waitCommitted(t, client, group, in, n)
 	if keys := countRecords(t, client, out); len(keys) != n {
 		t.Errorf("out holds %d distinct keys, want %d", len(keys), n)
 	}
 	if got := st.refused.Load(); got != 0 {
 		t.Errorf("%d records were given the Refuser's outcome, want none", got)
 	}
+}
+
+// waitCommitted waits until group has committed n records of topic/0.
+func waitCommitted(t *testing.T, client pipeline.Client, group, topic string, n int64) {
+	t.Helper()
+	testkit.Eventually(t, 60*time.Second, func() (bool, string) {
+		got := committed(t, client, group, topic)
+		return got == n, "committed " + strconv.FormatInt(got, 10)
+	})
 }

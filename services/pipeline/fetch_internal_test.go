@@ -537,12 +537,7 @@ func TestFetcherReadsOnFromTheNewEndOfATruncatedPartition(t *testing.T) {
 func TestFetcherBegunPastTheEndOfARecreatedTopicReadsItAll(t *testing.T) {
 	c, client := cluster(t, kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
 	produceTo(t, client, "t", time.Now().Add(-time.Minute), values(0, 10)...)
-	if err := c.DeleteTopic("t"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.CreateTopic("t", 1, nil); err != nil {
-		t.Fatal(err)
-	}
+	recreate(t, c, "t")
 	produceTo(t, client, "t", time.Now(), values(10, 3)...)
 	queue := fetching(t, client.NewFetcher(), zap.NewNop(), "t", 10)
 	expect(t, queue, 0, values(10, 3))
@@ -561,18 +556,10 @@ func TestFetcherBegunMidwayKnowsTheTimeOfTheRecordBefore(t *testing.T) {
 		t.Fatal(err)
 	}
 	seen.Remove()
-	hold := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: "t", Err: kerr.NotLeaderForPartition, Count: -1})
-	if err := hold.Wait(t.Context(), 1); err != nil {
-		t.Fatal(err)
-	}
+	hold := holdFetches(t, c, "t")
 	// Records that survive the cut, stamped before the last the fetcher
 	// knows, and records written since.
-	if err := c.DeleteTopic("t"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.CreateTopic("t", 1, nil); err != nil {
-		t.Fatal(err)
-	}
+	recreate(t, c, "t")
 	produceTo(t, client, "t", time.Now().Add(-2*time.Hour), values(100, 4)...)
 	produceTo(t, client, "t", time.Now(), values(10, 3)...)
 	hold.Remove()
@@ -681,16 +668,8 @@ func TestFetcherReadsEveryRecordWrittenSinceAPartitionWasCutBack(t *testing.T) {
 
 	// While the fetcher cannot fetch, the topic is deleted and made again,
 	// and three records are written to it.
-	hold := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: "t", Err: kerr.NotLeaderForPartition, Count: -1})
-	if err := hold.Wait(t.Context(), 1); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.DeleteTopic("t"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.CreateTopic("t", 1, nil); err != nil {
-		t.Fatal(err)
-	}
+	hold := holdFetches(t, c, "t")
+	recreate(t, c, "t")
 	produceTo(t, client, "t", time.Now(), values(10, 3)...)
 	hold.Remove()
 	expect(t, queue, 0, values(10, 3))
@@ -707,16 +686,8 @@ func TestFetcherSeesAPartitionWrittenAgainPastItsOffset(t *testing.T) {
 	queue := fetching(t, client.NewFetcher(), zap.New(core), "t", kafka.FirstOffset)
 	expect(t, queue, 0, values(0, 10))
 
-	hold := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: "t", Err: kerr.NotLeaderForPartition, Count: -1})
-	if err := hold.Wait(t.Context(), 1); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.DeleteTopic("t"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.CreateTopic("t", 1, nil); err != nil {
-		t.Fatal(err)
-	}
+	hold := holdFetches(t, c, "t")
+	recreate(t, c, "t")
 	produceTo(t, client, "t", time.Now(), values(100, 15)...)
 	hold.Remove()
 	expect(t, queue, 0, values(100, 15))
@@ -741,5 +712,27 @@ func TestFetcherListsOffsetsAtANewLeaderAtOnce(t *testing.T) {
 	first, end, err := f.bounds(t.Context(), "t", 0)
 	if err != nil || first != 0 || end != 5 {
 		t.Fatalf("bounds after the leader moved: %d, %d, %v; want 0, 5", first, end, err)
+	}
+}
+
+// holdFetches makes the broker refuse every fetch of topic, as NOT_LEADER,
+// once the fetcher has asked at least once; Remove ends it.
+func holdFetches(t *testing.T, c *kfake.Cluster, topic string) *kfake.FaultHandle {
+	t.Helper()
+	hold := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Fetch}, Topic: topic, Err: kerr.NotLeaderForPartition, Count: -1})
+	if err := hold.Wait(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	return hold
+}
+
+// recreate deletes topic and makes it again, with one empty partition.
+func recreate(t *testing.T, c *kfake.Cluster, topic string) {
+	t.Helper()
+	if err := c.DeleteTopic(topic); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CreateTopic(topic, 1, nil); err != nil {
+		t.Fatal(err)
 	}
 }
