@@ -586,7 +586,8 @@ func (w *outputWrite) reset(batch []envelope.Record, outs []envelope.Output) {
 	clear(w.msgs)
 	w.batch, w.outs = batch, outs
 	w.msgs = appendMessages(w.msgs[:0], outs)
-	w.replaced = append(w.replaced[:0], make([]bool, len(outs))...)
+	w.replaced = slices.Grow(w.replaced[:0], len(outs))[:len(outs)]
+	clear(w.replaced)
 }
 
 // writeOutputs writes the batch's outputs, those to the Resumer's topic
