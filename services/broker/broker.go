@@ -191,6 +191,12 @@ func Start(cfg Config, log *zap.Logger) (*Broker, error) {
 		kfake.WithLogger(zapLogger{log.Named("broker").Sugar()}),
 		kfake.GroupMinSessionTimeout(cfg.GroupMinSessionTimeout),
 		kfake.GroupMaxSessionTimeout(cfg.GroupMaxSessionTimeout),
+		// As broker configs too, so that DescribeConfigs reports the bounds
+		// it enforces (kfake's own default for the maximum says 5m).
+		kfake.BrokerConfigs(map[string]string{
+			"group.min.session.timeout.ms": strconv.FormatInt(cfg.GroupMinSessionTimeout.Milliseconds(), 10),
+			"group.max.session.timeout.ms": strconv.FormatInt(cfg.GroupMaxSessionTimeout.Milliseconds(), 10),
+		}),
 	}
 	opts = append(opts, sec.opts...)
 	if cfg.DataDir != "" {

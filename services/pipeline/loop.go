@@ -350,11 +350,16 @@ func (l *Loop) sessionBounds(ctx context.Context) (lo, hi time.Duration, ok bool
 	if err != nil || len(res.Resources) != 1 || res.Resources[0].Error != nil {
 		return 0, 0, false
 	}
+	// A broker may list a setting once for each place it is set; the one
+	// in force has the lowest source (dynamic before static before
+	// default).
+	source := map[string]int8{}
 	for _, e := range res.Resources[0].ConfigEntries {
 		ms, err := strconv.ParseInt(e.ConfigValue, 10, 64)
-		if err != nil {
+		if was, seen := source[e.ConfigName]; err != nil || seen && e.ConfigSource >= was {
 			continue
 		}
+		source[e.ConfigName] = e.ConfigSource
 		switch e.ConfigName {
 		case "group.min.session.timeout.ms":
 			lo = time.Duration(ms) * time.Millisecond
