@@ -80,6 +80,11 @@ func (c Client) Admin() *Admin {
 // Close releases the client's connections.
 func (a *Admin) Close() { a.transport.CloseIdleConnections() }
 
+// forgetLayout makes the client learn the cluster's layout again before
+// its next request, instead of when its metadata expires: closing its
+// connection pools does that, and requests in flight finish first.
+func (a *Admin) forgetLayout() { a.transport.CloseIdleConnections() }
+
 func kafkaLogger(log *zap.Logger, errs bool) kafka.LoggerFunc {
 	s := log.WithOptions(zap.AddCallerSkip(1)).Sugar().With("component", "kafka-go")
 	if errs {

@@ -128,13 +128,13 @@ func (f *Fetcher) FetchAfter(ctx context.Context, log *zap.Logger, topic string,
 	r := f.partitionReader(topic, partition, log)
 	defer r.close()
 	// last and lastOffset are the time and offset of the last record sent,
-	// or after. After a failed request, the fetcher
-	// checks that the partition still holds that record, with that time,
-	// before it reads on: a partition cut back and written again past
-	// offset while the fetcher could not ask (an unclean leader election,
-	// a topic deleted and made again) would otherwise be read on from
-	// offset, skipping every record written since the cut. Fetch begins
-	// with that check too, which is how it learns the time.
+	// at first those of after. After a failed request, the fetcher checks
+	// that the partition still holds that record, with that time, before
+	// it reads on: a partition cut back and written again past offset
+	// while the fetcher could not ask (an unclean leader election, a topic
+	// deleted and made again) would otherwise be read on from offset,
+	// skipping every record written since the cut. FetchAfter begins with
+	// that check too, which is how it learns the time when after has none.
 	last, lastOffset := after.Time, after.Offset
 	check := lastOffset >= 0
 	emit := func(m kafka.Message) bool {
@@ -464,7 +464,7 @@ func (f *Fetcher) listOffsets(ctx context.Context, topic string, partition int, 
 		if attempt > 0 || ctx.Err() != nil || !leaderMoved(err) {
 			break
 		}
-		f.admin.transport.CloseIdleConnections()
+		f.admin.forgetLayout()
 	}
 	return kafka.PartitionOffsets{}, err
 }

@@ -819,7 +819,9 @@ func (l *Loop) commitOnce(ctx context.Context, req *offsetcommit.Request) error 
 }
 
 // committedMark is the Mark committed with a's offset, if there is one for
-// the record before it; else one that knows only that offset.
+// the record before it; else one that knows only that offset. kafka-go's
+// Generation read the committed offsets but keeps no metadata, so it asks
+// once more, once per assigned partition.
 func (l *Loop) committedMark(ctx context.Context, a Assignment) Mark {
 	none := Mark{Offset: a.Committed - 1}
 	if a.Committed <= 0 {
