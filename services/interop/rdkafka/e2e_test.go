@@ -126,13 +126,7 @@ func TestPipelineSurvivesABrokerOutageOnLibrdkafkasMock(t *testing.T) {
 	t.Logf("%s both main processes are back in their group", time.Now().Format(clock))
 
 	orders := expected(n, seed)
-	c.checkOutcomes(orders, final)
-	failing := 0
-	for _, o := range orders {
-		if o.Product == "Item3" {
-			failing++
-		}
-	}
+	failing := c.checkOutcomes(orders, final)
 	if failing == 0 {
 		t.Fatal("no Item3 order among the produced ones: the test proves nothing")
 	}
@@ -165,14 +159,16 @@ func expected(n int, seed uint64) []schemas.Order {
 // checkOutcomes asserts that every order has exactly the outcome its
 // product calls for (Item3 always fails: FAIL_PRODUCTS' default), a
 // dead-lettered one after every retry stage, on time, and that `orders
-// stats` gives the exact average of the processed ones.
-func (c *mockCluster) checkOutcomes(orders []schemas.Order, tally *outcome.Tally) {
+// stats` gives the exact average of the processed ones. It returns how
+// many orders fail for good.
+func (c *mockCluster) checkOutcomes(orders []schemas.Order, tally *outcome.Tally) (failing int) {
 	c.t.Helper()
 	problems, good, exact := tally.Problems(orders, c.top, func(o schemas.Order) bool { return o.Product == "Item3" })
 	for _, p := range problems {
 		c.t.Error(p)
 	}
 	testkit.CheckAverage(c.t, c.bin, c.env, good, exact)
+	return len(orders) - good
 }
 
 // checkRetryTopics asserts that every failing order, and nothing else,
