@@ -51,9 +51,9 @@ fuzz: ## run each fuzz test for FUZZTIME (default 100000x executions; a duration
 	$(GO) test ./services/envelope/ -run=NONE -fuzz=FuzzFailures -fuzztime=$(FUZZTIME)
 	$(GO) test ./services/envelope/ -run=NONE -fuzz=FuzzTimes -fuzztime=$(FUZZTIME)
 	$(GO) test ./services/aggregator/ -run=NONE -fuzz=FuzzSnapshotMarshal -fuzztime=$(FUZZTIME)
-	$(GO) test ./services/pipeline/ -run=NONE -fuzz=FuzzAppendBatch -fuzztime=$(FUZZTIME)
-	$(GO) test ./services/pipeline/ -run=NONE -fuzz=FuzzDecodeBatches -fuzztime=$(FUZZTIME)
-	$(GO) test ./services/pipeline/ -run=NONE -fuzz=FuzzParseFetchResponse -fuzztime=$(FUZZTIME)
+	$(GO) test ./services/kafka/wire/ -run=NONE -fuzz=FuzzAppendBatch -fuzztime=$(FUZZTIME)
+	$(GO) test ./services/kafka/wire/ -run=NONE -fuzz=FuzzDecodeBatches -fuzztime=$(FUZZTIME)
+	$(GO) test ./services/kafka/wire/ -run=NONE -fuzz=FuzzParseFetchResponse -fuzztime=$(FUZZTIME)
 
 vet:
 	$(GO) vet ./...

@@ -12,7 +12,7 @@ import (
 	"syscall"
 
 	"github.com/orderflow/orders/services/bench"
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/stage"
 )
 
 func main() {
@@ -21,7 +21,7 @@ func main() {
 	flag.IntVar(&cfg.Orders, "orders", 500000, "orders pre-filled for each throughput run")
 	flag.IntVar(&cfg.DelayOrders, "delay-orders", 10000, "failing orders produced for the delay accuracy")
 	flag.Float64Var(&cfg.DelayRate, "delay-rate", 1000, "orders per second for the delay accuracy")
-	flag.IntVar(&cfg.MaxBatch, "max-batch", pipeline.DefaultMaxBatch, "most records a stage or a bare loop handles, writes and commits together")
+	flag.IntVar(&cfg.MaxBatch, "max-batch", stage.DefaultMaxBatch, "most records a stage or a bare loop handles, writes and commits together")
 	flag.IntVar(&cfg.Rounds, "rounds", 5, "rounds of each throughput measurement; the table gives the medians")
 	flag.StringVar(&cfg.ProfileDir, "profile", "", "write a CPU profile of each stage process of the first round here")
 	flag.StringVar(&cfg.ModuleDir, "module", ".", "module root for the Avro benchmarks; empty skips them")

@@ -16,7 +16,6 @@ import (
 	"github.com/orderflow/orders/services/aggregator"
 	"github.com/orderflow/orders/services/processor"
 	"github.com/orderflow/orders/services/producer"
-	"github.com/orderflow/orders/services/retry"
 )
 
 // Every fx app the binary builds is complete: each dependency is provided.
@@ -31,7 +30,7 @@ func TestAppsValidate(t *testing.T) {
 	}
 	retries := []fx.Option{}
 	for k := 1; k <= c.topology.Stages(); k++ {
-		m, err := retry.Module(c.topology, k)
+		m, err := processor.RetryModule(c.topology, k)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -41,10 +40,10 @@ func TestAppsValidate(t *testing.T) {
 		}
 	}
 	apps := map[string][]fx.Option{
-		"main":       {processor.Module},
+		"main":       {processor.MainModule},
 		"aggregator": {aggregator.Module},
 		"producer":   {producer.Module, fx.Supply(producer.Config{Count: 1})},
-		"demo":       append([]fx.Option{processor.Module, aggregator.Module, producer.Module, fx.Supply(producer.Config{Count: 1})}, retries...),
+		"demo":       append([]fx.Option{processor.MainModule, aggregator.Module, producer.Module, fx.Supply(producer.Config{Count: 1})}, retries...),
 	}
 	for name, opts := range apps {
 		if err := fx.ValidateApp(append([]fx.Option{c.provide()}, opts...)...); err != nil {
@@ -75,9 +74,9 @@ func TestAppStopLeavesNoGoroutines(t *testing.T) {
 	if _, err := admin.EnsureTopics(ctx, c.client, c.topology, c.check); err != nil {
 		t.Fatal(err)
 	}
-	opts := []fx.Option{c.provide(), processor.Module, aggregator.Module, producer.Module, fx.Supply(producer.Config{Count: 50, Seed: 1})}
+	opts := []fx.Option{c.provide(), processor.MainModule, aggregator.Module, producer.Module, fx.Supply(producer.Config{Count: 50, Seed: 1})}
 	for k := 1; k <= c.topology.Stages(); k++ {
-		m, _ := retry.Module(c.topology, k)
+		m, _ := processor.RetryModule(c.topology, k)
 		opts = append(opts, m)
 	}
 	app := fx.New(opts...)

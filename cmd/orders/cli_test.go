@@ -11,11 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/orderflow/orders/services/broker"
+	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/services/outcome"
-	"github.com/orderflow/orders/services/pipeline"
 	"github.com/orderflow/orders/services/testkit"
 	"github.com/orderflow/orders/topology"
 )
@@ -137,7 +137,7 @@ func TestBrokerDataDirSurvivesRestart(t *testing.T) {
 		t.Fatalf("produce: %v\n%s", err, out)
 	}
 	top, _ := topology.New(topology.Topology{Delays: []time.Duration{100 * time.Millisecond}})
-	client := pipeline.Client{Brokers: []string{addr}}
+	client := kafka.Client{Brokers: []string{addr}}
 	main := testkit.Start(t, bin, env, "run", "main")
 	retry := testkit.Start(t, bin, env, "run", "retry", "--stage", "1")
 	tally := outcome.NewTally()
@@ -169,7 +169,7 @@ func TestBrokerDataDirSurvivesRestart(t *testing.T) {
 	// The main group's committed offsets survived: it has nothing left to read.
 	admin := client.Admin()
 	defer admin.Close()
-	committed, err := admin.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: top.Group("main"), Topics: map[string][]int{top.Orders: {0, 1, 2, 3, 4, 5}}})
+	committed, err := admin.OffsetFetch(context.Background(), &kafkago.OffsetFetchRequest{GroupID: top.Group("main"), Topics: map[string][]int{top.Orders: {0, 1, 2, 3, 4, 5}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,21 +188,21 @@ func TestBrokerDataDirSurvivesRestart(t *testing.T) {
 func TestTopicsCheckCatchesEveryDrift(t *testing.T) {
 	bin := testkit.Binary(t)
 	b := testkit.Broker(t, broker.Config{})
-	client := pipeline.Client{Brokers: []string{b.Addr()}}
+	client := kafka.Client{Brokers: []string{b.Addr()}}
 	admin := client.Admin()
 	defer admin.Close()
 	// A cluster that drifted every way: orders_retry_3 is missing,
 	// orders_retry_1 is narrower than orders, orders_retry_2 keeps records
 	// for less than its delay, the DLQ for less than the minimum, and the
 	// aggregator's state expires.
-	topic := func(name string, parts int, retentionMS string) kafka.TopicConfig {
-		tc := kafka.TopicConfig{Topic: name, NumPartitions: parts, ReplicationFactor: 1}
+	topic := func(name string, parts int, retentionMS string) kafkago.TopicConfig {
+		tc := kafkago.TopicConfig{Topic: name, NumPartitions: parts, ReplicationFactor: 1}
 		if retentionMS != "" {
-			tc.ConfigEntries = []kafka.ConfigEntry{{ConfigName: "retention.ms", ConfigValue: retentionMS}}
+			tc.ConfigEntries = []kafkago.ConfigEntry{{ConfigName: "retention.ms", ConfigValue: retentionMS}}
 		}
 		return tc
 	}
-	_, err := admin.CreateTopics(context.Background(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{
+	_, err := admin.CreateTopics(context.Background(), &kafkago.CreateTopicsRequest{Topics: []kafkago.TopicConfig{
 		topic("orders", 6, ""), topic("orders_retry_1", 3, ""), topic("orders_retry_2", 6, "1000"),
 		topic("orders_dlq", 6, "3600000"), topic("orders_processed", 6, ""),
 		topic("orders_aggregator_state", 6, "86400000"), topic("orders_dlq_replays", 6, "-1"),

@@ -17,11 +17,10 @@ import (
 	"github.com/orderflow/orders/services/admin"
 	"github.com/orderflow/orders/services/aggregator"
 	"github.com/orderflow/orders/services/broker"
+	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/services/metrics"
-	"github.com/orderflow/orders/services/pipeline"
 	"github.com/orderflow/orders/services/processor"
 	"github.com/orderflow/orders/services/producer"
-	"github.com/orderflow/orders/services/retry"
 )
 
 func brokerCmd(s *settings) *cobra.Command {
@@ -280,11 +279,11 @@ same stage to share its partitions.`,
 	}
 	var stage int
 	retryCmd := stageCmd("retry", "Run retry stage --stage K: orders_retry_K -> processed | next retry | DLQ",
-		func(c config) (fx.Option, error) { return retry.Module(c.topology, stage) })
+		func(c config) (fx.Option, error) { return processor.RetryModule(c.topology, stage) })
 	retryCmd.Flags().IntVar(&stage, "stage", 1, "retry stage number, 1 to the number of RETRY_DELAYS")
 	cmd.AddCommand(
 		stageCmd("main", "Run the main stage: orders -> processed | orders_retry_1 | DLQ",
-			func(config) (fx.Option, error) { return processor.Module, nil }),
+			func(config) (fx.Option, error) { return processor.MainModule, nil }),
 		retryCmd,
 		stageCmd("aggregator", "Run the aggregator: orders_processed -> running average",
 			func(config) (fx.Option, error) { return aggregator.Module, nil }),
@@ -330,7 +329,7 @@ func preflight(ctx context.Context, c config) error {
 	switch {
 	case err == nil:
 		return nil
-	case pipeline.Misconfigured(err):
+	case kafka.Misconfigured(err):
 		return err
 	case ctx.Err() != nil:
 		return nil

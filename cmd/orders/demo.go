@@ -16,7 +16,6 @@ import (
 	"github.com/orderflow/orders/services/outcome"
 	"github.com/orderflow/orders/services/processor"
 	"github.com/orderflow/orders/services/producer"
-	"github.com/orderflow/orders/services/retry"
 )
 
 func demoCmd(s *settings) *cobra.Command {
@@ -53,9 +52,9 @@ an outcome and prints a summary; with --count 0 it runs until interrupted.`,
 			if _, err := admin.EnsureTopics(ctx, c.client, c.topology, c.check); err != nil {
 				return err
 			}
-			modules := []fx.Option{c.provide(), metrics.Module, processor.Module, aggregator.Module, producer.Module, fx.Supply(pcfg)}
+			modules := []fx.Option{c.provide(), metrics.Module, processor.MainModule, aggregator.Module, producer.Module, fx.Supply(pcfg)}
 			for k := 1; k <= c.topology.Stages(); k++ {
-				m, err := retry.Module(c.topology, k)
+				m, err := processor.RetryModule(c.topology, k)
 				if err != nil {
 					return err
 				}

@@ -8,14 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/orderflow/orders/schemas"
 	"github.com/orderflow/orders/services/aggregator"
 	"github.com/orderflow/orders/services/broker"
 	"github.com/orderflow/orders/services/envelope"
+	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/services/outcome"
-	"github.com/orderflow/orders/services/pipeline"
 	"github.com/orderflow/orders/services/producer"
 	"github.com/orderflow/orders/services/testkit"
 	"github.com/orderflow/orders/topology"
@@ -27,7 +25,7 @@ type cluster struct {
 	t      *testing.T
 	bin    string
 	env    []string
-	client pipeline.Client
+	client kafka.Client
 	top    topology.Topology
 }
 
@@ -59,7 +57,7 @@ func newClusterSession(t *testing.T, delays []time.Duration, session time.Durati
 		t:      t,
 		bin:    testkit.Binary(t),
 		env:    []string{"KAFKA_BROKERS=" + b.Addr(), "RETRY_DELAYS=" + strings.Join(ds, ","), "SESSION_TIMEOUT=" + session.String(), "LOG_LEVEL=info"},
-		client: pipeline.Client{Brokers: []string{b.Addr()}},
+		client: kafka.Client{Brokers: []string{b.Addr()}},
 		top:    top,
 	}
 	out, err := testkit.Run(t, c.bin, c.env, "topics")
@@ -135,11 +133,11 @@ func TestPipelineEndToEnd(t *testing.T) {
 	c.startAll(2)
 
 	// Bytes that are not an order, on the input topic, before the orders.
-	w := c.client.NewWriter(pipeline.WriterConfig{}, testLogger(t))
+	w := c.client.NewWriter(kafka.WriterConfig{}, testLogger(t))
 	defer w.Close()
-	if err := w.WriteMessages(context.Background(), pipeline.Messages([]envelope.Output{{
+	if err := w.Write(context.Background(), []envelope.Output{{
 		Topic: c.top.Orders, Partition: envelope.AnyPartition, Key: []byte("garbage-1"), Value: []byte("this is not avro"),
-	}})...); err != nil {
+	}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -170,7 +168,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	for k := 1; k <= c.top.Stages(); k++ {
 		retryTopics = append(retryTopics, c.top.RetryTopic(k))
 	}
-	err = pipeline.ReadNew(context.Background(), c.client, retryTopics, next, func(m kafka.Message) error {
+	err = kafka.ReadNew(context.Background(), c.client, retryTopics, next, func(m envelope.Record) error {
 		if seen[m.Topic] == nil {
 			seen[m.Topic] = map[string]int{}
 		}

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/kafka"
 )
 
 func testLogger(t *testing.T) *zap.Logger {
@@ -18,10 +18,10 @@ func testLogger(t *testing.T) *zap.Logger {
 
 // countRecords is the number of records a topic holds: end minus start
 // offsets over its partitions.
-func countRecords(ctx context.Context, admin *pipeline.Admin, topic string, partitions int) (int64, error) {
-	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+func countRecords(ctx context.Context, admin *kafka.Admin, topic string, partitions int) (int64, error) {
+	req := &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{}}
 	for p := range partitions {
-		req.Topics[topic] = append(req.Topics[topic], kafka.FirstOffsetOf(p), kafka.LastOffsetOf(p))
+		req.Topics[topic] = append(req.Topics[topic], kafkago.FirstOffsetOf(p), kafkago.LastOffsetOf(p))
 	}
 	res, err := admin.ListOffsets(ctx, req)
 	if err != nil {

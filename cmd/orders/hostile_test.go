@@ -9,12 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/orderflow/orders/schemas"
 	"github.com/orderflow/orders/services/envelope"
+	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/services/outcome"
-	"github.com/orderflow/orders/services/pipeline"
 	"github.com/orderflow/orders/services/testkit"
 )
 
@@ -72,7 +70,7 @@ func TestHostileInputIsDeadLetteredOnce(t *testing.T) {
 		{key: "r-garbled", topic: c.top.RetryTopic(1), value: valid, headers: garbled, reason: envelope.ReasonBadHeaders, errPart: "x-retry-due-at is not an RFC 3339 time"},
 		{key: "r-undecodable", topic: c.top.RetryTopic(1), value: []byte("junk"), headers: history, reason: envelope.ReasonUndecodable, errPart: "decode order", attempts: 2},
 	}
-	w := c.client.NewWriter(pipeline.WriterConfig{}, testLogger(t))
+	w := c.client.NewWriter(kafka.WriterConfig{}, testLogger(t))
 	defer w.Close()
 	var outs []envelope.Output
 	for _, h := range cases {
@@ -89,7 +87,7 @@ func TestHostileInputIsDeadLetteredOnce(t *testing.T) {
 		envelope.Output{Topic: c.top.RetryTopic(1), Partition: 0, Key: []byte("9002"),
 			Value: encode(t, schemas.Order{OrderID: "9002", Product: "Item2", Price: 43}), Headers: history})
 	for _, o := range outs {
-		if err := w.WriteMessages(context.Background(), pipeline.Messages([]envelope.Output{o})...); err != nil {
+		if err := w.Write(context.Background(), []envelope.Output{o}); err != nil {
 			t.Fatalf("write %s: %v", o.Key, err)
 		}
 	}
@@ -122,7 +120,7 @@ func TestHostileInputIsDeadLetteredOnce(t *testing.T) {
 	}
 	// None of them was retried.
 	retried := map[string]bool{}
-	err := pipeline.ReadNew(context.Background(), c.client, []string{c.top.RetryTopic(1)}, map[string]map[int]int64{}, func(m kafka.Message) error {
+	err := kafka.ReadNew(context.Background(), c.client, []string{c.top.RetryTopic(1)}, map[string]map[int]int64{}, func(m envelope.Record) error {
 		if strings.HasPrefix(string(m.Key), "h-") {
 			retried[string(m.Key)] = true
 		}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/orderflow/orders/services/dlq"
 	"github.com/orderflow/orders/services/inspect"
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/wait"
 )
 
 func inspectCmd(s *settings) *cobra.Command {
@@ -59,7 +59,7 @@ partition, offset, timestamp and headers. --json prints one JSON object per line
 					} else {
 						printOverview(out, ov)
 					}
-					if !watch || !pipeline.SleepUntil(ctx, time.Now, time.Now().Add(time.Second)) {
+					if !watch || !wait.Until(ctx, time.Now, time.Now().Add(time.Second)) {
 						return nil
 					}
 				}

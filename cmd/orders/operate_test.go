@@ -13,13 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/orderflow/orders/schemas"
 	"github.com/orderflow/orders/services/dlq"
 	"github.com/orderflow/orders/services/envelope"
 	"github.com/orderflow/orders/services/inspect"
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/services/processor"
 	"github.com/orderflow/orders/services/testkit"
 )
@@ -211,7 +209,7 @@ func TestDLQReplayMovesExactlyTheChosenRecordsOnce(t *testing.T) {
 	// its replay headers.
 	sources := map[string]bool{}
 	next := map[string]map[int]int64{}
-	err := pipeline.ReadNew(context.Background(), c.client, []string{c.top.Orders}, next, func(m kafka.Message) error {
+	err := kafka.ReadNew(context.Background(), c.client, []string{c.top.Orders}, next, func(m envelope.Record) error {
 		for _, h := range m.Headers {
 			if h.Key == envelope.HeaderReplaySource {
 				sources[string(h.Value)] = true
@@ -269,11 +267,11 @@ func TestMetricsCountWhatTheStagesHandled(t *testing.T) {
 		})
 	}
 	const n = 80
-	w := c.client.NewWriter(pipeline.WriterConfig{}, testLogger(t))
+	w := c.client.NewWriter(kafka.WriterConfig{}, testLogger(t))
 	defer w.Close()
-	if err := w.WriteMessages(context.Background(), pipeline.Messages([]envelope.Output{{
+	if err := w.Write(context.Background(), []envelope.Output{{
 		Topic: c.top.Orders, Partition: envelope.AnyPartition, Key: []byte("junk"), Value: []byte("junk"),
-	}})...); err != nil {
+	}}); err != nil {
 		t.Fatal(err)
 	}
 	c.run("produce", "--count", fmt.Sprint(n), "--seed", "13")

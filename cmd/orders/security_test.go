@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/orderflow/orders/services/broker"
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/services/testkit"
 	"github.com/orderflow/orders/topology"
 )
@@ -54,11 +54,11 @@ func newSecuredCluster(t *testing.T) *securedCluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tlsCfg, err := pipeline.LoadTLS(pipeline.TLSFiles{CAFile: certs.CAFile})
+	tlsCfg, err := kafka.LoadTLS(kafka.TLSFiles{CAFile: certs.CAFile})
 	if err != nil {
 		t.Fatal(err)
 	}
-	super, err := pipeline.NewSASL("scram-sha-512", "orders-super", sc.passwords["orders-super"])
+	super, err := kafka.NewSASL("scram-sha-512", "orders-super", sc.passwords["orders-super"])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func newSecuredCluster(t *testing.T) *securedCluster {
 	}
 	sc.cluster = &cluster{
 		t: t, bin: testkit.Binary(t), top: top,
-		client: pipeline.Client{Brokers: []string{b.Addr()}, TLS: tlsCfg, SASL: super},
+		client: kafka.Client{Brokers: []string{b.Addr()}, TLS: tlsCfg, SASL: super},
 	}
 	sc.mechOf = mechOf
 	return sc
@@ -195,14 +195,14 @@ func TestPrincipalsAreRefusedOutsideTheirGrants(t *testing.T) {
 	// The retry-1 principal writing to orders_retry_1's input is fine, but
 	// not to orders, which only the producer writes.
 	client := sc.client
-	mech, err := pipeline.NewSASL(sc.mechOf["orders-retry-1"], "orders-retry-1", sc.passwords["orders-retry-1"])
+	mech, err := kafka.NewSASL(sc.mechOf["orders-retry-1"], "orders-retry-1", sc.passwords["orders-retry-1"])
 	if err != nil {
 		t.Fatal(err)
 	}
 	client.SASL = mech
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err = pipeline.ReadRange(ctx, client, sc.top.Orders, 0, 0, 1, nil)
+	err = kafka.ReadRange(ctx, client, sc.top.Orders, 0, 0, 1, nil)
 	if err == nil || !strings.Contains(err.Error(), "READ on topic orders") {
 		t.Errorf("orders-retry-1 reading orders: %v, want a denial naming READ on topic orders", err)
 	}

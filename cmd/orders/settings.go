@@ -17,10 +17,11 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/orderflow/orders/services/admin"
+	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/services/logs"
 	"github.com/orderflow/orders/services/metrics"
-	"github.com/orderflow/orders/services/pipeline"
 	"github.com/orderflow/orders/services/processor"
+	"github.com/orderflow/orders/services/stage"
 	"github.com/orderflow/orders/topology"
 )
 
@@ -73,7 +74,7 @@ func (s *settings) list() []setting {
 		{"partitions", "PARTITIONS", "6", "partitions of every pipeline topic", &s.partitions},
 		{"replication", "REPLICATION", "1", "replication factor of every pipeline topic", &s.replication},
 		{"session-timeout", "SESSION_TIMEOUT", "10s", "consumer group session timeout of every stage", &s.sessionTimeout},
-		{"max-batch", "MAX_BATCH", strconv.Itoa(pipeline.DefaultMaxBatch), "most records a stage handles, writes and commits together", &s.maxBatch},
+		{"max-batch", "MAX_BATCH", strconv.Itoa(stage.DefaultMaxBatch), "most records a stage handles, writes and commits together", &s.maxBatch},
 		{"log-level", "LOG_LEVEL", "info", "debug, info, warn or error", &s.logLevel},
 		{"log-format", "LOG_FORMAT", "console", "console or json", &s.logFormat},
 		{"log-sample", "LOG_SAMPLE", "100", "per second, each log message's first N lines, then one in N; 0 logs every line", &s.logSample},
@@ -131,14 +132,14 @@ func bad(env, flag, value string, err error) error {
 	return fmt.Errorf("%s (--%s) = %q: %w", env, flag, value, err)
 }
 
-func (s *settings) client() (pipeline.Client, error) {
+func (s *settings) client() (kafka.Client, error) {
 	var brokers []string
 	for _, b := range strings.Split(s.brokers, ",") {
 		if b = strings.TrimSpace(b); b != "" {
 			brokers = append(brokers, b)
 		}
 	}
-	c := pipeline.Client{Brokers: brokers}
+	c := kafka.Client{Brokers: brokers}
 	if err := c.Validate(); err != nil {
 		return c, bad("KAFKA_BROKERS", "brokers", s.brokers, errors.New("want host:port[,host:port...]"))
 	}
@@ -186,11 +187,11 @@ func (s *settings) tlsConfig() (*tls.Config, error) {
 		}
 		return nil, nil
 	}
-	cfg, err := pipeline.LoadTLS(pipeline.TLSFiles{CAFile: s.tlsCAFile, CertFile: s.tlsCertFile, KeyFile: s.tlsKeyFile, InsecureSkipVerify: insecure})
+	cfg, err := kafka.LoadTLS(kafka.TLSFiles{CAFile: s.tlsCAFile, CertFile: s.tlsCertFile, KeyFile: s.tlsKeyFile, InsecureSkipVerify: insecure})
 	switch {
-	case errors.Is(err, pipeline.ErrCAFile):
+	case errors.Is(err, kafka.ErrCAFile):
 		return nil, bad("KAFKA_TLS_CA_FILE", "tls-ca-file", s.tlsCAFile, err)
-	case errors.Is(err, pipeline.ErrKeyPair):
+	case errors.Is(err, kafka.ErrKeyPair):
 		return nil, fmt.Errorf("KAFKA_TLS_CERT_FILE (--tls-client-cert-file) = %q, KAFKA_TLS_KEY_FILE (--tls-client-key-file) = %q: %w", s.tlsCertFile, s.tlsKeyFile, err)
 	case err != nil:
 		return nil, err
@@ -233,7 +234,7 @@ func (s *settings) sasl() (sasl.Mechanism, error) {
 	if pass == "" {
 		return nil, fmt.Errorf("KAFKA_SASL_MECHANISM=%s needs a password: set %s or KAFKA_SASL_PASSWORD_FILE (--sasl-password-file)", s.saslMechanism, passwordEnv)
 	}
-	m, err := pipeline.NewSASL(s.saslMechanism, s.saslUsername, pass)
+	m, err := kafka.NewSASL(s.saslMechanism, s.saslUsername, pass)
 	if err != nil {
 		return nil, bad("KAFKA_SASL_MECHANISM", "sasl-mechanism", s.saslMechanism, errors.New("want plain, scram-sha-256 or scram-sha-512"))
 	}
@@ -287,16 +288,16 @@ func (s *settings) rule() (processor.Rule, error) {
 	return r, nil
 }
 
-func (s *settings) options() (pipeline.Options, error) {
+func (s *settings) options() (stage.Options, error) {
 	st, err := time.ParseDuration(s.sessionTimeout)
 	if err != nil || st < time.Second {
-		return pipeline.Options{}, bad("SESSION_TIMEOUT", "session-timeout", s.sessionTimeout, errors.New("want a duration of at least 1s"))
+		return stage.Options{}, bad("SESSION_TIMEOUT", "session-timeout", s.sessionTimeout, errors.New("want a duration of at least 1s"))
 	}
 	mb, err := strconv.Atoi(s.maxBatch)
 	if err != nil || mb < 1 {
-		return pipeline.Options{}, bad("MAX_BATCH", "max-batch", s.maxBatch, errors.New("want a positive integer"))
+		return stage.Options{}, bad("MAX_BATCH", "max-batch", s.maxBatch, errors.New("want a positive integer"))
 	}
-	return pipeline.Options{SessionTimeout: st, MaxBatch: mb}, nil
+	return stage.Options{SessionTimeout: st, MaxBatch: mb}, nil
 }
 
 func (s *settings) logger() (*zap.Logger, error) {
@@ -335,10 +336,10 @@ func (s *settings) logger() (*zap.Logger, error) {
 
 // config is everything a stage or command needs, parsed and checked.
 type config struct {
-	client   pipeline.Client
+	client   kafka.Client
 	topology topology.Topology
 	rule     processor.Rule
-	options  pipeline.Options
+	options  stage.Options
 	metrics  metrics.Config
 	check    admin.CheckConfig
 	log      *zap.Logger

@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/topology"
 )
 
@@ -37,82 +37,82 @@ const (
 //     replay may target (orders, the retry topics) and the replay log.
 //
 // READ and WRITE imply DESCRIBE, which metadata, offset and group requests need.
-func ACLs(top topology.Topology, prefix string) []kafka.ACLEntry {
-	var out []kafka.ACLEntry
-	add := func(stage string, rt kafka.ResourceType, name string, ops ...kafka.ACLOperationType) {
+func ACLs(top topology.Topology, prefix string) []kafkago.ACLEntry {
+	var out []kafkago.ACLEntry
+	add := func(stage string, rt kafkago.ResourceType, name string, ops ...kafkago.ACLOperationType) {
 		for _, op := range ops {
-			out = append(out, kafka.ACLEntry{
+			out = append(out, kafkago.ACLEntry{
 				Principal: prefix + stage, Host: "*",
-				ResourceType: rt, ResourceName: name, ResourcePatternType: kafka.PatternTypeLiteral,
-				Operation: op, PermissionType: kafka.ACLPermissionTypeAllow,
+				ResourceType: rt, ResourceName: name, ResourcePatternType: kafkago.PatternTypeLiteral,
+				Operation: op, PermissionType: kafkago.ACLPermissionTypeAllow,
 			})
 		}
 	}
-	read, write := kafka.ACLOperationTypeRead, kafka.ACLOperationTypeWrite
+	read, write := kafkago.ACLOperationTypeRead, kafkago.ACLOperationTypeWrite
 	for k := 0; k <= top.Stages(); k++ {
 		stage := top.StageName(k)
-		add(stage, kafka.ResourceTypeTopic, top.InputTopic(k), read)
-		add(stage, kafka.ResourceTypeGroup, top.Group(stage), read)
+		add(stage, kafkago.ResourceTypeTopic, top.InputTopic(k), read)
+		add(stage, kafkago.ResourceTypeGroup, top.Group(stage), read)
 		if next, retry := top.NextOnFailure(k); retry {
-			add(stage, kafka.ResourceTypeTopic, next, write)
+			add(stage, kafkago.ResourceTypeTopic, next, write)
 		}
-		add(stage, kafka.ResourceTypeTopic, top.Processed, write)
-		add(stage, kafka.ResourceTypeTopic, top.DLQ, write)
+		add(stage, kafkago.ResourceTypeTopic, top.Processed, write)
+		add(stage, kafkago.ResourceTypeTopic, top.DLQ, write)
 	}
 	agg := topology.StageAggregator
-	add(agg, kafka.ResourceTypeTopic, top.Processed, read)
-	add(agg, kafka.ResourceTypeGroup, top.Group(agg), read)
-	add(agg, kafka.ResourceTypeTopic, top.State, read, write)
-	add(PrincipalProducer, kafka.ResourceTypeTopic, top.Orders, write)
+	add(agg, kafkago.ResourceTypeTopic, top.Processed, read)
+	add(agg, kafkago.ResourceTypeGroup, top.Group(agg), read)
+	add(agg, kafkago.ResourceTypeTopic, top.State, read, write)
+	add(PrincipalProducer, kafkago.ResourceTypeTopic, top.Orders, write)
 	for _, t := range top.Topics() {
 		// orders topics creates topics, adds partitions and reads their
 		// retention.
-		add(PrincipalAdmin, kafka.ResourceTypeTopic, t, kafka.ACLOperationTypeCreate, kafka.ACLOperationTypeDescribe,
-			kafka.ACLOperationTypeAlter, kafka.ACLOperationTypeDescribeConfigs)
+		add(PrincipalAdmin, kafkago.ResourceTypeTopic, t, kafkago.ACLOperationTypeCreate, kafkago.ACLOperationTypeDescribe,
+			kafkago.ACLOperationTypeAlter, kafkago.ACLOperationTypeDescribeConfigs)
 	}
 	// The operator runs inspect, trace and dlq: it reads every topic and
 	// the stages' committed offsets, and dlq replay writes orders, the
 	// retry topics and the replay log.
 	for _, t := range top.Topics() {
-		add(PrincipalOperator, kafka.ResourceTypeTopic, t, read, kafka.ACLOperationTypeDescribe)
+		add(PrincipalOperator, kafkago.ResourceTypeTopic, t, read, kafkago.ACLOperationTypeDescribe)
 	}
 	for k := 0; k <= top.Stages(); k++ {
-		add(PrincipalOperator, kafka.ResourceTypeGroup, top.Group(top.StageName(k)), kafka.ACLOperationTypeDescribe)
-		add(PrincipalOperator, kafka.ResourceTypeTopic, top.InputTopic(k), write)
+		add(PrincipalOperator, kafkago.ResourceTypeGroup, top.Group(top.StageName(k)), kafkago.ACLOperationTypeDescribe)
+		add(PrincipalOperator, kafkago.ResourceTypeTopic, top.InputTopic(k), write)
 	}
-	add(PrincipalOperator, kafka.ResourceTypeGroup, top.Group(agg), kafka.ACLOperationTypeDescribe)
-	add(PrincipalOperator, kafka.ResourceTypeTopic, top.Replays, write)
+	add(PrincipalOperator, kafkago.ResourceTypeGroup, top.Group(agg), kafkago.ACLOperationTypeDescribe)
+	add(PrincipalOperator, kafkago.ResourceTypeTopic, top.Replays, write)
 	return out
 }
 
 // FormatACL is one ACL on one line, as `orders acls` prints it.
-func FormatACL(a kafka.ACLEntry) string {
+func FormatACL(a kafkago.ACLEntry) string {
 	return fmt.Sprintf("%-28s %-5s %-8s %-5s %s", a.Principal, "ALLOW", operation(a.Operation), resource(a.ResourceType), a.ResourceName)
 }
 
-func operation(op kafka.ACLOperationType) string {
+func operation(op kafkago.ACLOperationType) string {
 	switch op {
-	case kafka.ACLOperationTypeRead:
+	case kafkago.ACLOperationTypeRead:
 		return "READ"
-	case kafka.ACLOperationTypeWrite:
+	case kafkago.ACLOperationTypeWrite:
 		return "WRITE"
-	case kafka.ACLOperationTypeCreate:
+	case kafkago.ACLOperationTypeCreate:
 		return "CREATE"
-	case kafka.ACLOperationTypeDescribe:
+	case kafkago.ACLOperationTypeDescribe:
 		return "DESCRIBE"
-	case kafka.ACLOperationTypeAlter:
+	case kafkago.ACLOperationTypeAlter:
 		return "ALTER"
-	case kafka.ACLOperationTypeDescribeConfigs:
+	case kafkago.ACLOperationTypeDescribeConfigs:
 		return "DESCRIBE_CONFIGS"
 	}
 	return strconv.Itoa(int(op))
 }
 
-func resource(rt kafka.ResourceType) string {
+func resource(rt kafkago.ResourceType) string {
 	switch rt {
-	case kafka.ResourceTypeTopic:
+	case kafkago.ResourceTypeTopic:
 		return "topic"
-	case kafka.ResourceTypeGroup:
+	case kafkago.ResourceTypeGroup:
 		return "group"
 	}
 	return strconv.Itoa(int(rt))
@@ -121,19 +121,19 @@ func resource(rt kafka.ResourceType) string {
 // ApplyACLs creates acls on the cluster. Creating an ACL that exists is a
 // no-op, so it is idempotent. The client's principal needs ALTER on the
 // cluster (a superuser has it).
-func ApplyACLs(ctx context.Context, client pipeline.Client, acls []kafka.ACLEntry) error {
+func ApplyACLs(ctx context.Context, client kafka.Client, acls []kafkago.ACLEntry) error {
 	if err := client.Ping(ctx); err != nil {
 		return err
 	}
 	admin := client.Admin()
 	defer admin.Close()
-	res, err := admin.CreateACLs(ctx, &kafka.CreateACLsRequest{ACLs: acls})
+	res, err := admin.CreateACLs(ctx, &kafkago.CreateACLsRequest{ACLs: acls})
 	if err != nil {
-		return fmt.Errorf("create ACLs: %w", pipeline.Denied(err, "ALTER", "cluster", "(create ACLs)"))
+		return fmt.Errorf("create ACLs: %w", kafka.ExplainDenied(err, "ALTER", "cluster", "(create ACLs)"))
 	}
 	for i, e := range res.Errors {
 		if e != nil {
-			return fmt.Errorf("create ACL %q: %w", FormatACL(acls[i]), pipeline.Denied(e, "ALTER", "cluster", "(create ACLs)"))
+			return fmt.Errorf("create ACL %q: %w", FormatACL(acls[i]), kafka.ExplainDenied(e, "ALTER", "cluster", "(create ACLs)"))
 		}
 	}
 	return nil

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/kafka"
 )
 
 // PartitionLag is one partition of a topic as seen by one consumer group.
@@ -29,14 +29,14 @@ func (p PartitionLag) Lag() int64 {
 // GroupLag returns the group's position in every partition of topic and the
 // total lag. A group that does not exist, or group "", has committed
 // nothing.
-func GroupLag(ctx context.Context, client pipeline.Client, group, topic string) (int64, []PartitionLag, error) {
+func GroupLag(ctx context.Context, client kafka.Client, group, topic string) (int64, []PartitionLag, error) {
 	admin := client.Admin()
 	defer admin.Close()
 	return Lag(ctx, admin, group, topic)
 }
 
 // Lag is GroupLag on the connections of admin, for callers that ask often.
-func Lag(ctx context.Context, admin *pipeline.Admin, group, topic string) (int64, []PartitionLag, error) {
+func Lag(ctx context.Context, admin *kafka.Admin, group, topic string) (int64, []PartitionLag, error) {
 	counts, err := partitionCounts(ctx, admin, []string{topic})
 	if err != nil {
 		return 0, nil, err
@@ -45,24 +45,24 @@ func Lag(ctx context.Context, admin *pipeline.Admin, group, topic string) (int64
 	if !ok {
 		return 0, nil, fmt.Errorf("topic %s does not exist (run orders topics)", topic)
 	}
-	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	req := &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{}}
 	ids := make([]int, n)
 	for p := range n {
 		ids[p] = p
-		req.Topics[topic] = append(req.Topics[topic], kafka.FirstOffsetOf(p), kafka.LastOffsetOf(p))
+		req.Topics[topic] = append(req.Topics[topic], kafkago.FirstOffsetOf(p), kafkago.LastOffsetOf(p))
 	}
 	offs, err := admin.ListOffsets(ctx, req)
 	if err != nil {
 		return 0, nil, fmt.Errorf("list offsets of %s: %w", topic, err)
 	}
-	committed := &kafka.OffsetFetchResponse{}
+	committed := &kafkago.OffsetFetchResponse{}
 	if group != "" {
-		committed, err = admin.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ids}})
+		committed, err = admin.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ids}})
 		switch {
 		case err != nil:
 			return 0, nil, fmt.Errorf("offsets of group %s: %w", group, err)
-		case errors.Is(committed.Error, kafka.GroupIdNotFound):
-			committed = &kafka.OffsetFetchResponse{}
+		case errors.Is(committed.Error, kafkago.GroupIdNotFound):
+			committed = &kafkago.OffsetFetchResponse{}
 		case committed.Error != nil:
 			return 0, nil, fmt.Errorf("offsets of group %s: %w", group, committed.Error)
 		}
@@ -78,7 +78,7 @@ func Lag(ctx context.Context, admin *pipeline.Admin, group, topic string) (int64
 		parts[po.Partition].Start, parts[po.Partition].End = po.FirstOffset, po.LastOffset
 	}
 	for _, c := range committed.Topics[topic] {
-		if errors.Is(c.Error, kafka.GroupIdNotFound) {
+		if errors.Is(c.Error, kafkago.GroupIdNotFound) {
 			continue
 		}
 		if c.Error != nil {

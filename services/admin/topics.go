@@ -9,9 +9,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/topology"
 )
 
@@ -57,15 +57,15 @@ type TopicState struct {
 // topicConfig holds per-topic settings: the aggregator's state and the DLQ
 // replay log must never expire; every other topic keeps the broker's
 // retention.
-func topicConfig(top topology.Topology, topic string) []kafka.ConfigEntry {
+func topicConfig(top topology.Topology, topic string) []kafkago.ConfigEntry {
 	if topic == top.State || topic == top.Replays {
-		return []kafka.ConfigEntry{{ConfigName: "retention.ms", ConfigValue: "-1"}, {ConfigName: "retention.bytes", ConfigValue: "-1"}}
+		return []kafkago.ConfigEntry{{ConfigName: "retention.ms", ConfigValue: "-1"}, {ConfigName: "retention.bytes", ConfigValue: "-1"}}
 	}
 	return nil
 }
 
 // Check compares the live cluster with top and returns every drift.
-func Check(ctx context.Context, client pipeline.Client, top topology.Topology, cfg CheckConfig) ([]TopicState, []Drift, error) {
+func Check(ctx context.Context, client kafka.Client, top topology.Topology, cfg CheckConfig) ([]TopicState, []Drift, error) {
 	if cfg.DLQMinRetention == 0 {
 		cfg.DLQMinRetention = 7 * 24 * time.Hour
 	}
@@ -139,7 +139,7 @@ type Fix struct {
 // EnsureTopics creates missing topics and adds partitions where the
 // topology needs more, then reports what it could not fix. It is
 // idempotent. The error wraps ErrDrift when drift remains.
-func EnsureTopics(ctx context.Context, client pipeline.Client, top topology.Topology, cfg CheckConfig) ([]Fix, error) {
+func EnsureTopics(ctx context.Context, client kafka.Client, top topology.Topology, cfg CheckConfig) ([]Fix, error) {
 	states, drifts, err := Check(ctx, client, top, cfg)
 	if err != nil {
 		return nil, err
@@ -147,17 +147,17 @@ func EnsureTopics(ctx context.Context, client pipeline.Client, top topology.Topo
 	admin := client.Admin()
 	defer admin.Close()
 	done := map[string]Fix{}
-	var create kafka.CreateTopicsRequest
-	var grow kafka.CreatePartitionsRequest
+	var create kafkago.CreateTopicsRequest
+	var grow kafkago.CreatePartitionsRequest
 	for _, d := range drifts {
 		switch d.Kind {
 		case DriftMissing:
-			create.Topics = append(create.Topics, kafka.TopicConfig{
+			create.Topics = append(create.Topics, kafkago.TopicConfig{
 				Topic: d.Topic, NumPartitions: d.want, ReplicationFactor: top.Replication, ConfigEntries: topicConfig(top, d.Topic),
 			})
 			done[d.Topic] = Fix{Topic: d.Topic, Action: "created", Detail: fmt.Sprintf("%d partitions", d.want)}
 		case DriftPartitions:
-			grow.Topics = append(grow.Topics, kafka.TopicPartitionsConfig{Name: d.Topic, Count: int32(d.want)})
+			grow.Topics = append(grow.Topics, kafkago.TopicPartitionsConfig{Name: d.Topic, Count: int32(d.want)})
 			detail := fmt.Sprintf("%s, now %d", d.Detail, d.want)
 			if d.Topic == top.Processed {
 				detail += "; orderIds now map to other partitions, so an order redelivered from before may be counted twice"
@@ -171,8 +171,8 @@ func EnsureTopics(ctx context.Context, client pipeline.Client, top topology.Topo
 			return nil, fmt.Errorf("create topics: %w", err)
 		}
 		for t, terr := range res.Errors {
-			if terr != nil && !errors.Is(terr, kafka.TopicAlreadyExists) {
-				return nil, fmt.Errorf("create topic %s: %w", t, pipeline.Denied(terr, "CREATE", "topic", t))
+			if terr != nil && !errors.Is(terr, kafkago.TopicAlreadyExists) {
+				return nil, fmt.Errorf("create topic %s: %w", t, kafka.ExplainDenied(terr, "CREATE", "topic", t))
 			}
 		}
 	}
@@ -209,8 +209,8 @@ func EnsureTopics(ctx context.Context, client pipeline.Client, top topology.Topo
 }
 
 // partitionCounts returns the partition count of each of topics that exists.
-func partitionCounts(ctx context.Context, admin *pipeline.Admin, topics []string) (map[string]int, error) {
-	meta, err := admin.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+func partitionCounts(ctx context.Context, admin *kafka.Admin, topics []string) (map[string]int, error) {
+	meta, err := admin.Metadata(ctx, &kafkago.MetadataRequest{Topics: topics})
 	if err != nil {
 		return nil, fmt.Errorf("metadata: %w", err)
 	}
@@ -224,11 +224,11 @@ func partitionCounts(ctx context.Context, admin *pipeline.Admin, topics []string
 }
 
 // retentions returns retention.ms of each existing topic (-1: forever).
-func retentions(ctx context.Context, admin *pipeline.Admin, counts map[string]int) (map[string]int64, error) {
-	req := &kafka.DescribeConfigsRequest{}
+func retentions(ctx context.Context, admin *kafka.Admin, counts map[string]int) (map[string]int64, error) {
+	req := &kafkago.DescribeConfigsRequest{}
 	for t := range counts {
-		req.Resources = append(req.Resources, kafka.DescribeConfigRequestResource{
-			ResourceType: kafka.ResourceTypeTopic, ResourceName: t, ConfigNames: []string{"retention.ms"},
+		req.Resources = append(req.Resources, kafkago.DescribeConfigRequestResource{
+			ResourceType: kafkago.ResourceTypeTopic, ResourceName: t, ConfigNames: []string{"retention.ms"},
 		})
 	}
 	out := map[string]int64{}
@@ -241,7 +241,7 @@ func retentions(ctx context.Context, admin *pipeline.Admin, counts map[string]in
 	}
 	for _, r := range res.Resources {
 		if r.Error != nil {
-			return nil, fmt.Errorf("describe config of %s: %w", r.ResourceName, pipeline.Denied(r.Error, "DESCRIBE_CONFIGS", "topic", r.ResourceName))
+			return nil, fmt.Errorf("describe config of %s: %w", r.ResourceName, kafka.ExplainDenied(r.Error, "DESCRIBE_CONFIGS", "topic", r.ResourceName))
 		}
 		out[r.ResourceName] = -1
 		for _, e := range r.ConfigEntries {
@@ -253,4 +253,24 @@ func retentions(ctx context.Context, admin *pipeline.Admin, counts map[string]in
 		}
 	}
 	return out, nil
+}
+
+// CreateTopic makes topic with partitions partitions of one replica each,
+// and the broker's default settings: a topic of a test or benchmark, not
+// of the pipeline (EnsureTopics makes those).
+func CreateTopic(ctx context.Context, client kafka.Client, topic string, partitions int) error {
+	admin := client.Admin()
+	defer admin.Close()
+	res, err := admin.CreateTopics(ctx, &kafkago.CreateTopicsRequest{Topics: []kafkago.TopicConfig{
+		{Topic: topic, NumPartitions: partitions, ReplicationFactor: 1},
+	}})
+	if err != nil {
+		return fmt.Errorf("create %s: %w", topic, err)
+	}
+	for t, err := range res.Errors {
+		if err != nil {
+			return fmt.Errorf("create %s: %w", t, kafka.ExplainDenied(err, "CREATE", "topic", t))
+		}
+	}
+	return nil
 }

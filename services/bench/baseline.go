@@ -7,11 +7,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 
 	"github.com/orderflow/orders/services/envelope"
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/kafka"
 )
 
 // bare is the Kafka client alone doing what a stage's loop does, without the
@@ -25,22 +25,31 @@ import (
 // its users run it; without, with the stages' own Fetcher and Writer, so
 // that the ratio shows what a stage adds to the client path it runs on.
 type bare struct {
-	Client   pipeline.Client
+	Client   kafka.Client
 	Group    string
 	Topic    string
 	Out      string // optional: without it, consume and commit only
 	MaxBatch int
-	Writer   pipeline.WriterConfig
+	Writer   kafka.WriterConfig
 	// KafkaGo reads and writes with kafka-go's Reader and Writer instead of
-	// the stages' pipeline.Fetcher and pipeline.Writer.
+	// the stages' kafka.Fetcher and kafka.Writer.
 	KafkaGo bool
 }
 
 // copyWriter is what a bare loop writes with.
 type copyWriter interface {
-	WriteMessages(ctx context.Context, msgs ...kafka.Message) error
+	Write(ctx context.Context, outs []envelope.Output) error
 	Close() error
 }
+
+// kafkaGoWriter is kafka-go's Writer as a copyWriter.
+type kafkaGoWriter struct{ w *kafkago.Writer }
+
+func (k kafkaGoWriter) Write(ctx context.Context, outs []envelope.Output) error {
+	return k.w.WriteMessages(ctx, kafka.KafkaGoMessages(outs)...)
+}
+
+func (k kafkaGoWriter) Close() error { return k.w.Close() }
 
 // writer is the bare loop's writer, nil if it only consumes.
 func (b bare) writer() copyWriter {
@@ -56,23 +65,23 @@ func (b bare) writer() copyWriter {
 		if wc.BatchSize <= 0 {
 			wc.BatchSize = b.MaxBatch
 		}
-		return &kafka.Writer{
-			Addr: kafka.TCP(b.Client.Brokers...), Transport: b.Client.Transport(),
-			Balancer: &kafka.Murmur2Balancer{}, RequiredAcks: kafka.RequireAll,
+		return kafkaGoWriter{&kafkago.Writer{
+			Addr: kafkago.TCP(b.Client.Brokers...), Transport: b.Client.Transport(),
+			Balancer: &kafkago.Murmur2Balancer{}, RequiredAcks: kafkago.RequireAll,
 			BatchSize: wc.BatchSize, BatchTimeout: time.Nanosecond,
-		}
+		}}
 	default:
 		w := b.Client.NewWriter(b.Writer, zap.NewNop())
-		return &w
+		return w
 	}
 }
 
 // run consumes until ctx ends. ready is closed at the first assignment.
 func (b bare) run(ctx context.Context, ready chan<- struct{}) error {
-	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+	group, err := kafkago.NewConsumerGroup(kafkago.ConsumerGroupConfig{
 		ID: b.Group, Brokers: b.Client.Brokers, Dialer: b.Client.Dialer(), Topics: []string{b.Topic},
 		HeartbeatInterval: time.Second, SessionTimeout: 10 * time.Second, RebalanceTimeout: 10 * time.Second,
-		JoinGroupBackoff: time.Second, StartOffset: kafka.FirstOffset,
+		JoinGroupBackoff: time.Second, StartOffset: kafkago.FirstOffset,
 	})
 	if err != nil {
 		return fmt.Errorf("consumer group: %w", err)
@@ -115,12 +124,12 @@ func (b bare) run(ctx context.Context, ready chan<- struct{}) error {
 	}
 }
 
-func (b bare) partition(ctx context.Context, gen *kafka.Generation, commitMu *sync.Mutex, w copyWriter, part int, offset int64) error {
-	queue := make(chan kafka.Message, b.MaxBatch)
+func (b bare) partition(ctx context.Context, gen *kafkago.Generation, commitMu *sync.Mutex, w copyWriter, part int, offset int64) error {
+	queue := make(chan envelope.Record, b.MaxBatch)
 	fctx, stop := context.WithCancel(ctx)
 	var fetcher sync.WaitGroup
 	if b.KafkaGo {
-		r := kafka.NewReader(kafka.ReaderConfig{
+		r := kafkago.NewReader(kafkago.ReaderConfig{
 			Brokers: b.Client.Brokers, Dialer: b.Client.Dialer(), Topic: b.Topic, Partition: part,
 			MinBytes: 1, MaxBytes: 4 << 20, MaxWait: 250 * time.Millisecond, QueueCapacity: b.MaxBatch,
 		})
@@ -137,7 +146,7 @@ func (b bare) partition(ctx context.Context, gen *kafka.Generation, commitMu *sy
 					return
 				}
 				select {
-				case queue <- m:
+				case queue <- kafka.FromKafkaGo(m):
 				case <-fctx.Done():
 					return
 				}
@@ -152,7 +161,7 @@ func (b bare) partition(ctx context.Context, gen *kafka.Generation, commitMu *sy
 		stop()
 		fetcher.Wait()
 	}()
-	batch := make([]kafka.Message, 0, b.MaxBatch)
+	batch := make([]envelope.Record, 0, b.MaxBatch)
 	for {
 		m, ok := <-queue
 		if !ok {
@@ -172,11 +181,11 @@ func (b bare) partition(ctx context.Context, gen *kafka.Generation, commitMu *sy
 			}
 		}
 		if w != nil {
-			out := make([]kafka.Message, len(batch))
+			out := make([]envelope.Output, len(batch))
 			for i, m := range batch {
-				out[i] = kafka.Message{Topic: b.Out, Partition: envelope.AnyPartition, Key: m.Key, Value: m.Value, Headers: m.Headers}
+				out[i] = envelope.Output{Topic: b.Out, Partition: envelope.AnyPartition, Key: m.Key, Value: m.Value, Headers: m.Headers}
 			}
-			if err := w.WriteMessages(ctx, out...); err != nil {
+			if err := w.Write(ctx, out); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
@@ -188,7 +197,7 @@ func (b bare) partition(ctx context.Context, gen *kafka.Generation, commitMu *sy
 		err := gen.CommitOffsets(map[string]map[int]int64{b.Topic: {part: last.Offset + 1}})
 		commitMu.Unlock()
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, kafka.RebalanceInProgress) {
+			if ctx.Err() != nil || errors.Is(err, kafkago.RebalanceInProgress) {
 				return nil
 			}
 			return fmt.Errorf("commit: %w", err)

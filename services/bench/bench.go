@@ -17,11 +17,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 
 	"github.com/orderflow/orders/services/admin"
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/kafka"
+	"github.com/orderflow/orders/services/stage"
 	"github.com/orderflow/orders/topology"
 )
 
@@ -35,7 +35,7 @@ type Config struct {
 	// Partitions of every topic. Optional, default 6.
 	Partitions int
 	// MaxBatch of the stages and of the bare loops alike. Optional,
-	// default pipeline.DefaultMaxBatch, the stages' own default.
+	// default stage.DefaultMaxBatch, the stages' own default.
 	MaxBatch int
 	// DelayOrders produced at DelayRate for the delay accuracy; each is
 	// retried by every retry stage. Optional, default 10000.
@@ -74,7 +74,7 @@ func (c *Config) setDefaults() {
 		c.Partitions = 6
 	}
 	if c.MaxBatch <= 0 {
-		c.MaxBatch = pipeline.DefaultMaxBatch
+		c.MaxBatch = stage.DefaultMaxBatch
 	}
 	if c.DelayOrders <= 0 {
 		c.DelayOrders = 10000
@@ -135,7 +135,7 @@ type Report struct {
 	// loop, measured one after the other on the same broker and data.
 	Main, Retry, Aggregator []Pair
 	// The stages of the same rounds against the bare loop on the stages'
-	// own client path (pipeline.Fetcher and pipeline.Writer) instead of
+	// own client path (kafka.Fetcher and kafka.Writer) instead of
 	// kafka-go's Reader and Writer: what a stage adds to the client path it
 	// runs on.
 	MainOwnClient, RetryOwnClient, AggregatorOwnClient []Pair
@@ -212,35 +212,25 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 const benchTopic = "bench_copy"
 
 // withBroker runs fn against a fresh broker process with every topic created.
-func (r *runner) withBroker(ctx context.Context, top topology.Topology, fn func(pipeline.Client) error) error {
+func (r *runner) withBroker(ctx context.Context, top topology.Topology, fn func(kafka.Client) error) error {
 	b, addr, err := startBroker(ctx, r.cfg.Binary)
 	if err != nil {
 		return err
 	}
 	defer b.stop()
 	r.broker = b
-	client := pipeline.Client{Brokers: []string{addr}}
+	client := kafka.Client{Brokers: []string{addr}}
 	if _, err := admin.EnsureTopics(ctx, client, top, admin.CheckConfig{}); err != nil {
 		return err
 	}
-	a := client.Admin()
-	defer a.Close()
-	res, err := a.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{
-		{Topic: benchTopic, NumPartitions: top.Partitions, ReplicationFactor: 1},
-	}})
-	if err != nil {
-		return fmt.Errorf("create %s: %w", benchTopic, err)
-	}
-	for t, err := range res.Errors {
-		if err != nil {
-			return fmt.Errorf("create %s: %w", t, err)
-		}
+	if err := admin.CreateTopic(ctx, client, benchTopic, top.Partitions); err != nil {
+		return err
 	}
 	return fn(client)
 }
 
 // env is the environment of a stage process.
-func (r *runner) env(client pipeline.Client, top topology.Topology, failProducts string) []string {
+func (r *runner) env(client kafka.Client, top topology.Topology, failProducts string) []string {
 	var ds []string
 	for _, d := range top.Delays {
 		ds = append(ds, d.String())
@@ -254,7 +244,7 @@ func (r *runner) env(client pipeline.Client, top topology.Topology, failProducts
 
 // stageRun starts n processes of a stage, measures them until the group's
 // lag is 0 and stops them. It returns the peak RSS of the first process.
-func (r *runner) stageRun(ctx context.Context, client pipeline.Client, env []string, n int, profile, group, topic string, args ...string) (Throughput, int64, error) {
+func (r *runner) stageRun(ctx context.Context, client kafka.Client, env []string, n int, profile, group, topic string, args ...string) (Throughput, int64, error) {
 	if profile != "" && r.cfg.ProfileDir != "" {
 		if err := os.MkdirAll(r.cfg.ProfileDir, 0o755); err != nil {
 			return Throughput{}, 0, err
@@ -347,7 +337,7 @@ func (r *runner) bareRun(ctx context.Context, b bare, profile string) (Throughpu
 // the CPU time to be taken over the same span. Starting and joining the
 // group, and what processes that joined first did alone, are left out of
 // the figures, for stages and bare loops alike.
-func (r *runner) measure(ctx context.Context, client pipeline.Client, group, topic string, ready func() (bool, error), began func()) (Throughput, error) {
+func (r *runner) measure(ctx context.Context, client kafka.Client, group, topic string, ready func() (bool, error), began func()) (Throughput, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -402,7 +392,7 @@ func (r *runner) measure(ctx context.Context, client pipeline.Client, group, top
 // stages measures rows 1, 2, 3 and 7 on one broker: each bare loop, then
 // its stage, on the same records.
 func (r *runner) stages(ctx context.Context, rep *Report, round int) error {
-	return r.withBroker(ctx, r.top, func(client pipeline.Client) error {
+	return r.withBroker(ctx, r.top, func(client kafka.Client) error {
 		n := r.cfg.Orders
 		r.logf("fill: %d orders in %s, %d due retries in %s", n, r.top.Orders, n, r.top.RetryTopic(1))
 		if err := fill(ctx, client, r.top.Orders, n, 1, false); err != nil {
@@ -466,7 +456,7 @@ func (r *runner) stages(ctx context.Context, rep *Report, round int) error {
 // main-stage processes on it, with extra in their environment.
 func (r *runner) mainOnFreshBroker(ctx context.Context, n, orders int, failProducts, profile string, extra ...string) (Throughput, error) {
 	var t Throughput
-	err := r.withBroker(ctx, r.top, func(client pipeline.Client) error {
+	err := r.withBroker(ctx, r.top, func(client kafka.Client) error {
 		if err := fill(ctx, client, r.top.Orders, orders, 1, false); err != nil {
 			return err
 		}

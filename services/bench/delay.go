@@ -7,10 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/orderflow/orders/services/envelope"
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/services/producer"
 	"github.com/orderflow/orders/topology"
 )
@@ -69,7 +67,7 @@ func (r *runner) delays(ctx context.Context, rep *Report) error {
 	if err != nil {
 		return err
 	}
-	return r.withBroker(ctx, top, func(client pipeline.Client) error {
+	return r.withBroker(ctx, top, func(client kafka.Client) error {
 		env := r.env(client, top, strings.Join(producer.Products, ","))
 		var ps []*proc
 		defer func() {
@@ -114,7 +112,7 @@ func (r *runner) delays(ctx context.Context, rep *Report) error {
 		dls := map[string]envelope.DeadLetter{}
 		next := map[string]map[int]int64{}
 		err = waitFor(ctx, func() (bool, error) {
-			err := pipeline.ReadNew(ctx, client, []string{top.DLQ}, next, func(m kafka.Message) error {
+			err := kafka.ReadNew(ctx, client, []string{top.DLQ}, next, func(m envelope.Record) error {
 				d, err := envelope.ParseDeadLetter(m.Value)
 				if err != nil {
 					return fmt.Errorf("DLQ record %d/%d: %w", m.Partition, m.Offset, err)

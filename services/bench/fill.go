@@ -8,7 +8,7 @@ import (
 
 	"github.com/orderflow/orders/schemas"
 	"github.com/orderflow/orders/services/envelope"
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/services/processor"
 	"github.com/orderflow/orders/services/producer"
 	"github.com/orderflow/orders/topology"
@@ -18,8 +18,8 @@ import (
 // fast as the broker takes them. With retry set, each carries the history
 // headers of an order that failed in the main stage long enough ago to be
 // due now, as a retry topic's backlog would.
-func fill(ctx context.Context, client pipeline.Client, topic string, n int, seed uint64, retry bool) error {
-	w := client.NewWriter(pipeline.WriterConfig{BatchSize: 1000}, nopLogger())
+func fill(ctx context.Context, client kafka.Client, topic string, n int, seed uint64, retry bool) error {
+	w := client.NewWriter(kafka.WriterConfig{BatchSize: 1000}, nopLogger())
 	defer w.Close()
 	gen := producer.NewGenerator(1001, seed)
 	failedAt := time.Now().Add(-time.Hour)
@@ -43,7 +43,7 @@ func fill(ctx context.Context, client pipeline.Client, topic string, n int, seed
 			}
 			outs = append(outs, out)
 		}
-		if err := w.WriteMessages(ctx, pipeline.Messages(outs)...); err != nil {
+		if err := w.Write(ctx, outs); err != nil {
 			return fmt.Errorf("fill %s: %w", topic, err)
 		}
 		done += len(outs)

@@ -20,12 +20,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/orderflow/orders/schemas"
 	"github.com/orderflow/orders/services/broker"
 	"github.com/orderflow/orders/services/envelope"
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/topology"
 )
 
@@ -94,9 +92,9 @@ type record struct {
 }
 
 // readCopies reads every record of the final topics, keyed by order.
-func readCopies(ctx context.Context, client pipeline.Client, top topology.Topology, w *watcher) (map[string][]record, error) {
+func readCopies(ctx context.Context, client kafka.Client, top topology.Topology, w *watcher) (map[string][]record, error) {
 	copies := map[string][]record{}
-	err := pipeline.ReadNew(ctx, client, []string{top.Processed, top.DLQ}, map[string]map[int]int64{}, func(m kafka.Message) error {
+	err := kafka.ReadNew(ctx, client, []string{top.Processed, top.DLQ}, map[string]map[int]int64{}, func(m envelope.Record) error {
 		r := record{topic: m.Topic, partition: int32(m.Partition), offset: m.Offset, at: m.Time}
 		if at, ok := w.writtenAt(m.Topic, r.partition, m.Offset); ok {
 			r.at = at

@@ -27,7 +27,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 
 	"github.com/orderflow/orders/schemas"
@@ -35,9 +34,10 @@ import (
 	"github.com/orderflow/orders/services/aggregator"
 	"github.com/orderflow/orders/services/broker"
 	"github.com/orderflow/orders/services/envelope"
+	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/services/outcome"
-	"github.com/orderflow/orders/services/pipeline"
 	"github.com/orderflow/orders/services/producer"
+	"github.com/orderflow/orders/services/stage"
 	"github.com/orderflow/orders/topology"
 )
 
@@ -81,7 +81,7 @@ type Config struct {
 	// Optional, default the broker's, Kafka's 6s; lower it only to run a
 	// SessionTimeout a real cluster would refuse.
 	GroupMinSessionTimeout time.Duration
-	// MaxBatch of every stage. Optional, default pipeline.DefaultMaxBatch.
+	// MaxBatch of every stage. Optional, default stage.DefaultMaxBatch.
 	MaxBatch int
 	// MinKills is the least number of SIGKILLs in ModeFull, one every
 	// 1-3s. Optional, default 20.
@@ -147,7 +147,7 @@ func (c *Config) setDefaults() {
 		c.SessionTimeout = broker.DefaultGroupMinSessionTimeout
 	}
 	if c.MaxBatch == 0 {
-		c.MaxBatch = pipeline.DefaultMaxBatch
+		c.MaxBatch = stage.DefaultMaxBatch
 	}
 	if c.MinKills == 0 {
 		c.MinKills = 20
@@ -272,7 +272,7 @@ type run struct {
 	start  time.Time
 	rep    Report
 	top    topology.Topology
-	client pipeline.Client
+	client kafka.Client
 	ps     *procs
 	broker brokerArgs
 	ctl    control
@@ -315,7 +315,7 @@ func (r *run) do(ctx context.Context) error {
 	if r.top, err = topology.New(topology.Topology{Delays: cfg.Delays, Partitions: cfg.Partitions}); err != nil {
 		return err
 	}
-	r.client = pipeline.Client{Brokers: addrs}
+	r.client = kafka.Client{Brokers: addrs}
 	r.broker = brokerArgs{listen: addrs, dataDir: filepath.Join(cfg.WorkDir, "broker-data"), minSession: cfg.GroupMinSessionTimeout}
 	brokerProc, ctl, err := r.ps.startBroker(r.broker)
 	if err != nil {
@@ -659,7 +659,7 @@ func (r *run) check(ctx context.Context, results []broker.FaultResult, events []
 	}
 
 	// Every DLQ record honoured every delay of its history.
-	err := pipeline.ReadNew(ctx, r.client, []string{top.DLQ}, map[string]map[int]int64{}, func(m kafka.Message) error {
+	err := kafka.ReadNew(ctx, r.client, []string{top.DLQ}, map[string]map[int]int64{}, func(m envelope.Record) error {
 		d, err := envelope.ParseDeadLetter(m.Value)
 		if err != nil {
 			return err

@@ -12,12 +12,12 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 
 	"github.com/orderflow/orders/schemas"
 	"github.com/orderflow/orders/services/envelope"
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/kafka"
+	"github.com/orderflow/orders/services/wait"
 	"github.com/orderflow/orders/topology"
 )
 
@@ -57,9 +57,9 @@ func (f Filter) match(e Entry, now time.Time) bool {
 }
 
 // List returns the DLQ records f selects, in partition and offset order.
-func List(ctx context.Context, client pipeline.Client, top topology.Topology, f Filter, now time.Time) ([]Entry, error) {
+func List(ctx context.Context, client kafka.Client, top topology.Topology, f Filter, now time.Time) ([]Entry, error) {
 	var out []Entry
-	err := pipeline.ReadNew(ctx, client, []string{top.DLQ}, map[string]map[int]int64{}, func(m kafka.Message) error {
+	err := kafka.ReadNew(ctx, client, []string{top.DLQ}, map[string]map[int]int64{}, func(m envelope.Record) error {
 		d, err := envelope.ParseDeadLetter(m.Value)
 		if err != nil {
 			return fmt.Errorf("%s/%d@%d is not a DLQ record: %w", m.Topic, m.Partition, m.Offset, err)
@@ -127,7 +127,7 @@ type mark struct {
 // Replay sends the selected DLQ records' original values back to
 // cfg.To, with the replay count and the source in headers, and reports
 // what it did with each selected record.
-func Replay(ctx context.Context, client pipeline.Client, top topology.Topology, cfg ReplayConfig, log *zap.Logger) ([]Outcome, error) {
+func Replay(ctx context.Context, client kafka.Client, top topology.Topology, cfg ReplayConfig, log *zap.Logger) ([]Outcome, error) {
 	if cfg.To == "" {
 		cfg.To = top.Orders
 	}
@@ -140,7 +140,7 @@ func Replay(ctx context.Context, client pipeline.Client, top topology.Topology, 
 	}
 	marks := map[string]mark{}
 	if !cfg.FromStart {
-		err := pipeline.ReadNew(ctx, client, []string{top.Replays}, map[string]map[int]int64{}, func(m kafka.Message) error {
+		err := kafka.ReadNew(ctx, client, []string{top.Replays}, map[string]map[int]int64{}, func(m envelope.Record) error {
 			var mk mark
 			if json.Unmarshal(m.Value, &mk) == nil {
 				marks[string(m.Key)] = mk
@@ -156,10 +156,10 @@ func Replay(ctx context.Context, client pipeline.Client, top topology.Topology, 
 	if err != nil {
 		return nil, err
 	}
-	w := client.NewWriter(pipeline.WriterConfig{BatchSize: 1}, log)
+	w := client.NewWriter(kafka.WriterConfig{BatchSize: 1}, log)
 	defer w.Close()
 	write := func(o envelope.Output) error {
-		return w.WriteMessages(ctx, pipeline.Messages([]envelope.Output{o})...)
+		return w.Write(ctx, []envelope.Output{o})
 	}
 	var out []Outcome
 	sent := 0
@@ -183,7 +183,7 @@ func Replay(ctx context.Context, client pipeline.Client, top topology.Topology, 
 		default:
 			if cfg.Rate > 0 {
 				due := start.Add(time.Duration(float64(sent) / cfg.Rate * float64(time.Second)))
-				if !pipeline.SleepUntil(ctx, time.Now, due) {
+				if !wait.Until(ctx, time.Now, due) {
 					return out, ctx.Err()
 				}
 			}

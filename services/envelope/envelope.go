@@ -44,4 +44,7 @@ type Output struct {
 	Key       []byte
 	Value     []byte
 	Headers   []Header
+	// Time is the record's timestamp; the zero time stamps it when it is
+	// written.
+	Time time.Time
 }

@@ -4,12 +4,10 @@ import (
 	"context"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/orderflow/orders/services/admin"
 	"github.com/orderflow/orders/services/aggregator"
 	"github.com/orderflow/orders/services/envelope"
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/topology"
 )
 
@@ -39,7 +37,7 @@ type Overview struct {
 
 // Inspect reads the overview of every topic orders travel through, in
 // stage order.
-func Inspect(ctx context.Context, client pipeline.Client, top topology.Topology, now time.Time) (Overview, error) {
+func Inspect(ctx context.Context, client kafka.Client, top topology.Topology, now time.Time) (Overview, error) {
 	var ov Overview
 	for _, topic := range top.StageTopics() {
 		st := TopicState{Topic: topic, Group: top.GroupOf(topic)}
@@ -66,17 +64,13 @@ func Inspect(ctx context.Context, client pipeline.Client, top topology.Topology,
 				to = p.End // read every waiting record to count those not due
 			}
 			first := true
-			err := pipeline.ReadRange(ctx, client, topic, p.Partition, from, to, func(m kafka.Message) error {
+			err := kafka.ReadRange(ctx, client, topic, p.Partition, from, to, func(m envelope.Record) error {
 				if first && st.Group != "" {
 					st.OldestAgeS = max(st.OldestAgeS, now.Sub(m.Time).Seconds())
 					first = false
 				}
 				if step > 0 {
-					rec := envelope.Record{Headers: make([]envelope.Header, len(m.Headers))}
-					for i, h := range m.Headers {
-						rec.Headers[i] = envelope.Header{Key: h.Key, Value: h.Value}
-					}
-					if h, err := envelope.ParseHistory(rec); err == nil && h.DueAt.After(now) {
+					if h, err := envelope.ParseHistory(m); err == nil && h.DueAt.After(now) {
 						waiting++
 					}
 				}

@@ -8,14 +8,13 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"slices"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/orderflow/orders/schemas"
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/envelope"
+	"github.com/orderflow/orders/services/kafka"
+	"github.com/orderflow/orders/services/wait"
 	"github.com/orderflow/orders/topology"
 )
 
@@ -36,7 +35,7 @@ type Record struct {
 
 // Decode turns a consumed message into a Record, decoding its value by
 // what its topic holds.
-func Decode(top topology.Topology, m kafka.Message) Record {
+func Decode(top topology.Topology, m envelope.Record) Record {
 	r := Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Time: m.Time, Key: string(m.Key)}
 	if len(m.Headers) > 0 {
 		r.Headers = make(map[string]string, len(m.Headers))
@@ -77,26 +76,24 @@ type Query struct {
 
 // Records reads the records q selects, as they stand now, oldest first,
 // and returns where each partition ends, to follow from.
-func Records(ctx context.Context, client pipeline.Client, top topology.Topology, q Query) ([]Record, map[string]map[int]int64, error) {
-	admin := client.Admin()
-	defer admin.Close()
-	ends, err := offsets(ctx, admin, q.Topic)
+func Records(ctx context.Context, client kafka.Client, top topology.Topology, q Query) ([]Record, map[string]map[int]int64, error) {
+	ends, err := client.Offsets(ctx, q.Topic)
 	if err != nil {
 		return nil, nil, err
 	}
 	next := map[string]map[int]int64{q.Topic: {}}
 	for p, se := range ends {
-		from := se[0]
+		from := se.First
 		if q.Tail > 0 && q.Key == "" {
-			from = max(se[0], se[1]-int64(q.Tail))
+			from = max(se.First, se.End-int64(q.Tail))
 		}
 		next[q.Topic][p] = from
 		if q.Partition >= 0 && p != q.Partition {
-			next[q.Topic][p] = se[1]
+			next[q.Topic][p] = se.End
 		}
 	}
 	var out []Record
-	err = pipeline.ReadNew(ctx, client, []string{q.Topic}, next, func(m kafka.Message) error {
+	err = kafka.ReadNew(ctx, client, []string{q.Topic}, next, func(m envelope.Record) error {
 		if q.Key == "" || string(m.Key) == q.Key {
 			out = append(out, Decode(top, m))
 		}
@@ -114,12 +111,12 @@ func Records(ctx context.Context, client pipeline.Client, top topology.Topology,
 
 // Follow calls fn for every record appended after next (as Records
 // returned it) until ctx ends, polling every interval.
-func Follow(ctx context.Context, client pipeline.Client, top topology.Topology, q Query, next map[string]map[int]int64, every time.Duration, fn func(Record) error) error {
+func Follow(ctx context.Context, client kafka.Client, top topology.Topology, q Query, next map[string]map[int]int64, every time.Duration, fn func(Record) error) error {
 	for {
-		if !pipeline.SleepUntil(ctx, time.Now, time.Now().Add(every)) {
+		if !wait.Until(ctx, time.Now, time.Now().Add(every)) {
 			return nil
 		}
-		err := pipeline.ReadNew(ctx, client, []string{q.Topic}, next, func(m kafka.Message) error {
+		err := kafka.ReadNew(ctx, client, []string{q.Topic}, next, func(m envelope.Record) error {
 			if (q.Partition < 0 || m.Partition == q.Partition) && (q.Key == "" || string(m.Key) == q.Key) {
 				return fn(Decode(top, m))
 			}
@@ -129,31 +126,4 @@ func Follow(ctx context.Context, client pipeline.Client, top topology.Topology, 
 			return err
 		}
 	}
-}
-
-// offsets returns, per partition, the first and the next offset.
-func offsets(ctx context.Context, admin *pipeline.Admin, topic string) (map[int][2]int64, error) {
-	meta, err := admin.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
-	if err != nil {
-		return nil, fmt.Errorf("metadata: %w", err)
-	}
-	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
-		return nil, fmt.Errorf("topic %s not found (run orders topics)", topic)
-	}
-	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
-	for _, p := range meta.Topics[0].Partitions {
-		req.Topics[topic] = append(req.Topics[topic], kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
-	}
-	res, err := admin.ListOffsets(ctx, req)
-	if err != nil {
-		return nil, fmt.Errorf("list offsets of %s: %w", topic, err)
-	}
-	out := map[int][2]int64{}
-	for _, po := range res.Topics[topic] {
-		if po.Error != nil {
-			return nil, fmt.Errorf("list offsets of %s/%d: %w", topic, po.Partition, po.Error)
-		}
-		out[po.Partition] = [2]int64{po.FirstOffset, po.LastOffset}
-	}
-	return out, nil
 }

@@ -7,10 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/orderflow/orders/services/envelope"
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/topology"
 )
 
@@ -32,10 +30,10 @@ type Step struct {
 
 // Trace finds every record of one order in the topics orders travel
 // through, and returns them in time order.
-func Trace(ctx context.Context, client pipeline.Client, top topology.Topology, orderID string) ([]Step, error) {
+func Trace(ctx context.Context, client kafka.Client, top topology.Topology, orderID string) ([]Step, error) {
 	var steps []Step
 	next := map[string]map[int]int64{}
-	err := pipeline.ReadNew(ctx, client, top.StageTopics(), next, func(m kafka.Message) error {
+	err := kafka.ReadNew(ctx, client, top.StageTopics(), next, func(m envelope.Record) error {
 		if string(m.Key) != orderID {
 			return nil
 		}
@@ -49,13 +47,9 @@ func Trace(ctx context.Context, client pipeline.Client, top topology.Topology, o
 	return steps, nil
 }
 
-func step(top topology.Topology, m kafka.Message) Step {
+func step(top topology.Topology, m envelope.Record) Step {
 	s := Step{Time: m.Time, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
-	rec := envelope.Record{Headers: make([]envelope.Header, len(m.Headers))}
-	for i, h := range m.Headers {
-		rec.Headers[i] = envelope.Header{Key: h.Key, Value: h.Value}
-	}
-	header := func(k string) string { v, _ := rec.Header(k); return string(v) }
+	header := func(k string) string { v, _ := m.Header(k); return string(v) }
 	switch {
 	case m.Topic == top.Orders:
 		s.Event = "produced"
@@ -74,7 +68,7 @@ func step(top topology.Topology, m kafka.Message) Step {
 		}
 	default:
 		s.Event = "retry scheduled"
-		if h, err := envelope.ParseHistory(rec); err == nil {
+		if h, err := envelope.ParseHistory(m); err == nil {
 			s.Stage, s.Attempt, s.Error, s.DueAt = h.LastStage, h.Attempts, h.LastError, h.DueAt
 		}
 	}

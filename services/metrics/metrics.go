@@ -109,7 +109,7 @@ func (r *Registry) Ready() bool {
 	return len(r.stages) > 0
 }
 
-// Stage observes one stage's loop; it implements pipeline.Observer.
+// Stage observes one stage's loop; it implements stage.Observer.
 type Stage struct {
 	r      *Registry
 	name   string

@@ -11,7 +11,7 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/kafka"
 )
 
 // Config of the metrics and health endpoint.
@@ -46,7 +46,7 @@ func Handler(r *Registry, ping func(context.Context) error) http.Handler {
 
 // Module serves the registry on Config.Addr for the life of the app.
 var Module = fx.Module("metrics",
-	fx.Invoke(func(lc fx.Lifecycle, cfg Config, r *Registry, client pipeline.Client, log *zap.Logger) {
+	fx.Invoke(func(lc fx.Lifecycle, cfg Config, r *Registry, client kafka.Client, log *zap.Logger) {
 		if cfg.Addr == "" {
 			return
 		}

@@ -8,12 +8,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/orderflow/orders/schemas"
 	"github.com/orderflow/orders/services/aggregator"
 	"github.com/orderflow/orders/services/envelope"
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/topology"
 )
 
@@ -64,8 +62,8 @@ func (t *Tally) Duplicates() int {
 
 // Poll reads the records appended to the processed and DLQ topics since
 // the last call, up to their end offsets at the time of the call.
-func (t *Tally) Poll(ctx context.Context, client pipeline.Client, top topology.Topology) error {
-	return pipeline.ReadNew(ctx, client, []string{top.Processed, top.DLQ}, t.next, func(m kafka.Message) error {
+func (t *Tally) Poll(ctx context.Context, client kafka.Client, top topology.Topology) error {
+	return kafka.ReadNew(ctx, client, []string{top.Processed, top.DLQ}, t.next, func(m envelope.Record) error {
 		switch m.Topic {
 		case top.Processed:
 			o, err := schemas.Decode(m.Value)
@@ -125,7 +123,7 @@ func (t *Tally) Summary(totals aggregator.Totals) Summary {
 // Wait polls the final topics every interval until want distinct orders
 // have an outcome and the aggregator's state counts every processed order,
 // or ctx ends.
-func Wait(ctx context.Context, client pipeline.Client, top topology.Topology, want int, every time.Duration) (*Tally, aggregator.Totals, error) {
+func Wait(ctx context.Context, client kafka.Client, top topology.Topology, want int, every time.Duration) (*Tally, aggregator.Totals, error) {
 	t := NewTally()
 	for {
 		if err := t.Poll(ctx, client, top); err != nil && ctx.Err() == nil {

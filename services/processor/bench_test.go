@@ -10,8 +10,8 @@ import (
 
 	"github.com/orderflow/orders/schemas"
 	"github.com/orderflow/orders/services/envelope"
-	"github.com/orderflow/orders/services/pipeline"
 	"github.com/orderflow/orders/services/processor"
+	"github.com/orderflow/orders/services/stage"
 	"github.com/orderflow/orders/services/testkit"
 	"github.com/orderflow/orders/topology"
 )
@@ -31,8 +31,8 @@ func orderBatch(b *testing.B, n int) []envelope.Record {
 
 // open is the stage on one partition, as the loop runs it: batch after
 // batch in the memory of the last one.
-func open(b *testing.B, s *processor.Stage) pipeline.Partition {
-	p, _, err := s.Open(context.Background(), pipeline.Assignment{Topic: "t"})
+func open(b *testing.B, s *processor.Stage) stage.Partition {
+	p, _, err := s.Open(context.Background(), stage.Assignment{Topic: "t"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func BenchmarkHandleRetry(b *testing.B) {
 	}
 	s := &processor.Stage{Step: 1, Topology: topology.Default(), Rule: processor.Rule{FailProducts: []string{"Item3"}}, Log: testkit.SampledLogger()}
 	p := open(b, s)
-	delayer := p.(pipeline.Delayer)
+	delayer := p.(stage.Delayer)
 	now := time.Now().Add(time.Hour)
 	b.ReportAllocs()
 	b.ResetTimer()

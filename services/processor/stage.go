@@ -11,7 +11,7 @@ import (
 	"github.com/orderflow/orders/schemas"
 	"github.com/orderflow/orders/services/envelope"
 	"github.com/orderflow/orders/services/logs"
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/stage"
 	"github.com/orderflow/orders/topology"
 )
 
@@ -56,7 +56,7 @@ func (s *Stage) prepare() {
 
 // Open serves each partition with the stage, which is stateless, and an
 // output array of the partition's own.
-func (s *Stage) Open(_ context.Context, a pipeline.Assignment) (pipeline.Partition, int64, error) {
+func (s *Stage) Open(_ context.Context, a stage.Assignment) (stage.Partition, int64, error) {
 	return &partition{Stage: s}, a.Committed, nil
 }
 

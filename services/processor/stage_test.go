@@ -17,15 +17,15 @@ import (
 	"github.com/orderflow/orders/schemas"
 	"github.com/orderflow/orders/services/envelope"
 	"github.com/orderflow/orders/services/logs"
-	"github.com/orderflow/orders/services/pipeline"
 	"github.com/orderflow/orders/services/processor"
+	"github.com/orderflow/orders/services/stage"
 	"github.com/orderflow/orders/topology"
 )
 
 // start is the clock of the main stage; each later step runs a little later.
 var start = time.Date(2024, 3, 5, 6, 7, 8, 123456789, time.UTC)
 
-func stage(step int, rule processor.Rule, now time.Time) *processor.Stage {
+func stageAt(step int, rule processor.Rule, now time.Time) *processor.Stage {
 	return &processor.Stage{Step: step, Topology: topology.Default(), Rule: rule, Log: zap.NewNop(),
 		Now: func() time.Time { return now }}
 }
@@ -98,7 +98,7 @@ func TestMainStageProcesses(t *testing.T) {
 	o := schemas.Order{OrderID: "1001", Product: "Item2", Price: 45.99}
 	r := input(t, o)
 	r.Key = []byte("some other key")
-	out := stage(0, processor.Rule{FailProducts: []string{"Item3"}}, start).Decide(r)
+	out := stageAt(0, processor.Rule{FailProducts: []string{"Item3"}}, start).Decide(r)
 	wantProcessed(t, out, r.Value, "1001", "main", "1")
 }
 
@@ -115,7 +115,7 @@ func TestFailingOrderClimbsTheLadderToTheDLQ(t *testing.T) {
 	r := orig
 	now := start
 	for step, want := range hops {
-		s := stage(step, rule, now)
+		s := stageAt(step, rule, now)
 		out := s.Decide(r)
 		if out.Topic != want.topic {
 			t.Fatalf("step %d: output to %s, want %s", step, out.Topic, want.topic)
@@ -142,14 +142,14 @@ func TestFailingOrderClimbsTheLadderToTheDLQ(t *testing.T) {
 		}
 		// The next stage holds the record until it is due.
 		r = consumed(out, int64(100+step))
-		next := stage(step+1, rule, now)
+		next := stageAt(step+1, rule, now)
 		if due := next.DueAt(r); !due.Equal(now.Add(want.delay)) {
 			t.Fatalf("step %d: DueAt = %v, want %v", step+1, due, now.Add(want.delay))
 		}
 		now = now.Add(want.delay)
 	}
 
-	out := stage(3, rule, now).Decide(r)
+	out := stageAt(3, rule, now).Decide(r)
 	d := deadLetter(t, out)
 	if d.Reason != envelope.ReasonRetriesExhausted || d.Attempts != 4 || d.Stage != "retry-3" {
 		t.Fatalf("dead letter %s after %d attempts in %s, want retries_exhausted after 4 in retry-3", d.Reason, d.Attempts, d.Stage)
@@ -219,14 +219,14 @@ func TestLadderFollowsTheTopology(t *testing.T) {
 func TestRetryStageProcessesARecoveredOrder(t *testing.T) {
 	o := schemas.Order{OrderID: "1002", Product: "Item1", Price: 23.45}
 	r := input(t, o)
-	out := stage(0, processor.Rule{FlakyRate: 1}, start).Decide(r)
+	out := stageAt(0, processor.Rule{FlakyRate: 1}, start).Decide(r)
 	if out.Topic != "orders_retry_1" {
 		t.Fatalf("main stage output to %s, want orders_retry_1", out.Topic)
 	}
 	if h := history(t, out); !strings.Contains(h.LastError, processor.ErrTransient.Error()) {
 		t.Fatalf("last error %q, want a transient failure", h.LastError)
 	}
-	out = stage(1, processor.Rule{}, start.Add(2*time.Second)).Decide(consumed(out, 9))
+	out = stageAt(1, processor.Rule{}, start.Add(2*time.Second)).Decide(consumed(out, 9))
 	wantProcessed(t, out, r.Value, "1002", "retry-1", "2")
 }
 
@@ -242,7 +242,7 @@ func TestUndecodableOrderGoesStraightToTheDLQ(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			r := envelope.Record{Topic: "orders", Partition: 2, Offset: 8, Key: []byte("k"), Value: v}
 			// Even a rule that fails everything must not retry garbage.
-			out := stage(0, processor.Rule{FlakyRate: 1}, start).Decide(r)
+			out := stageAt(0, processor.Rule{FlakyRate: 1}, start).Decide(r)
 			d := deadLetter(t, out)
 			if d.Reason != envelope.ReasonUndecodable || d.Attempts != 1 || d.Stage != "main" {
 				t.Fatalf("dead letter %s after %d attempts in %s, want undecodable after 1 in main", d.Reason, d.Attempts, d.Stage)
@@ -259,10 +259,10 @@ func TestUndecodableOrderGoesStraightToTheDLQ(t *testing.T) {
 
 func TestUndecodableRetryRecordGoesToTheDLQ(t *testing.T) {
 	o := schemas.Order{OrderID: "1006", Product: "Item3", Price: 39.79}
-	out := stage(0, processor.Rule{FailProducts: []string{"Item3"}}, start).Decide(input(t, o))
+	out := stageAt(0, processor.Rule{FailProducts: []string{"Item3"}}, start).Decide(input(t, o))
 	r := consumed(out, 0)
 	r.Value = []byte{0xff, 0xff}
-	d := deadLetter(t, stage(1, processor.Rule{}, start).Decide(r))
+	d := deadLetter(t, stageAt(1, processor.Rule{}, start).Decide(r))
 	if d.Reason != envelope.ReasonUndecodable || d.Stage != "retry-1" || d.Topic != "orders" || d.Offset != 42 {
 		t.Fatalf("dead letter %+v", d)
 	}
@@ -278,7 +278,7 @@ func TestInvalidOrderGoesToTheDLQ(t *testing.T) {
 	for name, o := range orders {
 		t.Run(name, func(t *testing.T) {
 			r := input(t, o)
-			d := deadLetter(t, stage(0, processor.Rule{}, start).Decide(r))
+			d := deadLetter(t, stageAt(0, processor.Rule{}, start).Decide(r))
 			if d.Reason != envelope.ReasonInvalid || d.Attempts != 1 || d.Stage != "main" {
 				t.Fatalf("dead letter %s after %d attempts in %s, want invalid after 1 in main", d.Reason, d.Attempts, d.Stage)
 			}
@@ -294,8 +294,8 @@ func TestInvalidOrderGoesToTheDLQ(t *testing.T) {
 
 func TestRetryRecordWithBadHeadersGoesToTheDLQ(t *testing.T) {
 	o := schemas.Order{OrderID: "1006", Product: "Item3", Price: 39.79}
-	good := stage(1, processor.Rule{FailProducts: []string{"Item3"}}, start).Decide(
-		consumed(stage(0, processor.Rule{FailProducts: []string{"Item3"}}, start).Decide(input(t, o)), 0))
+	good := stageAt(1, processor.Rule{FailProducts: []string{"Item3"}}, start).Decide(
+		consumed(stageAt(0, processor.Rule{FailProducts: []string{"Item3"}}, start).Decide(input(t, o)), 0))
 	if good.Topic != "orders_retry_2" {
 		t.Fatalf("setup: output to %s", good.Topic)
 	}
@@ -320,7 +320,7 @@ func TestRetryRecordWithBadHeadersGoesToTheDLQ(t *testing.T) {
 	for name, hs := range cases {
 		t.Run(name, func(t *testing.T) {
 			r := envelope.Record{Topic: "orders_retry_2", Partition: 4, Offset: 17, Key: good.Key, Value: good.Value, Headers: hs}
-			s := stage(2, processor.Rule{}, start)
+			s := stageAt(2, processor.Rule{}, start)
 			// Without a readable due time the record is due at once; with
 			// one, it waits for it like any other and is refused when handled.
 			_, dueErr := envelope.ParseDueAt(r)
@@ -347,16 +347,16 @@ func TestRetryRecordWithBadHeadersGoesToTheDLQ(t *testing.T) {
 
 func TestDueAt(t *testing.T) {
 	o := schemas.Order{OrderID: "1006", Product: "Item3", Price: 39.79}
-	out := stage(0, processor.Rule{FailProducts: []string{"Item3"}}, start).Decide(input(t, o))
+	out := stageAt(0, processor.Rule{FailProducts: []string{"Item3"}}, start).Decide(input(t, o))
 	r := consumed(out, 0)
-	if due := stage(1, processor.Rule{}, time.Time{}).DueAt(r); !due.Equal(start.Add(2 * time.Second)) {
+	if due := stageAt(1, processor.Rule{}, time.Time{}).DueAt(r); !due.Equal(start.Add(2 * time.Second)) {
 		t.Fatalf("step 1 DueAt = %v, want %v", due, start.Add(2*time.Second))
 	}
 	// The main stage never waits, whatever the headers say.
-	if due := stage(0, processor.Rule{}, time.Time{}).DueAt(r); !due.IsZero() {
+	if due := stageAt(0, processor.Rule{}, time.Time{}).DueAt(r); !due.IsZero() {
 		t.Fatalf("step 0 DueAt = %v, want zero", due)
 	}
-	if due := stage(0, processor.Rule{}, time.Time{}).DueAt(input(t, o)); !due.IsZero() {
+	if due := stageAt(0, processor.Rule{}, time.Time{}).DueAt(input(t, o)); !due.IsZero() {
 		t.Fatalf("step 0 DueAt of an input record = %v, want zero", due)
 	}
 }
@@ -373,7 +373,7 @@ func TestNowDefaultsToTheClock(t *testing.T) {
 }
 
 func TestHandleDecidesEachRecordInOrder(t *testing.T) {
-	s := stage(0, processor.Rule{FailProducts: []string{"Item3"}}, start)
+	s := stageAt(0, processor.Rule{FailProducts: []string{"Item3"}}, start)
 	batch := []envelope.Record{
 		input(t, schemas.Order{OrderID: "1", Product: "Item1", Price: 10}),
 		input(t, schemas.Order{OrderID: "2", Product: "Item3", Price: 10}),
@@ -400,15 +400,15 @@ func TestHandleDecidesEachRecordInOrder(t *testing.T) {
 }
 
 func TestOpenServesFromTheCommittedOffset(t *testing.T) {
-	s := stage(0, processor.Rule{}, start)
-	p, offset, err := s.Open(context.Background(), pipeline.Assignment{Topic: "orders", Partition: 2, Committed: 314})
+	s := stageAt(0, processor.Rule{}, start)
+	p, offset, err := s.Open(context.Background(), stage.Assignment{Topic: "orders", Partition: 2, Committed: 314})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if offset != 314 {
 		t.Fatalf("offset %d, want the committed 314", offset)
 	}
-	if _, ok := p.(pipeline.Delayer); !ok {
+	if _, ok := p.(stage.Delayer); !ok {
 		t.Fatal("the partition handler does not implement Delayer, so retry records would not wait")
 	}
 }
@@ -420,7 +420,7 @@ func TestOpenServesFromTheCommittedOffset(t *testing.T) {
 // second and then one in 2, counted across batches.
 func TestBatchLogsALinePerOrder(t *testing.T) {
 	core, observed := observer.New(zap.InfoLevel)
-	s := stage(0, processor.Rule{FailProducts: []string{"Item3"}}, start)
+	s := stageAt(0, processor.Rule{FailProducts: []string{"Item3"}}, start)
 	s.Log = zap.New(logs.NewSampler(core, 2)).Named("main")
 	batch := []envelope.Record{
 		input(t, schemas.Order{OrderID: "1001", Product: "Item1", Price: 10}),
@@ -428,7 +428,7 @@ func TestBatchLogsALinePerOrder(t *testing.T) {
 		{Topic: "orders", Partition: 3, Offset: 43, Key: []byte("x"), Value: []byte{0xff}},
 		input(t, schemas.Order{OrderID: "1003", Product: "Item2", Price: 30}),
 	}
-	p, _, err := s.Open(context.Background(), pipeline.Assignment{Topic: "orders", Partition: 3})
+	p, _, err := s.Open(context.Background(), stage.Assignment{Topic: "orders", Partition: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -471,8 +471,8 @@ func TestBatchLogsALinePerOrder(t *testing.T) {
 func TestRefusedOutputIsDeadLettered(t *testing.T) {
 	top := topology.Default()
 	o := schemas.Order{OrderID: "1006", Product: "Item3", Price: 9.5}
-	main := stage(0, processor.Rule{FailProducts: []string{"Item3"}}, start)
-	p, _, err := main.Open(context.Background(), pipeline.Assignment{Topic: top.Orders})
+	main := stageAt(0, processor.Rule{FailProducts: []string{"Item3"}}, start)
+	p, _, err := main.Open(context.Background(), stage.Assignment{Topic: top.Orders})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -481,12 +481,12 @@ func TestRefusedOutputIsDeadLettered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := p.(pipeline.Refuser); !ok {
-		t.Fatal("a stage's partition is no pipeline.Refuser")
+	if _, ok := p.(stage.Refuser); !ok {
+		t.Fatal("a stage's partition is no stage.Refuser")
 	}
 	retry := consumed(outs[0], 7)
-	retryStage := stage(1, processor.Rule{}, start.Add(time.Second))
-	rp, _, err := retryStage.Open(context.Background(), pipeline.Assignment{Topic: retry.Topic})
+	retryStage := stageAt(1, processor.Rule{}, start.Add(time.Second))
+	rp, _, err := retryStage.Open(context.Background(), stage.Assignment{Topic: retry.Topic})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -495,13 +495,13 @@ func TestRefusedOutputIsDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
-		p        pipeline.Partition
+		p        stage.Partition
 		batch    []envelope.Record
 		outs     []envelope.Output
 		attempts int
 	}{{p, batch, outs, 1}, {rp, []envelope.Record{retry}, rOuts, 2}} {
 		refused := errors.New("[10] Message Size Too Large")
-		dl, ok := c.p.(pipeline.Refuser).Refused(c.batch, c.outs, 0, refused)
+		dl, ok := c.p.(stage.Refuser).Refused(c.batch, c.outs, 0, refused)
 		if !ok || dl.Topic != top.DLQ {
 			t.Fatalf("refused output to %s: got %v to %q, want the DLQ", c.outs[0].Topic, ok, dl.Topic)
 		}
@@ -518,7 +518,7 @@ func TestRefusedOutputIsDeadLettered(t *testing.T) {
 		if d.Topic != top.Orders || d.Offset != 42 || d.Attempts != c.attempts || d.Key != o.OrderID {
 			t.Errorf("dead letter of %s/%d@%d, attempts %d, key %q: want orders@42, %d attempts, key %s", d.Topic, d.Partition, d.Offset, d.Attempts, d.Key, c.attempts, o.OrderID)
 		}
-		if _, ok := c.p.(pipeline.Refuser).Refused(c.batch, []envelope.Output{dl}, 0, refused); ok {
+		if _, ok := c.p.(stage.Refuser).Refused(c.batch, []envelope.Output{dl}, 0, refused); ok {
 			t.Error("a refused DLQ record got another outcome; it has none")
 		}
 	}

@@ -4,13 +4,13 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/lifecycle"
 )
 
 // Module runs a producer with the Config supplied to the app.
 var Module = fx.Module("producer",
 	fx.Provide(New),
 	fx.Invoke(func(lc fx.Lifecycle, sh fx.Shutdowner, log *zap.Logger, p *Producer) {
-		pipeline.RunInBackground(lc, sh, log, "producer", p)
+		lifecycle.RunInBackground(lc, sh, log, "producer", p)
 	}),
 )

@@ -13,12 +13,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 
 	"github.com/orderflow/orders/schemas"
 	"github.com/orderflow/orders/services/envelope"
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/kafka"
+	"github.com/orderflow/orders/services/wait"
 	"github.com/orderflow/orders/topology"
 )
 
@@ -90,8 +90,8 @@ type Producer struct {
 	cfg    Config
 	top    topology.Topology
 	log    *zap.Logger
-	client pipeline.Client
-	writer pipeline.Writer
+	client kafka.Client
+	writer *kafka.Writer
 	sent   atomic.Int64
 	errs   atomic.Int64
 	done   chan struct{}
@@ -99,7 +99,7 @@ type Producer struct {
 }
 
 // New returns a producer; it writes nothing until Run.
-func New(cfg Config, client pipeline.Client, top topology.Topology, log *zap.Logger) (*Producer, error) {
+func New(cfg Config, client kafka.Client, top topology.Topology, log *zap.Logger) (*Producer, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -109,7 +109,7 @@ func New(cfg Config, client pipeline.Client, top topology.Topology, log *zap.Log
 	}
 	return &Producer{
 		cfg: cfg, top: top, log: log.Named("producer"), client: client,
-		writer: client.NewWriter(pipeline.WriterConfig{BatchSize: cfg.BatchSize}, log),
+		writer: client.NewWriter(kafka.WriterConfig{BatchSize: cfg.BatchSize}, log),
 		done:   make(chan struct{}),
 	}, nil
 }
@@ -147,7 +147,7 @@ func (p *Producer) Run(ctx context.Context) (err error) {
 			due := int(time.Since(start).Seconds()*p.cfg.Rate) + 1 - produced
 			if due <= 0 {
 				next := start.Add(time.Duration(float64(produced) / p.cfg.Rate * float64(time.Second)))
-				if !pipeline.SleepUntil(ctx, time.Now, next) {
+				if !wait.Until(ctx, time.Now, next) {
 					return nil
 				}
 				continue
@@ -183,9 +183,8 @@ func (p *Producer) Run(ctx context.Context) (err error) {
 
 // write retries until the batch is acknowledged or ctx ends.
 func (p *Producer) write(ctx context.Context, batch []envelope.Output) error {
-	msgs := pipeline.Messages(batch)
-	for b := pipeline.NewBackoff(); ; {
-		err := p.writer.WriteMessages(ctx, msgs...)
+	for b := wait.NewBackoff(); ; {
+		err := p.writer.Write(ctx, batch)
 		if err == nil {
 			return nil
 		}
@@ -194,11 +193,10 @@ func (p *Producer) write(ctx context.Context, batch []envelope.Output) error {
 		}
 		// Unlike a stage, which waits for an ACL to be granted, a producer
 		// run stops: it is a command someone is watching.
-		if err := p.client.ExplainWrite(ctx, err, msgs); errors.Is(err, pipeline.ErrDenied) {
+		if err := p.client.ExplainWrite(ctx, err, batch); errors.Is(err, kafka.ErrDenied) {
 			return fmt.Errorf("produce to %s: %w", p.top.Orders, err)
 		}
-		var unknown kafka.Error
-		if errors.As(err, &unknown) && unknown == kafka.UnknownTopicOrPartition {
+		if kafka.UnknownTopic(err) {
 			return fmt.Errorf("produce to %s: %w (run orders topics)", p.top.Orders, err)
 		}
 		p.errs.Add(1)

@@ -10,12 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 
 	"github.com/orderflow/orders/schemas"
 	"github.com/orderflow/orders/services/broker"
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/services/producer"
 	"github.com/orderflow/orders/services/testkit"
 	"github.com/orderflow/orders/topology"
@@ -132,14 +132,14 @@ func TestConfigValidate(t *testing.T) {
 
 func TestRunStopsWhenTheOrdersTopicIsMissing(t *testing.T) {
 	brk := testkit.Broker(t, broker.Config{})
-	p, err := producer.New(producer.Config{Count: 5}, pipeline.Client{Brokers: []string{brk.Addr()}}, topology.Default(), zap.NewNop())
+	p, err := producer.New(producer.Config{Count: 5}, kafka.Client{Brokers: []string{brk.Addr()}}, topology.Default(), zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err = p.Run(ctx)
-	if !errors.Is(err, kafka.UnknownTopicOrPartition) || !strings.Contains(err.Error(), "run orders topics") {
+	if !errors.Is(err, kafkago.UnknownTopicOrPartition) || !strings.Contains(err.Error(), "run orders topics") {
 		t.Fatalf("got %v, want an unknown topic error that says to run orders topics", err)
 	}
 	if p.Sent() != 0 {

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/services/testkit"
 	"github.com/orderflow/orders/topology"
 )
@@ -26,7 +26,7 @@ type mockCluster struct {
 	mock   *mockProc
 	bin    string
 	env    []string
-	client pipeline.Client
+	client kafka.Client
 	top    topology.Topology
 }
 
@@ -56,7 +56,7 @@ func newMockCluster(t *testing.T, brokers int, delays []time.Duration) *mockClus
 			"PARTITIONS=" + fmt.Sprint(top.Partitions), "REPLICATION=" + fmt.Sprint(top.Replication),
 			"SESSION_TIMEOUT=" + sessionTimeout.String(), "LOG_LEVEL=info",
 		},
-		client: pipeline.Client{Brokers: strings.Split(bootstrap, ",")},
+		client: kafka.Client{Brokers: strings.Split(bootstrap, ",")},
 		top:    top,
 	}
 	c.createTopics()
@@ -122,7 +122,7 @@ func (c *mockCluster) coordinator(group string) int {
 	defer admin.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res, err := admin.FindCoordinator(ctx, &kafka.FindCoordinatorRequest{Key: group, KeyType: kafka.CoordinatorKeyTypeConsumer})
+	res, err := admin.FindCoordinator(ctx, &kafkago.FindCoordinatorRequest{Key: group, KeyType: kafkago.CoordinatorKeyTypeConsumer})
 	if err == nil {
 		err = res.Error
 	}

@@ -8,13 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 
 	"github.com/orderflow/orders/schemas"
 	"github.com/orderflow/orders/services/envelope"
+	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/services/outcome"
-	"github.com/orderflow/orders/services/pipeline"
 	"github.com/orderflow/orders/services/producer"
 	"github.com/orderflow/orders/services/testkit"
 	"github.com/orderflow/orders/topology"
@@ -53,11 +52,11 @@ func TestPipelineSurvivesABrokerOutageOnLibrdkafkasMock(t *testing.T) {
 	t.Logf("%s every stage has partitions", time.Now().Format(clock))
 
 	// Bytes that are not an order, written by the project's writer.
-	w := c.client.NewWriter(pipeline.WriterConfig{}, zap.NewNop())
+	w := c.client.NewWriter(kafka.WriterConfig{}, zap.NewNop())
 	defer w.Close()
-	if err := w.WriteMessages(context.Background(), pipeline.Messages([]envelope.Output{{
+	if err := w.Write(context.Background(), []envelope.Output{{
 		Topic: c.top.Orders, Partition: envelope.AnyPartition, Key: []byte("garbage-1"), Value: []byte("this is not avro"),
-	}})...); err != nil {
+	}}); err != nil {
 		t.Fatalf("write an undecodable record: %v", err)
 	}
 
@@ -180,7 +179,7 @@ func (c *mockCluster) checkRetryTopics(failing int) {
 		topics = append(topics, c.top.RetryTopic(k))
 	}
 	seen := map[string]map[string]bool{}
-	err := pipeline.ReadNew(context.Background(), c.client, topics, map[string]map[int]int64{}, func(m kafka.Message) error {
+	err := kafka.ReadNew(context.Background(), c.client, topics, map[string]map[int]int64{}, func(m envelope.Record) error {
 		if seen[m.Topic] == nil {
 			seen[m.Topic] = map[string]bool{}
 		}

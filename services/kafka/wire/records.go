@@ -1,4 +1,4 @@
-package pipeline
+package wire
 
 import (
 	"bytes"
@@ -9,8 +9,9 @@ import (
 	"io"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
+
+	"github.com/orderflow/orders/services/envelope"
 )
 
 // Where the fields of a record batch are, from its base offset on (a
@@ -39,38 +40,40 @@ const (
 	attrControl       = 0x20
 )
 
-// batchDecoder cuts the records of one partition out of fetched record
+// Decoder cuts the records of one partition out of fetched record
 // batches: keys, values and header values are slices of the fetched
 // bytes, which stay alive as long as a record does.
-type batchDecoder struct {
+type Decoder struct {
 	topic     string
 	partition int
 	keys      map[string]string // header keys seen, each one string
-	headers   []kafka.Header    // where the next records' headers go
+	headers   []envelope.Header // where the next records' headers go
 	slab      []byte            // copies made of kafka-go's records
 }
 
-func newBatchDecoder(topic string, partition int) *batchDecoder {
-	return &batchDecoder{topic: topic, partition: partition, keys: map[string]string{}}
+// NewDecoder returns a decoder of topic/partition's batches.
+func NewDecoder(topic string, partition int) *Decoder {
+	return &Decoder{topic: topic, partition: partition, keys: map[string]string{}}
 }
 
-var errCorruptBatch = errors.New("corrupt record batch")
+// ErrCorruptBatch is the error of a batch that no producer wrote.
+var ErrCorruptBatch = errors.New("corrupt record batch")
 
-// decode emits the records of batches at offset and after, in order, and
+// Decode emits the records of batches at offset and after, in order, and
 // returns the offset to fetch next: past the last offset of each batch
 // read, which compaction may have left without a record, and past control
 // batches (transaction markers), which are not records to handle.
 // It stops early, without an error, when emit returns false. The last
 // batch may be cut short by the response's size limit; it is left for the
 // next fetch.
-func (d *batchDecoder) decode(batches []byte, offset int64, emit func(kafka.Message) bool) (int64, error) {
+func (d *Decoder) Decode(batches []byte, offset int64, emit func(envelope.Record) bool) (int64, error) {
 	be := binary.BigEndian
 	for len(batches) > batchMagicAt {
 		base := int64(be.Uint64(batches))
 		length := int32(be.Uint32(batches[batchLengthAt:]))
 		size := batchLengthAt + 4 + int(length)
 		if length < 0 || size <= batchMagicAt {
-			return offset, fmt.Errorf("%w at offset %d: length %d", errCorruptBatch, base, length)
+			return offset, fmt.Errorf("%w at offset %d: length %d", ErrCorruptBatch, base, length)
 		}
 		if size > len(batches) {
 			break
@@ -89,7 +92,7 @@ func (d *batchDecoder) decode(batches []byte, offset int64, emit func(kafka.Mess
 			continue
 		}
 		if crc32.Checksum(batch[batchAttributesAt:], castagnoli) != be.Uint32(batch[batchCRCAt:]) {
-			return offset, fmt.Errorf("%w at offset %d: CRC mismatch", errCorruptBatch, base)
+			return offset, fmt.Errorf("%w at offset %d: CRC mismatch", ErrCorruptBatch, base)
 		}
 		attrs := be.Uint16(batch[batchAttributesAt:])
 		last := base + int64(int32(be.Uint32(batch[batchLastDeltaAt:])))
@@ -100,7 +103,7 @@ func (d *batchDecoder) decode(batches []byte, offset int64, emit func(kafka.Mess
 		// No producer writes a negative count, and kafka-go, which decodes
 		// compressed batches, would panic making a slice that long.
 		if count := int32(be.Uint32(batch[batchCountAt:])); count < 0 {
-			return offset, fmt.Errorf("%w at offset %d: %d records", errCorruptBatch, base, count)
+			return offset, fmt.Errorf("%w at offset %d: %d records", ErrCorruptBatch, base, count)
 		}
 		switch {
 		case attrs&attrCompression == 0:
@@ -124,7 +127,7 @@ func (d *batchDecoder) decode(batches []byte, offset int64, emit func(kafka.Mess
 
 // records emits the records of an uncompressed record batch at offset and
 // after. It returns false if emit did.
-func (d *batchDecoder) records(batch []byte, offset int64, emit func(kafka.Message) bool) (int64, bool, error) {
+func (d *Decoder) records(batch []byte, offset int64, emit func(envelope.Record) bool) (int64, bool, error) {
 	be := binary.BigEndian
 	base := int64(be.Uint64(batch))
 	logAppendTime := be.Uint16(batch[batchAttributesAt:])&attrLogAppendTime != 0
@@ -133,12 +136,12 @@ func (d *batchDecoder) records(batch []byte, offset int64, emit func(kafka.Messa
 	count := int(int32(be.Uint32(batch[batchCountAt:])))
 	recs := batch[batchRecordsAt:]
 	if count > len(recs)/minRecordSize {
-		return offset, false, fmt.Errorf("%w at offset %d: %d records in %d bytes", errCorruptBatch, base, count, len(recs))
+		return offset, false, fmt.Errorf("%w at offset %d: %d records in %d bytes", ErrCorruptBatch, base, count, len(recs))
 	}
 	for range count {
 		m, rest, err := d.record(recs, base, firstTs)
 		if err != nil {
-			return offset, false, fmt.Errorf("%w at offset %d: %v", errCorruptBatch, base, err)
+			return offset, false, fmt.Errorf("%w at offset %d: %v", ErrCorruptBatch, base, err)
 		}
 		recs = rest
 		if m.Offset < offset {
@@ -156,25 +159,25 @@ func (d *batchDecoder) records(batch []byte, offset int64, emit func(kafka.Messa
 }
 
 // record cuts the first record out of b.
-func (d *batchDecoder) record(b []byte, base, firstTs int64) (kafka.Message, []byte, error) {
+func (d *Decoder) record(b []byte, base, firstTs int64) (envelope.Record, []byte, error) {
 	length, n := binary.Varint(b)
 	if n <= 0 || length < 0 || int64(len(b)-n) < length {
-		return kafka.Message{}, nil, errors.New("record length")
+		return envelope.Record{}, nil, errors.New("record length")
 	}
 	rest := b[n+int(length):]
 	r := &fields{b: b[n : n+int(length)]}
 	r.take(1) // attributes
 	tsDelta := r.varint()
 	offDelta := r.varint()
-	m := kafka.Message{Topic: d.topic, Partition: d.partition, Offset: base + offDelta, Time: time.UnixMilli(firstTs + tsDelta)}
+	m := envelope.Record{Topic: d.topic, Partition: d.partition, Offset: base + offDelta, Time: time.UnixMilli(firstTs + tsDelta)}
 	m.Key = r.nullBytes()
 	m.Value = r.nullBytes()
 	if nh := r.varint(); nh > 0 && r.err == nil {
 		if nh > int64(len(r.b)/2) { // each header takes 2 bytes at least
-			return kafka.Message{}, nil, fmt.Errorf("%d headers in %d bytes", nh, len(r.b))
+			return envelope.Record{}, nil, fmt.Errorf("%d headers in %d bytes", nh, len(r.b))
 		}
 		if int(nh) > cap(d.headers)-len(d.headers) {
-			d.headers = make([]kafka.Header, 0, max(256, int(nh)))
+			d.headers = make([]envelope.Header, 0, max(256, int(nh)))
 		}
 		at := len(d.headers)
 		for range nh {
@@ -186,12 +189,12 @@ func (d *batchDecoder) record(b []byte, base, firstTs int64) (kafka.Message, []b
 					d.keys[key] = key
 				}
 			}
-			d.headers = append(d.headers, kafka.Header{Key: key, Value: r.nullBytes()})
+			d.headers = append(d.headers, envelope.Header{Key: key, Value: r.nullBytes()})
 		}
 		m.Headers = d.headers[at:len(d.headers):len(d.headers)]
 	}
 	if r.err != nil {
-		return kafka.Message{}, nil, r.err
+		return envelope.Record{}, nil, r.err
 	}
 	return m, rest, nil
 }
@@ -286,12 +289,12 @@ func (r *fields) nullBytes() []byte {
 // not read, compressed or of an older format, as kafka-go decodes them,
 // each at logAppendTime if it is not zero (kafka-go leaves a compressed
 // batch's records at their own times). It returns false if emit did.
-func (d *batchDecoder) decodeWithKafkaGo(batch []byte, offset int64, logAppendTime time.Time, emit func(kafka.Message) bool) (int64, bool, error) {
+func (d *Decoder) decodeWithKafkaGo(batch []byte, offset int64, logAppendTime time.Time, emit func(envelope.Record) bool) (int64, bool, error) {
 	var size [4]byte
 	binary.BigEndian.PutUint32(size[:], uint32(len(batch)))
 	var rs protocol.RecordSet
 	if _, err := rs.ReadFrom(io.MultiReader(bytes.NewReader(size[:]), bytes.NewReader(batch))); err != nil {
-		return offset, false, fmt.Errorf("%w: %v", errCorruptBatch, err)
+		return offset, false, fmt.Errorf("%w: %v", ErrCorruptBatch, err)
 	}
 	if rs.Records == nil {
 		return offset, true, nil
@@ -302,13 +305,13 @@ func (d *batchDecoder) decodeWithKafkaGo(batch []byte, offset int64, logAppendTi
 			return offset, true, nil
 		}
 		if err != nil {
-			return offset, false, fmt.Errorf("%w: %v", errCorruptBatch, err)
+			return offset, false, fmt.Errorf("%w: %v", ErrCorruptBatch, err)
 		}
 		if r.Offset < offset {
 			closeBytes(r)
 			continue
 		}
-		m := kafka.Message{Topic: d.topic, Partition: d.partition, Offset: r.Offset, Time: r.Time, Headers: r.Headers}
+		m := envelope.Record{Topic: d.topic, Partition: d.partition, Offset: r.Offset, Time: r.Time, Headers: d.copyHeaders(r.Headers)}
 		if !logAppendTime.IsZero() {
 			m.Time = logAppendTime
 		}
@@ -352,11 +355,26 @@ func copyBytes(b protocol.Bytes, slab []byte) ([]byte, []byte) {
 
 // closeBytes hands a record's key and value back to the pages they were
 // read into.
-func closeBytes(r *kafka.Record) {
+func closeBytes(r *protocol.Record) {
 	if r.Key != nil {
 		r.Key.Close()
 	}
 	if r.Value != nil {
 		r.Value.Close()
 	}
+}
+
+// copyHeaders returns hs as the project's headers, in the decoder's array.
+func (d *Decoder) copyHeaders(hs []protocol.Header) []envelope.Header {
+	if len(hs) == 0 {
+		return nil
+	}
+	if len(hs) > cap(d.headers)-len(d.headers) {
+		d.headers = make([]envelope.Header, 0, max(256, len(hs)))
+	}
+	at := len(d.headers)
+	for _, h := range hs {
+		d.headers = append(d.headers, envelope.Header{Key: h.Key, Value: h.Value})
+	}
+	return d.headers[at:len(d.headers):len(d.headers)]
 }

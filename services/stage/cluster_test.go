@@ -1,4 +1,4 @@
-package pipeline_test
+package stage_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -19,7 +19,8 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/orderflow/orders/services/envelope"
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/kafka"
+	"github.com/orderflow/orders/services/stage"
 	"github.com/orderflow/orders/services/testkit"
 )
 
@@ -31,14 +32,14 @@ import (
 // takes.
 const sessionTimeout = 6 * time.Second
 
-func cluster(t *testing.T, opts ...kfake.Opt) (*kfake.Cluster, pipeline.Client) {
+func cluster(t *testing.T, opts ...kfake.Opt) (*kfake.Cluster, kafka.Client) {
 	t.Helper()
 	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(3)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	return c, pipeline.Client{Brokers: c.ListenAddrs()}
+	return c, kafka.Client{Brokers: c.ListenAddrs()}
 }
 
 func createTopics(t *testing.T, c *kfake.Cluster, partitions int32, topics ...string) {
@@ -57,7 +58,7 @@ type copier struct {
 	refused  atomic.Int64
 }
 
-func (s *copier) Open(_ context.Context, a pipeline.Assignment) (pipeline.Partition, int64, error) {
+func (s *copier) Open(_ context.Context, a stage.Assignment) (stage.Partition, int64, error) {
 	return s, a.Committed, nil
 }
 
@@ -117,12 +118,12 @@ func (r *running) stop() error {
 	return r.err
 }
 
-func runLoop(t *testing.T, cfg pipeline.Config, stage pipeline.Stage) *running {
+func runLoop(t *testing.T, cfg stage.Config, st stage.Stage) *running {
 	t.Helper()
 	if cfg.SessionTimeout == 0 {
 		cfg.SessionTimeout = sessionTimeout
 	}
-	loop, err := pipeline.NewLoop(cfg, stage, zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)))
+	loop, err := stage.NewLoop(cfg, st, zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,24 +138,24 @@ func runLoop(t *testing.T, cfg pipeline.Config, stage pipeline.Stage) *running {
 }
 
 // produceKeys writes n records with keys k0, k1, ... to partition 0 of topic.
-func produceKeys(t *testing.T, client pipeline.Client, topic string, n int) {
+func produceKeys(t *testing.T, client kafka.Client, topic string, n int) {
 	t.Helper()
 	outs := make([]envelope.Output, n)
 	for i := range outs {
 		outs[i] = envelope.Output{Topic: topic, Partition: 0, Key: []byte("k" + strconv.Itoa(i)), Value: []byte("v")}
 	}
-	w := client.NewWriter(pipeline.WriterConfig{}, zap.NewNop())
+	w := client.NewWriter(kafka.WriterConfig{}, zap.NewNop())
 	defer w.Close()
-	if err := w.WriteMessages(context.Background(), pipeline.Messages(outs)...); err != nil {
+	if err := w.Write(context.Background(), outs); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // countRecords counts the records of every partition of topic by key.
-func countRecords(t *testing.T, client pipeline.Client, topic string) map[string]int {
+func countRecords(t *testing.T, client kafka.Client, topic string) map[string]int {
 	t.Helper()
 	keys := map[string]int{}
-	err := pipeline.ReadNew(context.Background(), client, []string{topic}, map[string]map[int]int64{}, func(m kafka.Message) error {
+	err := kafka.ReadNew(context.Background(), client, []string{topic}, map[string]map[int]int64{}, func(m envelope.Record) error {
 		keys[string(m.Key)]++
 		return nil
 	})
@@ -188,7 +189,7 @@ func TestFailedWriteSendsAgainOnlyWhatFailed(t *testing.T) {
 		refuse.Remove()
 	}()
 	group := "g"
-	runLoop(t, pipeline.Config{Client: client, Group: group, Topic: in, Options: pipeline.Options{MaxBatch: n}}, &copier{out: out})
+	runLoop(t, stage.Config{Client: client, Group: group, Topic: in, Options: stage.Options{MaxBatch: n}}, &copier{out: out})
 
 	waitCommitted(t, client, group, in, n)
 	if refuse.Hits() < 8 {
@@ -212,12 +213,12 @@ func TestWriterFindsAMovedLeaderAtOnce(t *testing.T) {
 	c, client := cluster(t)
 	out := "out"
 	createTopics(t, c, 1, out)
-	w := client.NewWriter(pipeline.WriterConfig{}, zap.NewNop())
+	w := client.NewWriter(kafka.WriterConfig{}, zap.NewNop())
 	defer w.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	msg := pipeline.Messages([]envelope.Output{{Topic: out, Partition: 0, Key: []byte("k"), Value: []byte("v")}})
-	if err := w.WriteMessages(ctx, msg...); err != nil {
+	msg := []envelope.Output{{Topic: out, Partition: 0, Key: []byte("k"), Value: []byte("v")}}
+	if err := w.Write(ctx, msg); err != nil {
 		t.Fatal(err)
 	}
 	old := c.LeaderFor(out, 0)
@@ -226,7 +227,7 @@ func TestWriterFindsAMovedLeaderAtOnce(t *testing.T) {
 	}
 	toOld := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Nodes: []int32{old}, Observe: true, Count: -1})
 	defer toOld.Remove()
-	if err := w.WriteMessages(ctx, msg...); err != nil {
+	if err := w.Write(ctx, msg); err != nil {
 		t.Fatalf("write after the leader moved: %v (%d requests to the old leader)", err, toOld.Hits())
 	}
 	if n := toOld.Hits(); n > 1 {
@@ -247,7 +248,7 @@ func TestOutputRefusedForGoodGetsTheRefusersOutcome(t *testing.T) {
 	c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: out, Err: kerr.MessageTooLarge, Count: -1})
 	st := &copier{out: out, dlq: dlq}
 	group := "g"
-	runLoop(t, pipeline.Config{Client: client, Group: group, Topic: in}, st)
+	runLoop(t, stage.Config{Client: client, Group: group, Topic: in}, st)
 
 	waitCommitted(t, client, group, in, n)
 	if keys := countRecords(t, client, dlq); len(keys) != n {
@@ -270,7 +271,7 @@ func TestHeldPartitionDoesNotKeepItsMemberFromTheNextGeneration(t *testing.T) {
 	refuse := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: out, Err: kerr.MessageTooLarge, Count: -1})
 	group := "g"
 	obs := &holds{}
-	runLoop(t, pipeline.Config{Client: client, Group: group, Topic: in, Observer: obs}, &copier{out: out})
+	runLoop(t, stage.Config{Client: client, Group: group, Topic: in, Observer: obs}, &copier{out: out})
 	testkit.Eventually(t, 60*time.Second, func() (bool, string) {
 		return refuse.Hits() >= 10, "the broker refused " + strconv.Itoa(refuse.Hits()) + " writes"
 	})
@@ -279,7 +280,7 @@ func TestHeldPartitionDoesNotKeepItsMemberFromTheNextGeneration(t *testing.T) {
 	}
 	obs.mu.Lock()
 	for _, err := range obs.held {
-		if !errors.Is(err, kafka.MessageSizeTooLarge) {
+		if !errors.Is(err, kafkago.MessageSizeTooLarge) {
 			t.Errorf("held for %v, want MESSAGE_TOO_LARGE", err)
 		}
 	}
@@ -287,7 +288,7 @@ func TestHeldPartitionDoesNotKeepItsMemberFromTheNextGeneration(t *testing.T) {
 
 	// A second member joins: the first must leave its held write and join
 	// the next generation, or the broker drops it from the group.
-	runLoop(t, pipeline.Config{Client: client, Group: group, Topic: in}, &copier{out: out})
+	runLoop(t, stage.Config{Client: client, Group: group, Topic: in}, &copier{out: out})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if _, err := c.WaitGroupStable(ctx, group, 2); err != nil {
@@ -300,14 +301,14 @@ func TestHeldPartitionDoesNotKeepItsMemberFromTheNextGeneration(t *testing.T) {
 func TestSessionTimeoutTheBrokerRefusesStopsTheLoop(t *testing.T) {
 	c, client := cluster(t)
 	createTopics(t, c, 1, "in")
-	r := runLoop(t, pipeline.Config{Client: client, Group: "g", Topic: "in", Options: pipeline.Options{SessionTimeout: 3 * time.Second}}, &copier{out: "in"})
+	r := runLoop(t, stage.Config{Client: client, Group: "g", Topic: "in", Options: stage.Options{SessionTimeout: 3 * time.Second}}, &copier{out: "in"})
 	select {
 	case <-r.finished:
 	case <-time.After(60 * time.Second):
 		t.Fatal("the loop still retries a session timeout the broker refuses")
 	}
 	err := r.err
-	if err == nil || !strings.Contains(err.Error(), "SESSION_TIMEOUT") || !errors.Is(err, kafka.InvalidSessionTimeout) {
+	if err == nil || !strings.Contains(err.Error(), "SESSION_TIMEOUT") || !errors.Is(err, kafkago.InvalidSessionTimeout) {
 		t.Fatalf("loop stopped with %v, want an INVALID_SESSION_TIMEOUT error naming SESSION_TIMEOUT", err)
 	}
 	if !strings.Contains(err.Error(), "6s") {
@@ -327,7 +328,7 @@ func TestCommitReachesAMovedCoordinator(t *testing.T) {
 	produceKeys(t, client, in, n)
 	moved := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Err: kerr.NotCoordinator, Count: 1})
 	group := "g"
-	runLoop(t, pipeline.Config{Client: client, Group: group, Topic: in}, &copier{out: out})
+	runLoop(t, stage.Config{Client: client, Group: group, Topic: in}, &copier{out: out})
 	waitCommitted(t, client, group, in, n)
 	if moved.Hits() != 1 {
 		t.Fatalf("the coordinator refused %d commits, want 1", moved.Hits())
@@ -361,7 +362,7 @@ func TestNextOwnerSeesAPartitionWrittenAgainPastTheCommittedOffset(t *testing.T)
 	const n = 10
 	produceKeys(t, client, in, n)
 	group := "g"
-	first := runLoop(t, pipeline.Config{Client: client, Group: group, Topic: in}, &copier{out: out})
+	first := runLoop(t, stage.Config{Client: client, Group: group, Topic: in}, &copier{out: out})
 	waitCommitted(t, client, group, in, n)
 	if err := first.stop(); err != nil {
 		t.Fatal(err)
@@ -369,12 +370,12 @@ func TestNextOwnerSeesAPartitionWrittenAgainPastTheCommittedOffset(t *testing.T)
 	admin := client.Admin()
 	defer admin.Close()
 	ctx := t.Context()
-	res, err := admin.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{in: {0}}})
+	res, err := admin.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{in: {0}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	was := res.Topics[in][0]
-	if _, ok := pipeline.ParseMark(was.Metadata); !ok {
+	if _, ok := kafka.ParseMark(was.Metadata); !ok {
 		t.Fatalf("the commit's metadata %q names no record", was.Metadata)
 	}
 
@@ -384,7 +385,7 @@ func TestNextOwnerSeesAPartitionWrittenAgainPastTheCommittedOffset(t *testing.T)
 	if err := c.CreateTopic(in, 1, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := admin.OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: group, GenerationID: -1, Topics: map[string][]kafka.OffsetCommit{
+	if _, err := admin.OffsetCommit(ctx, &kafkago.OffsetCommitRequest{GroupID: group, GenerationID: -1, Topics: map[string][]kafkago.OffsetCommit{
 		in: {{Partition: 0, Offset: was.CommittedOffset, Metadata: was.Metadata}},
 	}}); err != nil {
 		t.Fatal(err)
@@ -393,13 +394,13 @@ func TestNextOwnerSeesAPartitionWrittenAgainPastTheCommittedOffset(t *testing.T)
 	for i := range outs {
 		outs[i] = envelope.Output{Topic: in, Partition: 0, Key: []byte("new" + strconv.Itoa(i)), Value: []byte("v")}
 	}
-	w := client.NewWriter(pipeline.WriterConfig{}, zap.NewNop())
+	w := client.NewWriter(kafka.WriterConfig{}, zap.NewNop())
 	defer w.Close()
-	if err := w.WriteMessages(ctx, pipeline.Messages(outs)...); err != nil {
+	if err := w.Write(ctx, outs); err != nil {
 		t.Fatal(err)
 	}
 
-	runLoop(t, pipeline.Config{Client: client, Group: group, Topic: in}, &copier{out: out})
+	runLoop(t, stage.Config{Client: client, Group: group, Topic: in}, &copier{out: out})
 	testkit.Eventually(t, 60*time.Second, func() (bool, string) {
 		keys := countRecords(t, client, out)
 		missing := 0
@@ -435,7 +436,7 @@ func TestBatchTooLargeOnlyTogetherIsWrittenRecordByRecord(t *testing.T) {
 		}})
 	st := &copier{out: out, dlq: dlq}
 	group := "g"
-	runLoop(t, pipeline.Config{Client: client, Group: group, Topic: in}, st)
+	runLoop(t, stage.Config{Client: client, Group: group, Topic: in}, st)
 	waitCommitted(t, client, group, in, n)
 	if keys := countRecords(t, client, out); len(keys) != n {
 		t.Errorf("out holds %d distinct keys, want %d", len(keys), n)
@@ -446,7 +447,7 @@ func TestBatchTooLargeOnlyTogetherIsWrittenRecordByRecord(t *testing.T) {
 }
 
 // waitCommitted waits until group has committed n records of topic/0.
-func waitCommitted(t *testing.T, client pipeline.Client, group, topic string, n int64) {
+func waitCommitted(t *testing.T, client kafka.Client, group, topic string, n int64) {
 	t.Helper()
 	testkit.Eventually(t, 60*time.Second, func() (bool, string) {
 		got := committed(t, client, group, topic)

@@ -1,4 +1,5 @@
-package pipeline
+// Package lifecycle ties the long-lived work of a service to an fx app.
+package lifecycle
 
 import (
 	"context"

@@ -1,9 +1,10 @@
-package pipeline
+package kafka
 
 import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"slices"
@@ -12,18 +13,22 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
 	"github.com/segmentio/kafka-go/protocol/metadata"
 	"github.com/segmentio/kafka-go/protocol/produce"
 	"github.com/segmentio/kafka-go/protocol/rawproduce"
 	"go.uber.org/zap"
+
+	"github.com/orderflow/orders/services/envelope"
+	"github.com/orderflow/orders/services/kafka/wire"
+	"github.com/orderflow/orders/services/wait"
 )
 
 // WriterConfig tunes the writer of a stage.
 type WriterConfig struct {
 	// BatchSize is the most records sent in one produce request per
-	// partition. Optional, default a stage's MaxBatch.
+	// partition. Optional, default 500 (a stage's loop sets its MaxBatch).
 	BatchSize int
 	// BatchTimeout is how long a partial batch waits for more records, on
 	// a cluster too old for record batches (see Writer). Optional, default
@@ -34,40 +39,35 @@ type WriterConfig struct {
 	BatchTimeout time.Duration
 }
 
+// defaultBatchSize is WriterConfig.BatchSize unless told otherwise.
+const defaultBatchSize = 500
+
 func (w *WriterConfig) setDefaults() {
 	if w.BatchSize <= 0 {
-		w.BatchSize = DefaultMaxBatch
+		w.BatchSize = defaultBatchSize
 	}
 	if w.BatchTimeout <= 0 {
 		w.BatchTimeout = time.Nanosecond
 	}
 }
 
-// Writer writes records synchronously: WriteMessages returns once every
-// record is acknowledged by all in-sync replicas, or with an error. A record
-// goes to the partition it names, if any, else to the one the Java client's
+// Writer writes records synchronously: Write returns once every record is
+// acknowledged by all in-sync replicas, or with an error. A record goes to
+// the partition it names, if any, else to the one the Java client's
 // murmur2 hash of its key picks; topics are never created.
 //
 // It groups a call's records by partition and encodes each partition's
-// records as one record batch in a buffer of its own (appendBatch). The
+// records as one record batch in a buffer of its own (wire.AppendBatch). The
 // batches of partitions led by one broker go in one produce request, as
 // the Java client sends them, and the brokers' requests go at once; a
 // partition whose batch that request did not write is sent again on its
-// own. kafka-go's Writer, which
-// it replaces, copies every record into an array sized for a whole batch,
-// hands batches between goroutines and encodes records field by field: in
-// a profile of the main stage under load, two thirds of the bytes the stage
-// allocated. A cluster whose produce API predates record batches (Kafka
-// before 0.11) is written to by kafka-go's Writer, with the same settings.
+// own. A cluster whose produce API predates record batches (Kafka before
+// 0.11) is written to by kafka-go's Writer, with the same settings.
 type Writer struct {
-	*writer
-}
-
-type writer struct {
-	client     *kafka.Client
+	client     *kafkago.Client
 	closeConns func()
 	counts     *partitionCounts
-	old        *kafka.Writer // for clusters without record batches
+	old        *kafkago.Writer // for clusters without record batches
 	batchSize  int
 	// batches says whether the brokers take produce requests of version 3
 	// or later, which carry record batches: 0 not known yet, then
@@ -103,27 +103,27 @@ const writeTimeout = 10 * time.Second
 const writeAttempts = 3
 
 // NewWriter returns a writer that waits for all in-sync replicas.
-func (c Client) NewWriter(wc WriterConfig, log *zap.Logger) Writer {
+func (c Client) NewWriter(wc WriterConfig, log *zap.Logger) *Writer {
 	t := c.Transport()
 	counts := newPartitionCounts(t, partitionCountsTTL)
-	addr := kafka.TCP(c.Brokers...)
+	addr := kafkago.TCP(c.Brokers...)
 	w := newWriter(addr, counts, wc, log)
 	w.closeConns = t.CloseIdleConnections
 	return w
 }
 
 // newWriter returns a writer that sends its requests through counts.
-func newWriter(addr net.Addr, counts *partitionCounts, wc WriterConfig, log *zap.Logger) Writer {
+func newWriter(addr net.Addr, counts *partitionCounts, wc WriterConfig, log *zap.Logger) *Writer {
 	wc.setDefaults()
-	return Writer{&writer{
-		client:     &kafka.Client{Addr: addr, Transport: counts, Timeout: writeTimeout},
+	return &Writer{
+		client:     &kafkago.Client{Addr: addr, Transport: counts, Timeout: writeTimeout},
 		closeConns: func() {},
 		counts:     counts,
 		batchSize:  wc.BatchSize,
-		old: &kafka.Writer{
+		old: &kafkago.Writer{
 			Addr:                   addr,
 			Balancer:               partitioner{},
-			RequiredAcks:           kafka.RequireAll,
+			RequiredAcks:           kafkago.RequireAll,
 			BatchSize:              wc.BatchSize,
 			BatchBytes:             maxRequestBytes,
 			BatchTimeout:           wc.BatchTimeout,
@@ -134,41 +134,61 @@ func newWriter(addr net.Addr, counts *partitionCounts, wc WriterConfig, log *zap
 			Transport:              counts,
 			ErrorLogger:            kafkaLogger(log, true),
 		},
-	}}
+	}
 }
 
 // Close releases the writer's connections.
-func (w Writer) Close() error {
+func (w *Writer) Close() error {
 	err := w.old.Close()
 	w.closeConns()
 	return err
 }
 
-// WriteMessages writes msgs and returns once they are acknowledged. When
-// some are not, the error is, as with kafka-go's Writer, the error of
-// looking up a topic (and none was written), ctx's error, or a
-// kafka.WriteErrors with the error of each record, nil for those written.
-func (w Writer) WriteMessages(ctx context.Context, msgs ...kafka.Message) error {
-	if len(msgs) == 0 {
+// WriteErrors is the error of a write that wrote some of its records and
+// not others: the error of each record, nil for those written.
+type WriteErrors []error
+
+func (e WriteErrors) Error() string {
+	n := 0
+	var first error
+	for _, err := range e {
+		if err != nil {
+			if n++; first == nil {
+				first = err
+			}
+		}
+	}
+	return fmt.Sprintf("%d of %d records not written: %v", n, len(e), first)
+}
+
+// Write writes outs and returns once they are acknowledged. When some are
+// not, the error is the error of looking up a topic (and none was
+// written), ctx's error, or a WriteErrors.
+func (w *Writer) Write(ctx context.Context, outs []envelope.Output) error {
+	if len(outs) == 0 {
 		return nil
 	}
 	w.counts.expire(time.Now())
 	if !w.recordBatches(ctx) {
-		return w.old.WriteMessages(ctx, msgs...)
+		err := w.old.WriteMessages(ctx, KafkaGoMessages(outs)...)
+		if per, ok := errors.AsType[kafkago.WriteErrors](err); ok {
+			return WriteErrors(per)
+		}
+		return err
 	}
-	return w.write(ctx, msgs)
+	return w.write(ctx, outs)
 }
 
 // recordBatches reports whether the brokers take record batches, asking
 // them once. Until an answer comes, writes go through kafka-go's Writer.
-func (w *writer) recordBatches(ctx context.Context) bool {
+func (w *Writer) recordBatches(ctx context.Context) bool {
 	switch w.batches.Load() {
 	case batchesYes:
 		return true
 	case batchesNo:
 		return false
 	}
-	res, err := w.client.ApiVersions(ctx, &kafka.ApiVersionsRequest{Addr: w.client.Addr})
+	res, err := w.client.ApiVersions(ctx, &kafkago.ApiVersionsRequest{Addr: w.client.Addr})
 	if err != nil || res.Error != nil {
 		return false
 	}
@@ -182,7 +202,7 @@ func (w *writer) recordBatches(ctx context.Context) bool {
 	return answer == batchesYes
 }
 
-// partRecords is the records of a call for one partition, msgs[idx[i]]
+// partRecords is the records of a call for one partition, outs[idx[i]]
 // in the order of the call, and what became of them: those from
 // idx[failed] on were not written, for err.
 type partRecords struct {
@@ -199,11 +219,11 @@ type partRecords struct {
 // (socket.request.max.bytes, 100 MiB by default).
 const maxTogetherBytes = 16 << 20
 
-// together groups the parts of a call into produce requests: the parts
+// byLeader groups the parts of a call into produce requests: the parts
 // whose records one request can carry whole, by the broker that leads
 // their partitions (as the cached metadata says), and every other part on
 // its own. Each group is a list of indexes into parts.
-func (w *writer) together(parts []partRecords, topics map[string]topicMeta) [][]int {
+func (w *Writer) byLeader(parts []partRecords, topics map[string]topicMeta) [][]int {
 	if len(parts) == 1 {
 		return [][]int{{0}}
 	}
@@ -215,7 +235,7 @@ func (w *writer) together(parts []partRecords, topics map[string]topicMeta) [][]
 	for i := range parts {
 		p := &parts[i]
 		l, ok := topics[p.topic].leader(p.partition)
-		if ok && w.oneRequest(p) {
+		if ok && w.fitsOneRequest(p) {
 			k := slices.Index(leader, l)
 			if k >= 0 && size[k]+p.size <= maxTogetherBytes {
 				groups[k] = append(groups[k], i)
@@ -232,23 +252,23 @@ func (w *writer) together(parts []partRecords, topics map[string]topicMeta) [][]
 	return groups
 }
 
-// oneRequest reports whether one produce request can carry all of p's
+// fitsOneRequest reports whether one produce request can carry all of p's
 // records.
-func (w *writer) oneRequest(p *partRecords) bool {
+func (w *Writer) fitsOneRequest(p *partRecords) bool {
 	return len(p.idx) <= w.batchSize && p.size <= maxRequestBytes
 }
 
-// write writes msgs. When some are not written, the error is that of
+// write writes outs. When some are not written, the error is that of
 // looking up a topic (and none was written), ctx's if it ended, or a
-// kafka.WriteErrors.
-func (w *writer) write(ctx context.Context, msgs []kafka.Message) error {
+// WriteErrors.
+func (w *Writer) write(ctx context.Context, outs []envelope.Output) error {
 	// Every topic of the call is looked up first, once, as kafka-go's
 	// Writer does: a call with a topic the brokers do not know writes
-	// nothing and fails with that error, kafka.UnknownTopicOrPartition,
+	// nothing and fails with that error, kafkago.UnknownTopicOrPartition,
 	// instead of writing the rest again at every retry of the caller.
 	topics := make(map[string]topicMeta, 2)
-	for i := range msgs {
-		t := msgs[i].Topic
+	for i := range outs {
+		t := outs[i].Topic
 		if _, ok := topics[t]; !ok {
 			meta, err := w.partitions(ctx, t)
 			if err != nil {
@@ -259,34 +279,34 @@ func (w *writer) write(ctx context.Context, msgs []kafka.Message) error {
 	}
 	parts := make([]partRecords, 0, 4)
 	index := make(map[topicPartition]int, 4)
-	for i := range msgs {
-		m := &msgs[i]
+	for i := range outs {
+		m := &outs[i]
 		p := m.Partition
 		if p < 0 {
-			p = partitioner{}.Balance(*m, topics[m.Topic].ids...)
+			p = byKey(m.Key, topics[m.Topic].ids)
 		}
 		key := topicPartition{m.Topic, p}
 		k, ok := index[key]
 		if !ok {
 			k = len(parts)
 			index[key] = k
-			parts = append(parts, partRecords{topic: m.Topic, partition: p, size: batchHeaderLen})
+			parts = append(parts, partRecords{topic: m.Topic, partition: p, size: wire.BatchHeaderLen})
 		}
 		parts[k].idx = append(parts[k].idx, int32(i))
-		parts[k].size += recordBound(m)
+		parts[k].size += wire.RecordBound(m)
 	}
 	now := time.Now()
-	requests := w.together(parts, topics)
+	requests := w.byLeader(parts, topics)
 	if len(requests) == 1 {
-		w.produceTogether(ctx, msgs, parts, requests[0], now)
+		w.produceTogether(ctx, outs, parts, requests[0], now)
 	} else {
 		var wg sync.WaitGroup
 		for _, r := range requests {
-			wg.Go(func() { w.produceTogether(ctx, msgs, parts, r, now) })
+			wg.Go(func() { w.produceTogether(ctx, outs, parts, r, now) })
 		}
 		wg.Wait()
 	}
-	var errs kafka.WriteErrors
+	var errs WriteErrors
 	for _, p := range parts {
 		if p.err == nil {
 			continue
@@ -295,7 +315,7 @@ func (w *writer) write(ctx context.Context, msgs []kafka.Message) error {
 			return err
 		}
 		if errs == nil {
-			errs = make(kafka.WriteErrors, len(msgs))
+			errs = make(WriteErrors, len(outs))
 		}
 		for _, i := range p.idx[p.failed:] {
 			errs[i] = p.err
@@ -316,12 +336,12 @@ type topicPartition struct {
 // produce request when there are several, and then each part that
 // request did not write on its own (produce), from its first record: a
 // broker appends a partition's record batch whole or not at all.
-func (w *writer) produceTogether(ctx context.Context, msgs []kafka.Message, parts []partRecords, group []int, now time.Time) {
+func (w *Writer) produceTogether(ctx context.Context, outs []envelope.Output, parts []partRecords, group []int, now time.Time) {
 	if len(group) == 1 {
-		w.produce(ctx, msgs, &parts[group[0]], now)
+		w.produce(ctx, outs, &parts[group[0]], now)
 		return
 	}
-	written := w.sendTogether(ctx, msgs, parts, group, now)
+	written := w.sendTogether(ctx, outs, parts, group, now)
 	var wg sync.WaitGroup
 	for k, i := range group {
 		switch {
@@ -329,7 +349,7 @@ func (w *writer) produceTogether(ctx context.Context, msgs []kafka.Message, part
 		case ctx.Err() != nil:
 			parts[i].failed, parts[i].err = 0, ctx.Err()
 		default:
-			wg.Go(func() { w.produce(ctx, msgs, &parts[i], now) })
+			wg.Go(func() { w.produce(ctx, outs, &parts[i], now) })
 		}
 	}
 	wg.Wait()
@@ -337,13 +357,13 @@ func (w *writer) produceTogether(ctx context.Context, msgs []kafka.Message, part
 
 // sendTogether sends the parts group names in one produce request, once,
 // and reports which of them the broker wrote.
-func (w *writer) sendTogether(ctx context.Context, msgs []kafka.Message, parts []partRecords, group []int, now time.Time) []bool {
-	req := &rawproduce.Request{Acks: int16(kafka.RequireAll)}
+func (w *Writer) sendTogether(ctx context.Context, outs []envelope.Output, parts []partRecords, group []int, now time.Time) []bool {
+	req := &rawproduce.Request{Acks: int16(kafkago.RequireAll)}
 	bufs := make([]*[]byte, len(group))
 	for k, i := range group {
 		p := &parts[i]
 		buf := batchBuffers.Get().(*[]byte)
-		*buf = appendBatch((*buf)[:0], msgs, p.idx, now)
+		*buf = wire.AppendBatch((*buf)[:0], outs, p.idx, now)
 		bufs[k] = buf
 		t := slices.IndexFunc(req.Topics, func(t rawproduce.RequestTopic) bool { return t.Topic == p.topic })
 		if t < 0 {
@@ -382,7 +402,7 @@ func (w *writer) sendTogether(ctx context.Context, msgs []kafka.Message, parts [
 	for _, t := range res.Topics {
 		for _, rp := range t.Partitions {
 			if rp.ErrorCode != 0 {
-				w.refreshIfMoved(kafka.Error(rp.ErrorCode), now)
+				w.refreshIfMoved(kafkago.Error(rp.ErrorCode), now)
 				continue
 			}
 			if len(rp.RecordErrors) != 0 {
@@ -401,24 +421,24 @@ func (w *writer) sendTogether(ctx context.Context, msgs []kafka.Message, parts [
 // produce sends the records of p in order, in requests of at most
 // batchSize records and maxRequestBytes. It stops at the first request
 // that fails, so that no record is written before one that precedes it.
-func (w *writer) produce(ctx context.Context, msgs []kafka.Message, p *partRecords, now time.Time) {
-	if w.oneRequest(p) { // most calls: no need to size each record again
-		if err := w.send(ctx, msgs, p.topic, p.partition, p.idx, now); err != nil {
+func (w *Writer) produce(ctx context.Context, outs []envelope.Output, p *partRecords, now time.Time) {
+	if w.fitsOneRequest(p) { // most calls: no need to size each record again
+		if err := w.send(ctx, outs, p.topic, p.partition, p.idx, now); err != nil {
 			p.failed, p.err = 0, err
 		}
 		return
 	}
 	for from := 0; from < len(p.idx); {
-		to, size := from, batchHeaderLen
+		to, size := from, wire.BatchHeaderLen
 		for to < len(p.idx) && to-from < w.batchSize {
-			n := recordBound(&msgs[p.idx[to]])
+			n := wire.RecordBound(&outs[p.idx[to]])
 			if to > from && size+n > maxRequestBytes {
 				break
 			}
 			size += n
 			to++
 		}
-		if err := w.send(ctx, msgs, p.topic, p.partition, p.idx[from:to], now); err != nil {
+		if err := w.send(ctx, outs, p.topic, p.partition, p.idx[from:to], now); err != nil {
 			p.failed, p.err = from, err
 			return
 		}
@@ -426,21 +446,21 @@ func (w *writer) produce(ctx context.Context, msgs []kafka.Message, p *partRecor
 	}
 }
 
-// send writes the records msgs[idx[i]] to one partition in one request,
+// send writes the records outs[idx[i]] to one partition in one request,
 // again after a failure that may pass, up to writeAttempts times.
-func (w *writer) send(ctx context.Context, msgs []kafka.Message, topic string, partition int, idx []int32, now time.Time) error {
+func (w *Writer) send(ctx context.Context, outs []envelope.Output, topic string, partition int, idx []int32, now time.Time) error {
 	var err error
-	b := newBackoff(50*time.Millisecond, time.Second)
+	b := wait.Between(50*time.Millisecond, time.Second)
 	for attempt := range writeAttempts {
 		if attempt > 0 && !b.Wait(ctx) {
 			return ctx.Err()
 		}
 		sent := time.Now()
-		if err = w.sendOnce(ctx, msgs, topic, partition, idx, now); err == nil {
+		if err = w.sendOnce(ctx, outs, topic, partition, idx, now); err == nil {
 			return nil
 		}
 		w.refreshIfMoved(err, sent)
-		if !mayPass(err) {
+		if !retriable(err) {
 			return err
 		}
 	}
@@ -455,7 +475,7 @@ func (w *writer) send(ctx context.Context, msgs []kafka.Message, topic string, p
 // pools are closed (requests in flight finish on them first), so the next
 // request opens a pool that asks for metadata before anything else. Many
 // requests failing together refresh once.
-func (w *writer) refreshIfMoved(err error, sent time.Time) {
+func (w *Writer) refreshIfMoved(err error, sent time.Time) {
 	if !leaderMoved(err) {
 		return
 	}
@@ -472,9 +492,9 @@ func (w *writer) refreshIfMoved(err error, sent time.Time) {
 // leaderMoved reports whether err says a partition's leader is elsewhere,
 // or that the broker it was sent to is gone.
 func leaderMoved(err error) bool {
-	for _, e := range []error{kafka.NotLeaderForPartition, kafka.LeaderNotAvailable, kafka.UnknownTopicOrPartition,
+	for _, e := range []error{kafkago.NotLeaderForPartition, kafkago.LeaderNotAvailable, kafkago.UnknownTopicOrPartition,
 		protocol.ErrNoLeader, protocol.ErrNoPartition, protocol.ErrNoTopic,
-		kafka.BrokerNotAvailable, kafka.FencedLeaderEpoch, kafka.UnknownLeaderEpoch, kafka.KafkaStorageError,
+		kafkago.BrokerNotAvailable, kafkago.FencedLeaderEpoch, kafkago.UnknownLeaderEpoch, kafkago.KafkaStorageError,
 		io.ErrUnexpectedEOF, io.EOF, syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.EPIPE} {
 		if errors.Is(err, e) {
 			return true
@@ -483,14 +503,14 @@ func leaderMoved(err error) bool {
 	return false
 }
 
-func (w *writer) sendOnce(ctx context.Context, msgs []kafka.Message, topic string, partition int, idx []int32, now time.Time) error {
+func (w *Writer) sendOnce(ctx context.Context, outs []envelope.Output, topic string, partition int, idx []int32, now time.Time) error {
 	buf := batchBuffers.Get().(*[]byte)
-	b := appendBatch((*buf)[:0], msgs, idx, now)
+	b := wire.AppendBatch((*buf)[:0], outs, idx, now)
 	*buf = b
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
-	res, err := w.client.RawProduce(ctx, &kafka.RawProduceRequest{
-		Topic: topic, Partition: partition, RequiredAcks: kafka.RequireAll,
+	res, err := w.client.RawProduce(ctx, &kafkago.RawProduceRequest{
+		Topic: topic, Partition: partition, RequiredAcks: kafkago.RequireAll,
 		RawRecords: protocol.RawRecordSet{Reader: bytes.NewReader(b)},
 	})
 	if err != nil {
@@ -508,9 +528,9 @@ func (w *writer) sendOnce(ctx context.Context, msgs []kafka.Message, topic strin
 	return nil
 }
 
-// mayPass reports whether sending the same records again may succeed, as
+// retriable reports whether sending the same records again may succeed, as
 // kafka-go's Writer judges it.
-func mayPass(err error) bool {
+func retriable(err error) bool {
 	var t interface{ Temporary() bool }
 	if errors.As(err, &t) && t.Temporary() {
 		return true
@@ -540,7 +560,7 @@ func (t topicMeta) leader(p int) (int32, bool) {
 }
 
 // partitions lists the partitions of topic, from the cached metadata.
-func (w *writer) partitions(ctx context.Context, topic string) (topicMeta, error) {
+func (w *Writer) partitions(ctx context.Context, topic string) (topicMeta, error) {
 	r, err := w.counts.RoundTrip(ctx, w.client.Addr, &metadata.Request{TopicNames: []string{topic}})
 	if err != nil {
 		return topicMeta{}, err
@@ -550,13 +570,13 @@ func (w *writer) partitions(ctx context.Context, topic string) (topicMeta, error
 	for i := range topics {
 		if t := &topics[i]; t.Name == topic {
 			if t.ErrorCode != 0 {
-				return topicMeta{}, kafka.Error(t.ErrorCode)
+				return topicMeta{}, kafkago.Error(t.ErrorCode)
 			}
 			meta = t
 		}
 	}
 	if meta == nil || len(meta.Partitions) == 0 { // not in the answer, or being made or deleted
-		return topicMeta{}, kafka.UnknownTopicOrPartition
+		return topicMeta{}, kafkago.UnknownTopicOrPartition
 	}
 	n := len(meta.Partitions)
 	w.mu.Lock()
@@ -567,22 +587,22 @@ func (w *writer) partitions(ctx context.Context, topic string) (topicMeta, error
 	return topicMeta{ids: w.partitionIDs[:n:n], meta: meta}, nil
 }
 
-// recordBound bounds the size of m in a record batch: every varint at its
-// longest.
-func recordBound(m *kafka.Message) int {
-	n := 5 + 1 + 10 + 5 + 5 + len(m.Key) + 5 + len(m.Value) + 5
-	for _, h := range m.Headers {
-		n += 5 + len(h.Key) + 5 + len(h.Value)
-	}
-	return n
-}
-
 // partitioner sends a record to the partition it names, if any, else by key.
-type partitioner struct{ hash kafka.Murmur2Balancer }
+type partitioner struct{}
 
-func (p partitioner) Balance(msg kafka.Message, partitions ...int) int {
+func (partitioner) Balance(msg kafkago.Message, partitions ...int) int {
 	if msg.Partition >= 0 {
 		return msg.Partition
 	}
-	return p.hash.Balance(msg, partitions...)
+	return byKey(msg.Key, partitions)
 }
+
+// byKey is the partition of partitions the Java client's murmur2 hash of
+// key picks.
+func byKey(key []byte, partitions []int) int {
+	return kafkago.Murmur2Balancer{}.Balance(kafkago.Message{Key: key}, partitions...)
+}
+
+// batchBuffers holds the buffers record batches are encoded in, between
+// requests.
+var batchBuffers = sync.Pool{New: func() any { return new([]byte) }}

@@ -1,4 +1,4 @@
-package pipeline_test
+package kafka_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"github.com/segmentio/kafka-go/sasl"
 
 	"github.com/orderflow/orders/services/broker"
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/services/testkit"
 )
 
@@ -34,16 +34,16 @@ func TestPingClassifiesFailures(t *testing.T) {
 	nobody := l.Addr().String()
 	l.Close()
 
-	trusted, err := pipeline.LoadTLS(pipeline.TLSFiles{CAFile: certs.CAFile})
+	trusted, err := kafka.LoadTLS(kafka.TLSFiles{CAFile: certs.CAFile})
 	if err != nil {
 		t.Fatal(err)
 	}
-	untrusted, err := pipeline.LoadTLS(pipeline.TLSFiles{CAFile: certs.OtherCAFile})
+	untrusted, err := kafka.LoadTLS(kafka.TLSFiles{CAFile: certs.OtherCAFile})
 	if err != nil {
 		t.Fatal(err)
 	}
 	mech := func(user, pass string) sasl.Mechanism {
-		m, err := pipeline.NewSASL("scram-sha-512", user, pass)
+		m, err := kafka.NewSASL("scram-sha-512", user, pass)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -51,19 +51,19 @@ func TestPingClassifiesFailures(t *testing.T) {
 	}
 	cases := []struct {
 		name   string
-		client pipeline.Client
+		client kafka.Client
 		want   error // nil: Ping succeeds
 		says   string
 	}{
-		{"tls and scram", pipeline.Client{Brokers: []string{secured.Addr()}, TLS: trusted, SASL: mech("alice", testPassword)}, nil, ""},
-		{"wrong password", pipeline.Client{Brokers: []string{secured.Addr()}, TLS: trusted, SASL: mech("alice", "wrong-"+testPassword)}, pipeline.ErrSASLFailed, `user "alice"`},
-		{"unknown user", pipeline.Client{Brokers: []string{secured.Addr()}, TLS: trusted, SASL: mech("mallory", testPassword)}, pipeline.ErrSASLFailed, "SASL authentication failed"},
-		{"no sasl", pipeline.Client{Brokers: []string{secured.Addr()}, TLS: trusted}, pipeline.ErrSASLRequired, "KAFKA_SASL_MECHANISM"},
-		{"untrusted CA", pipeline.Client{Brokers: []string{secured.Addr()}, TLS: untrusted, SASL: mech("alice", testPassword)}, pipeline.ErrTLSUntrusted, "KAFKA_TLS_CA_FILE"},
-		{"plaintext to tls", pipeline.Client{Brokers: []string{secured.Addr()}, SASL: mech("alice", testPassword)}, pipeline.ErrTLSMismatch, "KAFKA_TLS=on"},
-		{"tls to plaintext", pipeline.Client{Brokers: []string{plain.Addr()}, TLS: trusted}, pipeline.ErrTLSMismatch, "listener is plaintext"},
-		{"sasl to a broker without", pipeline.Client{Brokers: []string{plain.Addr()}, SASL: mech("alice", testPassword)}, pipeline.ErrSASLFailed, `user "alice"`},
-		{"nothing listening", pipeline.Client{Brokers: []string{nobody}, TLS: trusted, SASL: mech("alice", testPassword)}, pipeline.ErrNoBroker, nobody},
+		{"tls and scram", kafka.Client{Brokers: []string{secured.Addr()}, TLS: trusted, SASL: mech("alice", testPassword)}, nil, ""},
+		{"wrong password", kafka.Client{Brokers: []string{secured.Addr()}, TLS: trusted, SASL: mech("alice", "wrong-"+testPassword)}, kafka.ErrSASLFailed, `user "alice"`},
+		{"unknown user", kafka.Client{Brokers: []string{secured.Addr()}, TLS: trusted, SASL: mech("mallory", testPassword)}, kafka.ErrSASLFailed, "SASL authentication failed"},
+		{"no sasl", kafka.Client{Brokers: []string{secured.Addr()}, TLS: trusted}, kafka.ErrSASLRequired, "KAFKA_SASL_MECHANISM"},
+		{"untrusted CA", kafka.Client{Brokers: []string{secured.Addr()}, TLS: untrusted, SASL: mech("alice", testPassword)}, kafka.ErrTLSUntrusted, "KAFKA_TLS_CA_FILE"},
+		{"plaintext to tls", kafka.Client{Brokers: []string{secured.Addr()}, SASL: mech("alice", testPassword)}, kafka.ErrTLSMismatch, "KAFKA_TLS=on"},
+		{"tls to plaintext", kafka.Client{Brokers: []string{plain.Addr()}, TLS: trusted}, kafka.ErrTLSMismatch, "listener is plaintext"},
+		{"sasl to a broker without", kafka.Client{Brokers: []string{plain.Addr()}, SASL: mech("alice", testPassword)}, kafka.ErrSASLFailed, `user "alice"`},
+		{"nothing listening", kafka.Client{Brokers: []string{nobody}, TLS: trusted, SASL: mech("alice", testPassword)}, kafka.ErrNoBroker, nobody},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -85,7 +85,7 @@ func TestPingClassifiesFailures(t *testing.T) {
 			if strings.Contains(err.Error(), testPassword) {
 				t.Errorf("the error holds the password: %q", err)
 			}
-			if got, want := pipeline.Misconfigured(err), c.want != pipeline.ErrNoBroker; got != want {
+			if got, want := kafka.Misconfigured(err), c.want != kafka.ErrNoBroker; got != want {
 				t.Errorf("Misconfigured(%v) = %v, want %v", err, got, want)
 			}
 		})

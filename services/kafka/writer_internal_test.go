@@ -1,4 +1,4 @@
-package pipeline
+package kafka
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
 	"github.com/segmentio/kafka-go/protocol/apiversions"
 	"github.com/segmentio/kafka-go/protocol/metadata"
@@ -21,118 +21,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/orderflow/orders/services/broker"
+	"github.com/orderflow/orders/services/envelope"
+	"github.com/orderflow/orders/services/kafka/wire/wiretest"
 	"github.com/orderflow/orders/services/testkit"
 )
-
-// messagesFrom makes records of every shape a batch can hold out of data:
-// null, empty and long keys and values (lengths of one and two varint
-// bytes), up to six headers with null, empty or long values, and times
-// before, after or equal to the first record's, or before 1970.
-func messagesFrom(data []byte) []kafka.Message {
-	next := func() byte {
-		if len(data) == 0 {
-			return 0
-		}
-		c := data[0]
-		data = data[1:]
-		return c
-	}
-	bytesOf := func(c byte) []byte {
-		switch c % 4 {
-		case 0:
-			return nil
-		case 1:
-			return []byte{}
-		case 2:
-			return bytes.Repeat([]byte{next()}, int(next()))
-		default:
-			return bytes.Repeat([]byte{next(), 0xff}, 40+int(next()))
-		}
-	}
-	base := time.Date(2026, 11, 29, 18, 14, 46, 884268796, time.UTC)
-	msgs := make([]kafka.Message, 1+int(next())%9)
-	for i := range msgs {
-		shape := next()
-		m := kafka.Message{Time: base.Add(time.Duration(int8(next())) * 7919 * time.Microsecond)}
-		if shape&0x80 != 0 {
-			m.Time = time.Date(1969, 12, 31, 23, 59, 59, int(next())*1000000, time.UTC)
-		}
-		m.Key = bytesOf(shape)
-		m.Value = bytesOf(shape >> 2)
-		for range int(shape>>4) % 7 {
-			c := next()
-			m.Headers = append(m.Headers, kafka.Header{Key: string(bytes.Repeat([]byte{'h', c}, int(c%5))), Value: bytesOf(c >> 3)})
-		}
-		msgs[i] = m
-	}
-	return msgs
-}
-
-// kafkaGoBatch is what kafka-go writes for msgs in a produce request.
-func kafkaGoBatch(t testing.TB, msgs []kafka.Message) []byte {
-	t.Helper()
-	records := make([]kafka.Record, len(msgs))
-	for i, m := range msgs {
-		records[i] = kafka.Record{Time: m.Time, Key: kafka.NewBytes(m.Key), Value: kafka.NewBytes(m.Value), Headers: m.Headers}
-	}
-	var b bytes.Buffer
-	rs := protocol.RecordSet{Version: 2, Records: kafka.NewRecordReader(records...)}
-	if _, err := rs.WriteTo(&b); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
-// evensThenOdds is 0, 2, 4, ..., then 1, 3, 5, ... below n.
-func evensThenOdds(n int) []int32 {
-	var idx []int32
-	for _, first := range []int{0, 1} {
-		for i := first; i < n; i += 2 {
-			idx = append(idx, int32(i))
-		}
-	}
-	return idx
-}
-
-func FuzzAppendBatch(f *testing.F) {
-	f.Add([]byte{})
-	f.Add([]byte{3, 0x11, 5, 0x26, 1, 2, 3, 0x7b, 0xff, 9, 200, 7, 0x80, 0, 30})
-	f.Add(bytes.Repeat([]byte{0xfe, 0x81}, 40))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		msgs := messagesFrom(data)
-		idx := evensThenOdds(len(msgs))
-		var inOrder []kafka.Message
-		for _, i := range idx {
-			inOrder = append(inOrder, msgs[i])
-		}
-		want := kafkaGoBatch(t, inOrder)
-		prefix := []byte("earlier requests")
-		got := appendBatch(prefix, msgs, idx, time.Now())
-		if !bytes.Equal(got[:len(prefix)], []byte("earlier requests")) || !bytes.Equal(got[len(prefix):], want) {
-			t.Fatalf("batch differs from kafka-go's:\n got %x\nwant %x", got[len(prefix):], want)
-		}
-	})
-}
-
-func TestAppendBatchGivesRecordsWithoutATimeNow(t *testing.T) {
-	now := time.Date(2026, 11, 30, 4, 5, 6, 789654321, time.UTC)
-	msgs := []kafka.Message{{Value: []byte("a")}, {Time: now.Add(-time.Second), Value: []byte("b")}, {Value: []byte("c")}}
-	b := appendBatch(nil, msgs, []int32{0, 1, 2}, now)
-	var rs protocol.RecordSet
-	if _, err := rs.ReadFrom(bytes.NewReader(b)); err != nil {
-		t.Fatal(err)
-	}
-	want := []time.Time{now.Truncate(time.Millisecond), now.Add(-time.Second).Truncate(time.Millisecond), now.Truncate(time.Millisecond)}
-	for i := range want {
-		r, err := rs.Records.ReadRecord()
-		if err != nil {
-			t.Fatalf("record %d: %v", i, err)
-		}
-		if !r.Time.Equal(want[i]) {
-			t.Errorf("record %d at %v, want %v", i, r.Time, want[i])
-		}
-	}
-}
 
 // fakeBrokers answers API versions with produce up to maxProduce, metadata
 // with three partitions per topic, partition p led by broker p%leaders, and
@@ -154,7 +46,7 @@ type fakeBrokers struct {
 	old      []*produce.Request
 }
 
-func (f *fakeBrokers) RoundTrip(_ context.Context, _ net.Addr, req kafka.Request) (kafka.Response, error) {
+func (f *fakeBrokers) RoundTrip(_ context.Context, _ net.Addr, req kafkago.Request) (kafkago.Response, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	switch r := req.(type) {
@@ -176,7 +68,7 @@ func (f *fakeBrokers) RoundTrip(_ context.Context, _ net.Addr, req kafka.Request
 				t.Partitions[i].LeaderID = int32(i) % max(f.leaders, 1)
 			}
 			if f.unknown[name] {
-				t.ErrorCode, t.Partitions = int16(kafka.UnknownTopicOrPartition), nil
+				t.ErrorCode, t.Partitions = int16(kafkago.UnknownTopicOrPartition), nil
 			}
 			if f.empty[name] {
 				t.Partitions = nil
@@ -205,7 +97,7 @@ func (f *fakeBrokers) RoundTrip(_ context.Context, _ net.Addr, req kafka.Request
 				var code int16
 				if f.failWith != nil {
 					if err := f.failWith(t, p, len(f.produced[key])); err != nil {
-						var kerr kafka.Error
+						var kerr kafkago.Error
 						if !errors.As(err, &kerr) {
 							return nil, err
 						}
@@ -233,8 +125,8 @@ func (f *fakeBrokers) RoundTrip(_ context.Context, _ net.Addr, req kafka.Request
 	return nil, fmt.Errorf("unexpected %T", req)
 }
 
-func testWriter(f *fakeBrokers, batchSize int) Writer {
-	return newWriter(kafka.TCP("fake:9092"), newPartitionCounts(f, time.Minute), WriterConfig{BatchSize: batchSize}, zap.NewNop())
+func testWriter(f *fakeBrokers, batchSize int) *Writer {
+	return newWriter(kafkago.TCP("fake:9092"), newPartitionCounts(f, time.Minute), WriterConfig{BatchSize: batchSize}, zap.NewNop())
 }
 
 var at = time.Date(2026, 11, 30, 4, 5, 6, 0, time.UTC)
@@ -243,14 +135,14 @@ func TestWriterSendsEachPartitionItsRecordBatch(t *testing.T) {
 	f := &fakeBrokers{maxProduce: 9}
 	w := testWriter(f, 500)
 	defer w.Close()
-	msgs := []kafka.Message{
-		{Topic: "a", Partition: 2, Time: at, Key: []byte("1006"), Value: []byte("v1"), Headers: []kafka.Header{{Key: "x-retry-attempts", Value: []byte("1")}}},
+	msgs := []kafkago.Message{
+		{Topic: "a", Partition: 2, Time: at, Key: []byte("1006"), Value: []byte("v1"), Headers: []kafkago.Header{{Key: "x-retry-attempts", Value: []byte("1")}}},
 		{Topic: "b", Partition: -1, Time: at, Key: []byte("1006"), Value: []byte("v2")},
 		{Topic: "a", Partition: 2, Time: at, Key: []byte("1007"), Value: []byte("v3")},
 		{Topic: "a", Partition: 0, Time: at, Key: []byte("1008"), Value: []byte("v4")},
 	}
 	for range 2 {
-		if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+		if err := w.Write(context.Background(), outputs(msgs...)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -258,7 +150,7 @@ func TestWriterSendsEachPartitionItsRecordBatch(t *testing.T) {
 		t.Fatalf("asked the versions %d times and sent %d requests through kafka-go's writer; want once and none", f.versions, len(f.old))
 	}
 	hashed := partitioner{}.Balance(msgs[1], 0, 1, 2)
-	want := map[string][]kafka.Message{
+	want := map[string][]kafkago.Message{
 		"a/2":                       {msgs[0], msgs[2]},
 		"a/0":                       {msgs[3]},
 		fmt.Sprintf("b/%d", hashed): {msgs[1]},
@@ -272,7 +164,7 @@ func TestWriterSendsEachPartitionItsRecordBatch(t *testing.T) {
 			t.Fatalf("%s: %d requests, want one per write", key, len(got))
 		}
 		for _, b := range got {
-			if !bytes.Equal(b, kafkaGoBatch(t, ms)) {
+			if !bytes.Equal(b, wiretest.Produced(t, ms)) {
 				t.Errorf("%s: records differ from kafka-go's encoding of them", key)
 			}
 		}
@@ -292,15 +184,15 @@ func TestWriterWritesNothingOfACallWithATopicTheBrokersLack(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			f := &fakeBrokers{maxProduce: 9, unknown: map[string]bool{"gone": true}, empty: map[string]bool{"new": true}}
 			w := testWriter(f, 500)
-			msgs := []kafka.Message{
+			msgs := []kafkago.Message{
 				{Topic: "a", Partition: -1, Time: at, Key: []byte("1"), Value: []byte("v")},
 				{Topic: c.topic, Partition: c.partition, Time: at, Key: []byte("2"), Value: []byte("v")},
 				{Topic: "a", Partition: 0, Time: at, Key: []byte("3"), Value: []byte("v")},
 			}
-			err := w.WriteMessages(context.Background(), msgs...)
-			var code kafka.Error
-			if !errors.As(err, &code) || code != kafka.UnknownTopicOrPartition || !unknownTopic(err) {
-				t.Fatalf("got %v, want kafka.UnknownTopicOrPartition itself", err)
+			err := w.Write(context.Background(), outputs(msgs...))
+			var code kafkago.Error
+			if !errors.As(err, &code) || code != kafkago.UnknownTopicOrPartition || !unknownTopic(err) {
+				t.Fatalf("got %v, want kafkago.UnknownTopicOrPartition itself", err)
 			}
 			if len(f.produced) != 0 {
 				t.Fatalf("wrote %d partitions' records, want none", len(f.produced))
@@ -313,10 +205,10 @@ func TestWriterStoppedByItsContextSaysSo(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &fakeBrokers{maxProduce: 9, failWith: func(string, int32, int) error {
 		cancel()
-		return kafka.NotLeaderForPartition
+		return kafkago.NotLeaderForPartition
 	}}
 	w := testWriter(f, 500)
-	err := w.WriteMessages(ctx, kafka.Message{Topic: "a", Partition: 1, Time: at, Value: []byte("v")}, kafka.Message{Topic: "a", Partition: 2, Time: at, Value: []byte("v")})
+	err := w.Write(ctx, outputs(kafkago.Message{Topic: "a", Partition: 1, Time: at, Value: []byte("v")}, kafkago.Message{Topic: "a", Partition: 2, Time: at, Value: []byte("v")}))
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want context.Canceled", err)
 	}
@@ -326,22 +218,22 @@ func TestWriterStoppedByItsContextSaysSo(t *testing.T) {
 }
 
 func TestWriterSplitsAPartitionsRecordsInOrder(t *testing.T) {
-	var msgs []kafka.Message
+	var msgs []kafkago.Message
 	for i := range 7 {
-		msgs = append(msgs, kafka.Message{Topic: "a", Partition: 1, Time: at, Value: []byte{byte(i)}})
+		msgs = append(msgs, kafkago.Message{Topic: "a", Partition: 1, Time: at, Value: []byte{byte(i)}})
 	}
 	t.Run("all written", func(t *testing.T) {
 		f := &fakeBrokers{maxProduce: 9}
 		w := testWriter(f, 3)
-		if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+		if err := w.Write(context.Background(), outputs(msgs...)); err != nil {
 			t.Fatal(err)
 		}
 		got := f.produced["a/1"]
 		if len(got) != 3 {
 			t.Fatalf("%d requests, want 3 of at most 3 records", len(got))
 		}
-		for i, part := range [][]kafka.Message{msgs[0:3], msgs[3:6], msgs[6:7]} {
-			if !bytes.Equal(got[i], kafkaGoBatch(t, part)) {
+		for i, part := range [][]kafkago.Message{msgs[0:3], msgs[3:6], msgs[6:7]} {
+			if !bytes.Equal(got[i], wiretest.Produced(t, part)) {
 				t.Errorf("request %d does not carry records %d to %d", i, 3*i, 3*i+len(part)-1)
 			}
 		}
@@ -349,18 +241,18 @@ func TestWriterSplitsAPartitionsRecordsInOrder(t *testing.T) {
 	t.Run("stops at a failure", func(t *testing.T) {
 		f := &fakeBrokers{maxProduce: 9, failWith: func(_ string, _ int32, n int) error {
 			if n == 2 {
-				return kafka.TopicAuthorizationFailed
+				return kafkago.TopicAuthorizationFailed
 			}
 			return nil
 		}}
 		w := testWriter(f, 3)
-		err := w.WriteMessages(context.Background(), msgs...)
-		var per kafka.WriteErrors
+		err := w.Write(context.Background(), outputs(msgs...))
+		var per WriteErrors
 		if !errors.As(err, &per) || len(per) != len(msgs) {
 			t.Fatalf("got %v, want an error per record", err)
 		}
 		for i, e := range per {
-			if failed := i >= 3; failed != errors.Is(e, kafka.TopicAuthorizationFailed) {
+			if failed := i >= 3; failed != errors.Is(e, kafkago.TopicAuthorizationFailed) {
 				t.Errorf("record %d: %v", i, e)
 			}
 		}
@@ -371,28 +263,28 @@ func TestWriterSplitsAPartitionsRecordsInOrder(t *testing.T) {
 	t.Run("retries what may pass", func(t *testing.T) {
 		f := &fakeBrokers{maxProduce: 9, failWith: func(_ string, _ int32, n int) error {
 			if n == 1 {
-				return kafka.NotLeaderForPartition
+				return kafkago.NotLeaderForPartition
 			}
 			return nil
 		}}
 		w := testWriter(f, 10)
-		if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+		if err := w.Write(context.Background(), outputs(msgs...)); err != nil {
 			t.Fatal(err)
 		}
-		if got := f.produced["a/1"]; len(got) != 2 || !bytes.Equal(got[1], kafkaGoBatch(t, msgs)) {
+		if got := f.produced["a/1"]; len(got) != 2 || !bytes.Equal(got[1], wiretest.Produced(t, msgs)) {
 			t.Fatalf("%d requests; want the refused one sent again whole", len(got))
 		}
 	})
 }
 
 func TestWriterUsesKafkaGosWriterForClustersWithoutRecordBatches(t *testing.T) {
-	msg := kafka.Message{Topic: "a", Partition: 1, Time: at, Value: []byte("v")}
+	msg := kafkago.Message{Topic: "a", Partition: 1, Time: at, Value: []byte("v")}
 	t.Run("old brokers", func(t *testing.T) {
 		f := &fakeBrokers{maxProduce: 2}
 		w := testWriter(f, 500)
 		defer w.Close()
 		for range 2 {
-			if err := w.WriteMessages(context.Background(), msg); err != nil {
+			if err := w.Write(context.Background(), outputs(msg)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -404,14 +296,14 @@ func TestWriterUsesKafkaGosWriterForClustersWithoutRecordBatches(t *testing.T) {
 		f := &fakeBrokers{maxProduce: 9, versionErr: errors.New("connection refused")}
 		w := testWriter(f, 500)
 		defer w.Close()
-		if err := w.WriteMessages(context.Background(), msg); err != nil {
+		if err := w.Write(context.Background(), outputs(msg)); err != nil {
 			t.Fatal(err)
 		}
 		if len(f.old) != 1 {
 			t.Fatalf("%d requests through kafka-go before the versions were known, want 1", len(f.old))
 		}
 		f.versionErr = nil
-		if err := w.WriteMessages(context.Background(), msg); err != nil {
+		if err := w.Write(context.Background(), outputs(msg)); err != nil {
 			t.Fatal(err)
 		}
 		if len(f.produced["a/1"]) != 1 || f.versions != 2 {
@@ -427,7 +319,7 @@ func TestWriterSendsRecordBatchesTheBrokerTakes(t *testing.T) {
 	defer admin.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := admin.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{
+	if _, err := admin.CreateTopics(ctx, &kafkago.CreateTopicsRequest{Topics: []kafkago.TopicConfig{
 		{Topic: "t", NumPartitions: 2, ReplicationFactor: 1},
 	}}); err != nil {
 		t.Fatal(err)
@@ -435,20 +327,20 @@ func TestWriterSendsRecordBatchesTheBrokerTakes(t *testing.T) {
 	w := client.NewWriter(WriterConfig{}, zap.NewNop())
 	defer w.Close()
 	long := bytes.Repeat([]byte("history "), 40)
-	want := []kafka.Message{
-		{Topic: "t", Partition: 1, Key: []byte("1006"), Value: []byte("order"), Headers: []kafka.Header{{Key: "x-retry-attempts", Value: []byte("1")}, {Key: "x-retry-errors", Value: long}}},
-		{Topic: "t", Partition: 1, Value: []byte("no key"), Headers: []kafka.Header{{Key: "empty", Value: []byte{}}}},
+	want := []kafkago.Message{
+		{Topic: "t", Partition: 1, Key: []byte("1006"), Value: []byte("order"), Headers: []kafkago.Header{{Key: "x-retry-attempts", Value: []byte("1")}, {Key: "x-retry-errors", Value: long}}},
+		{Topic: "t", Partition: 1, Value: []byte("no key"), Headers: []kafkago.Header{{Key: "empty", Value: []byte{}}}},
 		{Topic: "t", Partition: 1, Key: []byte("1008"), Value: long},
 	}
 	for range 2 {
-		if err := w.WriteMessages(ctx, want...); err != nil {
+		if err := w.Write(ctx, outputs(want...)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if got := w.batches.Load(); got != batchesYes {
 		t.Fatalf("the writer did not find that the broker takes record batches (%d)", got)
 	}
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: client.Brokers, Topic: "t", Partition: 1, MaxWait: 100 * time.Millisecond})
+	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: client.Brokers, Topic: "t", Partition: 1, MaxWait: 100 * time.Millisecond})
 	defer r.Close()
 	for i := range 2 * len(want) {
 		m, err := r.ReadMessage(ctx)
@@ -468,11 +360,11 @@ func TestWriterSendsRecordBatchesTheBrokerTakes(t *testing.T) {
 }
 
 // oneEach is a record for each partition of topics a and b.
-func oneEach() []kafka.Message {
-	var msgs []kafka.Message
+func oneEach() []kafkago.Message {
+	var msgs []kafkago.Message
 	for _, topic := range []string{"a", "b"} {
 		for p := range 3 {
-			msgs = append(msgs, kafka.Message{Topic: topic, Partition: p, Time: at, Key: []byte(fmt.Sprint(p)), Value: []byte(topic)})
+			msgs = append(msgs, kafkago.Message{Topic: topic, Partition: p, Time: at, Key: []byte(fmt.Sprint(p)), Value: []byte(topic)})
 		}
 	}
 	return msgs
@@ -483,7 +375,7 @@ func TestWriterSendsEachLeaderOneRequest(t *testing.T) {
 	for leaders := int32(1); leaders <= 3; leaders++ {
 		f := &fakeBrokers{maxProduce: 9, leaders: leaders}
 		w := testWriter(f, 500)
-		if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+		if err := w.Write(context.Background(), outputs(msgs...)); err != nil {
 			t.Fatal(err)
 		}
 		if len(f.requests) != int(leaders) {
@@ -503,7 +395,7 @@ func TestWriterSendsEachLeaderOneRequest(t *testing.T) {
 		}
 		for _, m := range msgs {
 			key := fmt.Sprintf("%s/%d", m.Topic, m.Partition)
-			if got := f.produced[key]; len(got) != 1 || !bytes.Equal(got[0], kafkaGoBatch(t, []kafka.Message{m})) {
+			if got := f.produced[key]; len(got) != 1 || !bytes.Equal(got[0], wiretest.Produced(t, []kafkago.Message{m})) {
 				t.Fatalf("%d leaders: %s got %d batches, want its record once", leaders, key, len(got))
 			}
 		}
@@ -515,12 +407,12 @@ func TestWriterSendsAgainAloneWhatASharedRequestDidNotWrite(t *testing.T) {
 	t.Run("may pass", func(t *testing.T) {
 		f := &fakeBrokers{maxProduce: 9, failWith: func(topic string, p int32, n int) error {
 			if topic == "a" && p == 1 && n == 1 {
-				return kafka.NotLeaderForPartition
+				return kafkago.NotLeaderForPartition
 			}
 			return nil
 		}}
 		w := testWriter(f, 500)
-		if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+		if err := w.Write(context.Background(), outputs(msgs...)); err != nil {
 			t.Fatal(err)
 		}
 		if len(f.requests) != 2 || len(f.requests[0]) != len(msgs) || fmt.Sprint(f.requests[1]) != "[a/1]" {
@@ -532,7 +424,7 @@ func TestWriterSendsAgainAloneWhatASharedRequestDidNotWrite(t *testing.T) {
 			if key == "a/1" {
 				want = 2
 			}
-			if got := f.produced[key]; len(got) != want || !bytes.Equal(got[want-1], kafkaGoBatch(t, []kafka.Message{m})) {
+			if got := f.produced[key]; len(got) != want || !bytes.Equal(got[want-1], wiretest.Produced(t, []kafkago.Message{m})) {
 				t.Fatalf("%s sent %d times, want %d", key, len(got), want)
 			}
 		}
@@ -540,19 +432,19 @@ func TestWriterSendsAgainAloneWhatASharedRequestDidNotWrite(t *testing.T) {
 	t.Run("refused", func(t *testing.T) {
 		f := &fakeBrokers{maxProduce: 9, failWith: func(topic string, p int32, _ int) error {
 			if topic == "a" && p == 1 {
-				return kafka.TopicAuthorizationFailed
+				return kafkago.TopicAuthorizationFailed
 			}
 			return nil
 		}}
 		w := testWriter(f, 500)
-		err := w.WriteMessages(context.Background(), msgs...)
-		var per kafka.WriteErrors
+		err := w.Write(context.Background(), outputs(msgs...))
+		var per WriteErrors
 		if !errors.As(err, &per) || len(per) != len(msgs) {
 			t.Fatalf("got %v, want an error per record", err)
 		}
 		for i, m := range msgs {
 			refused := m.Topic == "a" && m.Partition == 1
-			if refused != errors.Is(per[i], kafka.TopicAuthorizationFailed) || (!refused && per[i] != nil) {
+			if refused != errors.Is(per[i], kafkago.TopicAuthorizationFailed) || (!refused && per[i] != nil) {
 				t.Errorf("record %d (%s/%d): %v", i, m.Topic, m.Partition, per[i])
 			}
 			key := fmt.Sprintf("%s/%d", m.Topic, m.Partition)
@@ -564,14 +456,14 @@ func TestWriterSendsAgainAloneWhatASharedRequestDidNotWrite(t *testing.T) {
 }
 
 func TestWriterSendsAPartitionTooLargeToShareOnItsOwn(t *testing.T) {
-	var msgs []kafka.Message
+	var msgs []kafkago.Message
 	for i := range 7 {
-		msgs = append(msgs, kafka.Message{Topic: "a", Partition: 1, Time: at, Value: []byte{byte(i)}})
+		msgs = append(msgs, kafkago.Message{Topic: "a", Partition: 1, Time: at, Value: []byte{byte(i)}})
 	}
-	small := []kafka.Message{{Topic: "a", Partition: 0, Time: at, Value: []byte("0")}, {Topic: "a", Partition: 2, Time: at, Value: []byte("2")}}
+	small := []kafkago.Message{{Topic: "a", Partition: 0, Time: at, Value: []byte("0")}, {Topic: "a", Partition: 2, Time: at, Value: []byte("2")}}
 	f := &fakeBrokers{maxProduce: 9}
 	w := testWriter(f, 3)
-	if err := w.WriteMessages(context.Background(), append(append([]kafka.Message{}, small[0]), append(msgs, small[1])...)...); err != nil {
+	if err := w.Write(context.Background(), outputs(append(append([]kafkago.Message{}, small[0]), append(msgs, small[1])...)...)); err != nil {
 		t.Fatal(err)
 	}
 	var shared, alone int
@@ -588,8 +480,8 @@ func TestWriterSendsAPartitionTooLargeToShareOnItsOwn(t *testing.T) {
 	if shared != 1 || alone != 3 {
 		t.Fatalf("requests %v, want a/0 and a/2 together and a/1's seven records in three of its own", f.requests)
 	}
-	for i, part := range [][]kafka.Message{msgs[0:3], msgs[3:6], msgs[6:7]} {
-		if !bytes.Equal(f.produced["a/1"][i], kafkaGoBatch(t, part)) {
+	for i, part := range [][]kafkago.Message{msgs[0:3], msgs[3:6], msgs[6:7]} {
+		if !bytes.Equal(f.produced["a/1"][i], wiretest.Produced(t, part)) {
 			t.Errorf("a/1 request %d does not carry records %d to %d", i, 3*i, 3*i+len(part)-1)
 		}
 	}
@@ -602,7 +494,7 @@ func TestWriterSendsAPartitionTooLargeToShareOnItsOwn(t *testing.T) {
 // written. If the client stops waiting first, it sees no answer.
 type laggingReplicas struct{ *fakeBrokers }
 
-func (l laggingReplicas) RoundTrip(ctx context.Context, addr net.Addr, req kafka.Request) (kafka.Response, error) {
+func (l laggingReplicas) RoundTrip(ctx context.Context, addr net.Addr, req kafkago.Request) (kafkago.Response, error) {
 	r, ok := req.(*rawproduce.Request)
 	slow := false
 	if ok {
@@ -623,7 +515,7 @@ func (l laggingReplicas) RoundTrip(ctx context.Context, addr net.Addr, req kafka
 		t := &res.(*produce.Response).Topics[i]
 		for j := range t.Partitions {
 			if t.Topic == "a" && t.Partitions[j].Partition == 1 {
-				t.Partitions[j].ErrorCode = int16(kafka.RequestTimedOut)
+				t.Partitions[j].ErrorCode = int16(kafkago.RequestTimedOut)
 			}
 		}
 	}
@@ -644,11 +536,11 @@ func (l laggingReplicas) RoundTrip(ctx context.Context, addr net.Addr, req kafka
 // timed out again.
 func TestWriterHearsTheBrokerBeforeItStopsWaiting(t *testing.T) {
 	f := &fakeBrokers{maxProduce: 9}
-	w := newWriter(kafka.TCP("fake:9092"), newPartitionCounts(laggingReplicas{f}, time.Minute), WriterConfig{BatchSize: 500}, zap.NewNop())
+	w := newWriter(kafkago.TCP("fake:9092"), newPartitionCounts(laggingReplicas{f}, time.Minute), WriterConfig{BatchSize: 500}, zap.NewNop())
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	msgs := oneEach()
-	if err := w.WriteMessages(ctx, msgs...); err != nil {
+	if err := w.Write(ctx, outputs(msgs...)); err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range msgs {
@@ -661,4 +553,13 @@ func TestWriterHearsTheBrokerBeforeItStopsWaiting(t *testing.T) {
 			t.Errorf("%s sent %d times, want %d (requests %v)", key, got, want, f.requests)
 		}
 	}
+}
+
+// outputs are msgs as the writer takes them.
+func outputs(msgs ...kafkago.Message) []envelope.Output {
+	outs := make([]envelope.Output, len(msgs))
+	for i, m := range msgs {
+		outs[i] = envelope.Output{Topic: m.Topic, Partition: m.Partition, Key: m.Key, Value: m.Value, Headers: envelopeHeaders(m.Headers), Time: m.Time}
+	}
+	return outs
 }

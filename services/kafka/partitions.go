@@ -1,4 +1,4 @@
-package pipeline
+package kafka
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol/metadata"
 )
 
@@ -20,7 +20,7 @@ import (
 // checked once per write call (expire), so no record reads the clock.
 // Anything else, and any answer with an error, goes through untouched.
 type partitionCounts struct {
-	kafka.RoundTripper
+	kafkago.RoundTripper
 	ttl time.Duration
 
 	mu     sync.RWMutex
@@ -28,13 +28,13 @@ type partitionCounts struct {
 	since  time.Time // when topics began to fill
 }
 
-func newPartitionCounts(next kafka.RoundTripper, ttl time.Duration) *partitionCounts {
+func newPartitionCounts(next kafkago.RoundTripper, ttl time.Duration) *partitionCounts {
 	return &partitionCounts{RoundTripper: next, ttl: ttl, topics: map[string]*metadata.Response{}}
 }
 
 // RoundTrip answers a metadata request for one topic from the cache when it
 // can. The writer only reads the answer.
-func (c *partitionCounts) RoundTrip(ctx context.Context, addr net.Addr, req kafka.Request) (kafka.Response, error) {
+func (c *partitionCounts) RoundTrip(ctx context.Context, addr net.Addr, req kafkago.Request) (kafkago.Response, error) {
 	m, ok := req.(*metadata.Request)
 	if !ok || len(m.TopicNames) != 1 || m.AllowAutoTopicCreation {
 		return c.RoundTripper.RoundTrip(ctx, addr, req)

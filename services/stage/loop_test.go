@@ -1,4 +1,4 @@
-package pipeline_test
+package stage_test
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
@@ -17,7 +17,8 @@ import (
 
 	"github.com/orderflow/orders/services/broker"
 	"github.com/orderflow/orders/services/envelope"
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/kafka"
+	"github.com/orderflow/orders/services/stage"
 	"github.com/orderflow/orders/services/testkit"
 )
 
@@ -39,7 +40,7 @@ type handled struct {
 	due, at   time.Time
 }
 
-func (d *delayed) Open(_ context.Context, a pipeline.Assignment) (pipeline.Partition, int64, error) {
+func (d *delayed) Open(_ context.Context, a stage.Assignment) (stage.Partition, int64, error) {
 	return d, a.Committed, nil
 }
 
@@ -68,13 +69,13 @@ func (d *delayed) snapshot() []handled {
 	return append([]handled(nil), d.handled...)
 }
 
-func setup(t *testing.T, partitions int) (pipeline.Client, string, string) {
+func setup(t *testing.T, partitions int) (kafka.Client, string, string) {
 	b := testkit.Broker(t, broker.Config{})
-	client := pipeline.Client{Brokers: []string{b.Addr()}}
+	client := kafka.Client{Brokers: []string{b.Addr()}}
 	in, out := "in_"+t.Name(), "out_"+t.Name()
 	admin := client.Admin()
 	defer admin.Close()
-	_, err := admin.CreateTopics(context.Background(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{
+	_, err := admin.CreateTopics(context.Background(), &kafkago.CreateTopicsRequest{Topics: []kafkago.TopicConfig{
 		{Topic: in, NumPartitions: partitions, ReplicationFactor: 1},
 		{Topic: out, NumPartitions: partitions, ReplicationFactor: 1},
 	}})
@@ -85,7 +86,7 @@ func setup(t *testing.T, partitions int) (pipeline.Client, string, string) {
 }
 
 // produce writes one record per due time to the given partition.
-func produce(t *testing.T, client pipeline.Client, topic string, partition int, dues ...time.Time) {
+func produce(t *testing.T, client kafka.Client, topic string, partition int, dues ...time.Time) {
 	t.Helper()
 	var outs []envelope.Output
 	for i, due := range dues {
@@ -94,21 +95,21 @@ func produce(t *testing.T, client pipeline.Client, topic string, partition int, 
 			Headers: []envelope.Header{{Key: "due", Value: []byte(strconv.FormatInt(due.UnixNano(), 10))}},
 		})
 	}
-	w := client.NewWriter(pipeline.WriterConfig{}, zap.NewNop())
+	w := client.NewWriter(kafka.WriterConfig{}, zap.NewNop())
 	defer w.Close()
-	if err := w.WriteMessages(context.Background(), pipeline.Messages(outs)...); err != nil {
+	if err := w.Write(context.Background(), outs); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // startLoop runs a loop until the test ends; stop cancels it and returns a
 // channel that yields Run's result.
-func startLoop(t *testing.T, client pipeline.Client, topic string, stage pipeline.Stage) (stop func() <-chan error) {
+func startLoop(t *testing.T, client kafka.Client, topic string, st stage.Stage) (stop func() <-chan error) {
 	t.Helper()
-	loop, err := pipeline.NewLoop(pipeline.Config{
+	loop, err := stage.NewLoop(stage.Config{
 		Client: client, Group: "g_" + t.Name(), Topic: topic,
-		Options: pipeline.Options{SessionTimeout: sessionTimeout},
-	}, stage, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
+		Options: stage.Options{SessionTimeout: sessionTimeout},
+	}, st, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +192,7 @@ type resumeAt struct {
 	handled chan int64
 }
 
-func (r *resumeAt) Open(context.Context, pipeline.Assignment) (pipeline.Partition, int64, error) {
+func (r *resumeAt) Open(context.Context, stage.Assignment) (stage.Partition, int64, error) {
 	return r, r.at, nil
 }
 
@@ -213,7 +214,7 @@ func TestResumeAheadOfTheGroupIsCommitted(t *testing.T) {
 	admin := client.Admin()
 	defer admin.Close()
 	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
-		res, err := admin.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: "g_" + t.Name(), Topics: map[string][]int{in: {0}}})
+		res, err := admin.OffsetFetch(context.Background(), &kafkago.OffsetFetchRequest{GroupID: "g_" + t.Name(), Topics: map[string][]int{in: {0}}})
 		if err != nil {
 			return false, err.Error()
 		}
@@ -244,17 +245,17 @@ func TestWriterSplitsABatchLargerThanTheBrokerTakes(t *testing.T) {
 			Headers: []envelope.Header{{Key: "h", Value: make([]byte, 64)}},
 		}
 	}
-	w := client.NewWriter(pipeline.WriterConfig{BatchSize: n}, zap.NewNop())
+	w := client.NewWriter(kafka.WriterConfig{BatchSize: n}, zap.NewNop())
 	defer w.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := w.WriteMessages(ctx, pipeline.Messages(outs)...); err != nil {
+	if err := w.Write(ctx, outs); err != nil {
 		msg := err.Error()
 		t.Fatalf("writing %d records of %d bytes: %s", n, size, msg[:min(len(msg), 300)])
 	}
 	admin := client.Admin()
 	defer admin.Close()
-	res, err := admin.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{out: {kafka.LastOffsetOf(0)}}})
+	res, err := admin.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{out: {kafkago.LastOffsetOf(0)}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +271,7 @@ type resumer struct {
 	handled chan int
 }
 
-func (r *resumer) Open(_ context.Context, a pipeline.Assignment) (pipeline.Partition, int64, error) {
+func (r *resumer) Open(_ context.Context, a stage.Assignment) (stage.Partition, int64, error) {
 	return r, a.Committed, nil
 }
 
@@ -302,7 +303,7 @@ func TestResumerCommitsOnceCaughtUp(t *testing.T) {
 		for len(st.handled) > 0 {
 			handled += <-st.handled
 		}
-		res, err := admin.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: "g_" + t.Name(), Topics: map[string][]int{in: {0}}})
+		res, err := admin.OffsetFetch(context.Background(), &kafkago.OffsetFetchRequest{GroupID: "g_" + t.Name(), Topics: map[string][]int{in: {0}}})
 		if err != nil {
 			return false, err.Error()
 		}
@@ -318,7 +319,7 @@ func TestResumerCommitsOnceCaughtUp(t *testing.T) {
 // then one for another topic.
 type stateAndOther struct{ other, state string }
 
-func (s *stateAndOther) Open(_ context.Context, a pipeline.Assignment) (pipeline.Partition, int64, error) {
+func (s *stateAndOther) Open(_ context.Context, a stage.Assignment) (stage.Partition, int64, error) {
 	return s, a.Committed, nil
 }
 
@@ -343,17 +344,17 @@ func TestResumerWritesItsResumeTopicLast(t *testing.T) {
 	other := "other_" + t.Name()
 	admin := client.Admin()
 	defer admin.Close()
-	if _, err := admin.CreateTopics(context.Background(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
+	if _, err := admin.CreateTopics(context.Background(), &kafkago.CreateTopicsRequest{Topics: []kafkago.TopicConfig{{
 		Topic: other, NumPartitions: 1, ReplicationFactor: 1,
-		ConfigEntries: []kafka.ConfigEntry{{ConfigName: "max.message.bytes", ConfigValue: "10"}},
+		ConfigEntries: []kafkago.ConfigEntry{{ConfigName: "max.message.bytes", ConfigValue: "10"}},
 	}}}); err != nil {
 		t.Fatal(err)
 	}
 	produce(t, client, in, 0, time.Now())
 	core, logs := observer.New(zap.WarnLevel)
-	loop, err := pipeline.NewLoop(pipeline.Config{
+	loop, err := stage.NewLoop(stage.Config{
 		Client: client, Group: "g_" + t.Name(), Topic: in,
-		Options: pipeline.Options{SessionTimeout: sessionTimeout},
+		Options: stage.Options{SessionTimeout: sessionTimeout},
 	}, &stateAndOther{other: other, state: state}, zap.New(core))
 	if err != nil {
 		t.Fatal(err)
@@ -373,9 +374,9 @@ func TestResumerWritesItsResumeTopicLast(t *testing.T) {
 	if n := endOffset(t, client, state); n != 0 {
 		t.Fatalf("the resume topic has %d records while the batch's other output is not written", n)
 	}
-	res, err := admin.AlterConfigs(context.Background(), &kafka.AlterConfigsRequest{Resources: []kafka.AlterConfigRequestResource{{
-		ResourceType: kafka.ResourceTypeTopic, ResourceName: other,
-		Configs: []kafka.AlterConfigRequestConfig{{Name: "max.message.bytes", Value: "1048588"}},
+	res, err := admin.AlterConfigs(context.Background(), &kafkago.AlterConfigsRequest{Resources: []kafkago.AlterConfigRequestResource{{
+		ResourceType: kafkago.ResourceTypeTopic, ResourceName: other,
+		Configs: []kafkago.AlterConfigRequestConfig{{Name: "max.message.bytes", Value: "1048588"}},
 	}}})
 	if err != nil {
 		t.Fatal(err)
@@ -391,11 +392,11 @@ func TestResumerWritesItsResumeTopicLast(t *testing.T) {
 	})
 }
 
-func endOffset(t *testing.T, client pipeline.Client, topic string) int64 {
+func endOffset(t *testing.T, client kafka.Client, topic string) int64 {
 	t.Helper()
 	admin := client.Admin()
 	defer admin.Close()
-	res, err := admin.ListOffsets(context.Background(), &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: {kafka.LastOffsetOf(0)}}})
+	res, err := admin.ListOffsets(context.Background(), &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{topic: {kafkago.LastOffsetOf(0)}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,11 +407,11 @@ func endOffset(t *testing.T, client pipeline.Client, topic string) int64 {
 }
 
 // committed is the group's committed offset of topic/0, -1 if none.
-func committed(t *testing.T, client pipeline.Client, group, topic string) int64 {
+func committed(t *testing.T, client kafka.Client, group, topic string) int64 {
 	t.Helper()
 	admin := client.Admin()
 	defer admin.Close()
-	res, err := admin.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: {0}}})
+	res, err := admin.OffsetFetch(context.Background(), &kafkago.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: {0}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,7 +427,7 @@ func committed(t *testing.T, client pipeline.Client, group, topic string) int64 
 func TestLoopCommitsPastTransactionMarkers(t *testing.T) {
 	client, in, _ := setup(t, 1)
 	end := produceTransactions(t, client, in, 2, 3)
-	st := &resumeAt{at: kafka.FirstOffset, handled: make(chan int64, 8)}
+	st := &resumeAt{at: kafkago.FirstOffset, handled: make(chan int64, 8)}
 	startLoop(t, client, in, st)
 	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
 		got := committed(t, client, "g_"+t.Name(), in)
@@ -444,7 +445,7 @@ func TestLoopCommitsPastTransactionMarkers(t *testing.T) {
 // produceTransactions writes n transactions of records each to topic/0
 // with a transactional franz-go producer, and returns the partition's end
 // offset: each transaction ends with a marker, which takes an offset.
-func produceTransactions(t *testing.T, client pipeline.Client, topic string, n, records int) int64 {
+func produceTransactions(t *testing.T, client kafka.Client, topic string, n, records int) int64 {
 	t.Helper()
 	tx, err := kgo.NewClient(kgo.SeedBrokers(client.Brokers...), kgo.TransactionalID("tx_"+t.Name()), kgo.DefaultProduceTopic(topic))
 	if err != nil {
@@ -479,7 +480,7 @@ func TestReadRangeEndsAfterATransactionMarker(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	var offsets []int64
-	err := pipeline.ReadRange(ctx, client, in, 0, 0, end, func(m kafka.Message) error {
+	err := kafka.ReadRange(ctx, client, in, 0, 0, end, func(m envelope.Record) error {
 		offsets = append(offsets, m.Offset)
 		return nil
 	})

@@ -1,9 +1,12 @@
-// Package pipeline is the consume-handle-produce-commit loop every stage
-// runs, and the Kafka wiring it needs: one consumer group per stage, a
-// fetch of its own for each assigned partition, a synchronous writer with
-// acks from all replicas, and offsets committed only after the writes they
-// cover.
-package pipeline
+// Package kafka is the project's one Kafka adapter: the client and its
+// security settings, group membership and commits (Group), the fetcher
+// (Fetcher), the synchronous writer with acks from all replicas (Writer),
+// the admin requests the stages and commands need, and errors explained in
+// the terms of the project (Denied, Misconfigured). It takes and returns the
+// project's own types, envelope.Record and envelope.Output; the bytes of
+// fetches and record batches are package wire's. kafka-go dials, speaks
+// the admin APIs and runs group membership.
+package kafka
 
 import (
 	"crypto/tls"
@@ -12,7 +15,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl"
 	"go.uber.org/zap"
 )
@@ -55,26 +58,26 @@ func (c Client) dialTimeout() time.Duration {
 }
 
 // Dialer is the dialer readers, fetchers and consumer groups use.
-func (c Client) Dialer() *kafka.Dialer {
-	return &kafka.Dialer{Timeout: c.dialTimeout(), DualStack: true, ClientID: "orders", TLS: c.TLS, SASLMechanism: c.SASL}
+func (c Client) Dialer() *kafkago.Dialer {
+	return &kafkago.Dialer{Timeout: c.dialTimeout(), DualStack: true, ClientID: "orders", TLS: c.TLS, SASLMechanism: c.SASL}
 }
 
 // Transport is the transport writers and admin requests use.
-func (c Client) Transport() *kafka.Transport {
-	return &kafka.Transport{DialTimeout: c.dialTimeout(), ClientID: "orders", MetadataTTL: 10 * time.Second, TLS: c.TLS, SASL: c.SASL}
+func (c Client) Transport() *kafkago.Transport {
+	return &kafkago.Transport{DialTimeout: c.dialTimeout(), ClientID: "orders", MetadataTTL: 10 * time.Second, TLS: c.TLS, SASL: c.SASL}
 }
 
 // Admin is a client for metadata and admin requests with a connection pool
 // of its own, which Close releases.
 type Admin struct {
-	*kafka.Client
-	transport *kafka.Transport
+	*kafkago.Client
+	transport *kafkago.Transport
 }
 
 // Admin returns a client for metadata and admin requests.
 func (c Client) Admin() *Admin {
 	t := c.Transport()
-	return &Admin{Client: &kafka.Client{Addr: kafka.TCP(c.Brokers...), Transport: t, Timeout: 10 * time.Second}, transport: t}
+	return &Admin{Client: &kafkago.Client{Addr: kafkago.TCP(c.Brokers...), Transport: t, Timeout: 10 * time.Second}, transport: t}
 }
 
 // Close releases the client's connections.
@@ -85,7 +88,7 @@ func (a *Admin) Close() { a.transport.CloseIdleConnections() }
 // connection pools does that, and requests in flight finish first.
 func (a *Admin) forgetLayout() { a.transport.CloseIdleConnections() }
 
-func kafkaLogger(log *zap.Logger, errs bool) kafka.LoggerFunc {
+func kafkaLogger(log *zap.Logger, errs bool) kafkago.LoggerFunc {
 	s := log.WithOptions(zap.AddCallerSkip(1)).Sugar().With("component", "kafka-go")
 	if errs {
 		return func(msg string, args ...any) { s.Warnf(msg, args...) }

@@ -1,37 +1,33 @@
-package pipeline
+package wire
 
 import (
 	"encoding/binary"
 	"hash/crc32"
-	"sync"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	"github.com/orderflow/orders/services/envelope"
 )
-
-// batchBuffers holds the buffers record batches are encoded in, between
-// requests.
-var batchBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// batchHeaderLen is the length of a record batch before its records, with
+// BatchHeaderLen is the length of a record batch before its records, with
 // the length of the whole that a produce request puts first.
-const batchHeaderLen = 4 + 61
+const BatchHeaderLen = 4 + 61
 
-// appendBatch appends the records msgs[idx[i]] as a produce request carries
+// AppendBatch appends the records outs[idx[i]] as a produce request carries
 // them: the length of the batch, then a record batch of magic 2 without
 // compression, transaction or producer id. A record without a time gets
 // now. The bytes are those kafka-go's RecordSet of version 2 writes for the
-// same records (FuzzAppendBatch). idx is not empty.
-func appendBatch(b []byte, msgs []kafka.Message, idx []int32, now time.Time) []byte {
+// same records, and those franz-go's kmsg reads back (FuzzAppendBatch).
+// idx is not empty.
+func AppendBatch(b []byte, outs []envelope.Output, idx []int32, now time.Time) []byte {
 	start := len(b)
-	var header [batchHeaderLen]byte
+	var header [BatchHeaderLen]byte
 	b = append(b, header[:]...)
 	nowMs := now.UnixMilli()
 	var firstTs, maxTs int64
 	for n, i := range idx {
-		m := &msgs[i]
+		m := &outs[i]
 		ts := millis(m.Time)
 		if ts == 0 {
 			ts = nowMs
@@ -58,7 +54,7 @@ func appendBatch(b []byte, msgs []kafka.Message, idx []int32, now time.Time) []b
 			b = appendNullBytes(b, h.Value)
 		}
 	}
-	h := b[start : start+batchHeaderLen]
+	h := b[start : start+BatchHeaderLen]
 	be := binary.BigEndian
 	be.PutUint32(h[0:], uint32(len(b)-start-4)) // length of what follows
 	be.PutUint64(h[4:], 0)                      // base offset
@@ -110,4 +106,14 @@ func appendNullBytes(b, v []byte) []byte {
 	}
 	b = binary.AppendVarint(b, int64(len(v)))
 	return append(b, v...)
+}
+
+// RecordBound bounds the size of o in a record batch: every varint at its
+// longest.
+func RecordBound(o *envelope.Output) int {
+	n := 5 + 1 + 10 + 5 + 5 + len(o.Key) + 5 + len(o.Value) + 5
+	for _, h := range o.Headers {
+		n += 5 + len(h.Key) + 5 + len(h.Value)
+	}
+	return n
 }

@@ -1,4 +1,4 @@
-package pipeline
+package wire
 
 import (
 	"bytes"
@@ -14,38 +14,17 @@ import (
 	"github.com/segmentio/kafka-go/protocol"
 	"github.com/segmentio/kafka-go/protocol/fetch"
 	"github.com/twmb/franz-go/pkg/kmsg"
-)
 
-// fetched is what a fetch response carries for batches written as kafka-go
-// writes them (kafkaGoBatch), the first from offset base on: each without
-// the length a produce request puts first, with its base offset set.
-func fetched(t testing.TB, base int64, attrs protocol.Attributes, batches ...[]kafka.Message) []byte {
-	t.Helper()
-	var out []byte
-	for _, msgs := range batches {
-		records := make([]kafka.Record, len(msgs))
-		for i, m := range msgs {
-			records[i] = kafka.Record{Time: m.Time, Key: kafka.NewBytes(m.Key), Value: kafka.NewBytes(m.Value), Headers: m.Headers}
-		}
-		var b bytes.Buffer
-		rs := protocol.RecordSet{Version: 2, Attributes: attrs, Records: kafka.NewRecordReader(records...)}
-		if _, err := rs.WriteTo(&b); err != nil {
-			t.Fatal(err)
-		}
-		batch := b.Bytes()[4:]
-		binary.BigEndian.PutUint64(batch, uint64(base)) // not covered by the CRC
-		out = append(out, batch...)
-		base += int64(len(msgs))
-	}
-	return out
-}
+	"github.com/orderflow/orders/services/envelope"
+	"github.com/orderflow/orders/services/kafka/wire/wiretest"
+)
 
 // decodeAll decodes batches from offset and returns what it emitted and
 // the offset to fetch next.
-func decodeAll(t testing.TB, batches []byte, offset int64) ([]kafka.Message, int64, error) {
+func decodeAll(t testing.TB, batches []byte, offset int64) ([]envelope.Record, int64, error) {
 	t.Helper()
-	var got []kafka.Message
-	next, err := newBatchDecoder("t", 3).decode(batches, offset, func(m kafka.Message) bool {
+	var got []envelope.Record
+	next, err := NewDecoder("t", 3).Decode(batches, offset, func(m envelope.Record) bool {
 		got = append(got, m)
 		return true
 	})
@@ -55,7 +34,7 @@ func decodeAll(t testing.TB, batches []byte, offset int64) ([]kafka.Message, int
 // sameRecords fails t unless got are want from offset first on, as a
 // reader of topic "t", partition 3 gives them: keys, values and header
 // values alike null or empty, times to the millisecond.
-func sameRecords(t testing.TB, got, want []kafka.Message, first int64) {
+func sameRecords(t testing.TB, got []envelope.Record, want []kafka.Message, first int64) {
 	t.Helper()
 	if len(got) != len(want) {
 		t.Fatalf("%d records, want %d", len(got), len(want))
@@ -82,6 +61,41 @@ func sameRecords(t testing.TB, got, want []kafka.Message, first int64) {
 	}
 }
 
+// messagesFrom is outputsFrom as kafka-go messages.
+func messagesFrom(data []byte) []kafka.Message {
+	outs := outputsFrom(data)
+	msgs := make([]kafka.Message, len(outs))
+	for i, o := range outs {
+		msgs[i] = kafka.Message{Key: o.Key, Value: o.Value, Time: o.Time}
+		for _, h := range o.Headers {
+			msgs[i].Headers = append(msgs[i].Headers, kafka.Header{Key: h.Key, Value: h.Value})
+		}
+	}
+	return msgs
+}
+
+// kmsgBatch is a record batch of msgs from offset base on as franz-go's
+// kmsg writes it, for a fetch response.
+func kmsgBatch(base int64, msgs []kafka.Message) []byte {
+	first := msgs[0].Time.UnixMilli()
+	rb := kmsg.RecordBatch{FirstOffset: base, PartitionLeaderEpoch: -1, Magic: 2, LastOffsetDelta: int32(len(msgs) - 1),
+		FirstTimestamp: first, ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: int32(len(msgs))}
+	for i, m := range msgs {
+		r := kmsg.Record{TimestampDelta64: m.Time.UnixMilli() - first, OffsetDelta: int32(i), Key: m.Key, Value: m.Value}
+		rb.MaxTimestamp = max(rb.MaxTimestamp, m.Time.UnixMilli())
+		for _, h := range m.Headers {
+			r.Headers = append(r.Headers, kmsg.Header{Key: h.Key, Value: h.Value})
+		}
+		body := r.AppendTo(nil)
+		r.Length = int32(len(body) - varintLen(0))
+		rb.Records = append(rb.Records, r.AppendTo(nil)...)
+	}
+	b := rb.AppendTo(nil)
+	binary.BigEndian.PutUint32(b[batchLengthAt:], uint32(len(b)-batchLengthAt-4))
+	binary.BigEndian.PutUint32(b[batchCRCAt:], crc32Of(b[batchAttributesAt:]))
+	return b
+}
+
 // sameBytes is bytes.Equal that tells nil from empty.
 func sameBytes(a, b []byte) bool { return (a == nil) == (b == nil) && bytes.Equal(a, b) }
 
@@ -93,7 +107,7 @@ func FuzzDecodeBatches(f *testing.F) {
 		first := messagesFrom(data)
 		second := messagesFrom(append([]byte{byte(len(data))}, data...))
 		const base = 1000
-		batches := fetched(t, base, 0, first, second)
+		batches := wiretest.Fetched(t, base, 0, first, second)
 		all := append(append([]kafka.Message(nil), first...), second...)
 		offset := base + int64(from)%int64(len(all)+1)
 		got, next, err := decodeAll(t, batches, offset)
@@ -104,8 +118,17 @@ func FuzzDecodeBatches(f *testing.F) {
 		if want := int64(base + len(all)); next != want {
 			t.Errorf("next offset %d, want %d", next, want)
 		}
+		// Batches franz-go's kmsg writes for the same records decode the same.
+		got, next, err = decodeAll(t, append(kmsgBatch(base, first), kmsgBatch(base+int64(len(first)), second)...), offset)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameRecords(t, got, all[offset-base:], offset)
+		if want := int64(base + len(all)); next != want {
+			t.Errorf("kmsg: next offset %d, want %d", next, want)
+		}
 		// What kafka-go decodes from the same bytes, compressed, is the same.
-		got, next, err = decodeAll(t, fetched(t, base, protocol.Gzip, first, second), offset)
+		got, next, err = decodeAll(t, wiretest.Fetched(t, base, protocol.Gzip, first, second), offset)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -119,8 +142,8 @@ func FuzzDecodeBatches(f *testing.F) {
 func TestDecodeLeavesABatchCutShortForTheNextFetch(t *testing.T) {
 	a := []kafka.Message{{Value: []byte("a")}, {Value: []byte("b")}}
 	b := []kafka.Message{{Value: []byte("c")}}
-	batches := fetched(t, 7, 0, a, b)
-	for cut := 1; cut < len(fetched(t, 0, 0, b)); cut++ {
+	batches := wiretest.Fetched(t, 7, 0, a, b)
+	for cut := 1; cut < len(wiretest.Fetched(t, 0, 0, b)); cut++ {
 		got, next, err := decodeAll(t, batches[:len(batches)-cut], 7)
 		if err != nil {
 			t.Fatalf("cut %d: %v", cut, err)
@@ -140,8 +163,8 @@ func TestDecodeSkipsTransactionMarkers(t *testing.T) {
 	}
 	ctl := b.Bytes()[4:]
 	binary.BigEndian.PutUint64(ctl, 12)
-	data := append(fetched(t, 10, 0, []kafka.Message{{Value: []byte("x")}, {Value: []byte("y")}}), ctl...)
-	data = append(data, fetched(t, 13, 0, []kafka.Message{{Value: []byte("z")}})...)
+	data := append(wiretest.Fetched(t, 10, 0, []kafka.Message{{Value: []byte("x")}, {Value: []byte("y")}}), ctl...)
+	data = append(data, wiretest.Fetched(t, 13, 0, []kafka.Message{{Value: []byte("z")}})...)
 	got, next, err := decodeAll(t, data, 10)
 	if err != nil {
 		t.Fatal(err)
@@ -156,24 +179,24 @@ func TestDecodeSkipsTransactionMarkers(t *testing.T) {
 }
 
 func TestDecodeRefusesACorruptBatch(t *testing.T) {
-	data := fetched(t, 0, 0, []kafka.Message{{Key: []byte("k"), Value: []byte("order")}})
+	data := wiretest.Fetched(t, 0, 0, []kafka.Message{{Key: []byte("k"), Value: []byte("order")}})
 	data[len(data)-3] ^= 0x40 // in the value
 	got, next, err := decodeAll(t, data, 0)
-	if !errors.Is(err, errCorruptBatch) || len(got) != 0 || next != 0 {
+	if !errors.Is(err, ErrCorruptBatch) || len(got) != 0 || next != 0 {
 		t.Fatalf("%d records, next %d, %v; want none and a corrupt batch", len(got), next, err)
 	}
 }
 
 func TestDecodeGivesLogAppendTimeToEveryRecord(t *testing.T) {
 	at := time.Date(2026, 11, 30, 6, 0, 0, 0, time.UTC)
-	data := fetched(t, 0, 0, []kafka.Message{{Time: at.Add(-time.Hour), Value: []byte("a")}, {Time: at, Value: []byte("b")}})
+	data := wiretest.Fetched(t, 0, 0, []kafka.Message{{Time: at.Add(-time.Hour), Value: []byte("a")}, {Time: at, Value: []byte("b")}})
 	// The broker sets the attribute and the batch's max time: the CRC is
 	// computed again, as the broker does.
 	binary.BigEndian.PutUint16(data[batchAttributesAt:], attrLogAppendTime)
 	binary.BigEndian.PutUint64(data[batchMaxTimeAt:], uint64(at.Add(time.Minute).UnixMilli()))
 	binary.BigEndian.PutUint32(data[batchCRCAt:], crc32Of(data[batchAttributesAt:]))
 	// So does a compressed batch, which kafka-go decodes.
-	zipped := fetched(t, 2, protocol.Gzip, []kafka.Message{{Time: at.Add(-time.Hour), Value: []byte("c")}})
+	zipped := wiretest.Fetched(t, 2, protocol.Gzip, []kafka.Message{{Time: at.Add(-time.Hour), Value: []byte("c")}})
 	binary.BigEndian.PutUint16(zipped[batchAttributesAt:], attrLogAppendTime|uint16(protocol.Gzip))
 	binary.BigEndian.PutUint64(zipped[batchMaxTimeAt:], uint64(at.Add(time.Minute).UnixMilli()))
 	binary.BigEndian.PutUint32(zipped[batchCRCAt:], crc32Of(zipped[batchAttributesAt:]))
@@ -211,21 +234,39 @@ func TestDecodeReadsMessageSetsOfOlderFormats(t *testing.T) {
 
 func crc32Of(b []byte) uint32 { return crc32.Checksum(b, castagnoli) }
 
-func TestFetchRequestsAreKafkaGos(t *testing.T) {
-	for v := int16(fetchMinVersion); v <= fetchMaxVersion; v++ {
+// TestFetchRequestsAreKafkaGosAndFranzGos checks every version's request
+// against two codecs: kafka-go's, header and all, and franz-go's kmsg, the
+// body after the header.
+func TestFetchRequestsAreKafkaGosAndFranzGos(t *testing.T) {
+	const maxWait, maxBytes = 250 * time.Millisecond, 256 << 10
+	for v := int16(MinFetchVersion); v <= MaxFetchVersion; v++ {
 		var want bytes.Buffer
 		err := protocol.WriteRequest(&want, v, 77, "orders", &fetch.Request{
-			ReplicaID: -1, MaxWaitTime: int32(fetchMaxWait / time.Millisecond), MinBytes: 1, MaxBytes: fetchMaxBytes,
+			ReplicaID: -1, MaxWaitTime: int32(maxWait / time.Millisecond), MinBytes: 1, MaxBytes: maxBytes,
 			SessionEpoch: -1,
 			Topics: []fetch.RequestTopic{{Topic: "orders_retry_1", Partitions: []fetch.RequestPartition{{
-				Partition: 5, CurrentLeaderEpoch: -1, FetchOffset: 123456789, LogStartOffset: -1, PartitionMaxBytes: fetchMaxBytes,
+				Partition: 5, CurrentLeaderEpoch: -1, FetchOffset: 123456789, LogStartOffset: -1, PartitionMaxBytes: maxBytes,
 			}}}},
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := appendFetchRequest([]byte("x"), v, 77, "orders_retry_1", 5, 123456789); !bytes.Equal(got[1:], want.Bytes()) {
+		q := FetchRequest{Version: v, Correlation: 77, Topic: "orders_retry_1", Partition: 5, Offset: 123456789, MaxWait: maxWait, MaxBytes: maxBytes}
+		got := q.Append([]byte("x"))
+		if !bytes.Equal(got[1:], want.Bytes()) {
 			t.Errorf("v%d:\n got %x\nwant %x", v, got[1:], want.Bytes())
+		}
+		k := kmsg.NewPtrFetchRequest()
+		k.Version, k.ReplicaID, k.MaxWaitMillis, k.MinBytes, k.MaxBytes, k.SessionEpoch = v, -1, int32(maxWait/time.Millisecond), 1, maxBytes, -1
+		kt := kmsg.NewFetchRequestTopic()
+		kt.Topic = "orders_retry_1"
+		kp := kmsg.NewFetchRequestTopicPartition()
+		kp.Partition, kp.CurrentLeaderEpoch, kp.FetchOffset, kp.LogStartOffset, kp.PartitionMaxBytes = 5, -1, 123456789, -1, maxBytes
+		kt.Partitions = append(kt.Partitions, kp)
+		k.Topics = append(k.Topics, kt)
+		header := 1 + 4 + 2 + 2 + 4 + 2 + len("orders")
+		if body := k.AppendTo(nil); !bytes.Equal(got[header:], body) {
+			t.Errorf("v%d, kmsg:\n got %x\nwant %x", v, got[header:], body)
 		}
 	}
 }
@@ -239,7 +280,7 @@ func TestFetchResponsesOfEveryVersionAreRead(t *testing.T) {
 			Time: msgs[0].Time, Key: kafka.NewBytes(msgs[0].Key), Value: kafka.NewBytes(msgs[0].Value), Headers: msgs[0].Headers,
 		})}
 	}
-	for v := int16(fetchMinVersion); v <= fetchMaxVersion; v++ {
+	for v := int16(MinFetchVersion); v <= MaxFetchVersion; v++ {
 		for _, code := range []int16{0, int16(kafka.OffsetOutOfRange)} {
 			res := &fetch.Response{Topics: []fetch.ResponseTopic{
 				{Topic: "other", Partitions: []fetch.ResponsePartition{{Partition: 3, ErrorCode: int16(kafka.NotLeaderForPartition), PreferredReadReplica: -1, RecordSet: recordSet()}}},
@@ -252,9 +293,9 @@ func TestFetchResponsesOfEveryVersionAreRead(t *testing.T) {
 			if err := protocol.WriteResponse(&b, v, 77, res); err != nil {
 				t.Fatal(err)
 			}
-			got, err := parseFetchResponse(b.Bytes()[4:], v, 77, "t", 3)
+			got, err := ParseFetchResponse(b.Bytes()[4:], v, 77, "t", 3)
 			if code != 0 {
-				if !errors.Is(err, kafka.OffsetOutOfRange) {
+				if !errors.Is(err, ErrorCode(kafka.OffsetOutOfRange)) {
 					t.Errorf("v%d: %v, want the partition's error", v, err)
 				}
 				continue
@@ -262,10 +303,10 @@ func TestFetchResponsesOfEveryVersionAreRead(t *testing.T) {
 			if err != nil {
 				t.Fatalf("v%d: %v", v, err)
 			}
-			if got.throttle != 0 || got.replica != -1 {
-				t.Errorf("v%d: throttle %v, preferred read replica %d; want none", v, got.throttle, got.replica)
+			if got.Throttle != 0 || got.Replica != -1 {
+				t.Errorf("v%d: throttle %v, preferred read replica %d; want none", v, got.Throttle, got.Replica)
 			}
-			records, next, err := decodeAll(t, got.records, 0)
+			records, next, err := decodeAll(t, got.Records, 0)
 			if err != nil {
 				t.Fatalf("v%d: %v", v, err)
 			}
@@ -278,7 +319,7 @@ func TestFetchResponsesOfEveryVersionAreRead(t *testing.T) {
 		if err := protocol.WriteResponse(&b, v, 76, &fetch.Response{}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := parseFetchResponse(b.Bytes()[4:], v, 77, "t", 3); err == nil {
+		if _, err := ParseFetchResponse(b.Bytes()[4:], v, 77, "t", 3); err == nil {
 			t.Errorf("v%d: the answer to another request was taken", v)
 		}
 		// A broker throttling the client answers with no topic at all.
@@ -286,8 +327,8 @@ func TestFetchResponsesOfEveryVersionAreRead(t *testing.T) {
 		if err := protocol.WriteResponse(&b, v, 77, &fetch.Response{ThrottleTimeMs: 1500}); err != nil {
 			t.Fatal(err)
 		}
-		if got, err := parseFetchResponse(b.Bytes()[4:], v, 77, "t", 3); err != nil || got.records != nil || got.throttle != 1500*time.Millisecond {
-			t.Errorf("v%d, throttled: %d bytes of records, throttle %v, %v; want none, 1.5s, no error", v, len(got.records), got.throttle, err)
+		if got, err := ParseFetchResponse(b.Bytes()[4:], v, 77, "t", 3); err != nil || got.Records != nil || got.Throttle != 1500*time.Millisecond {
+			t.Errorf("v%d, throttled: %d bytes of records, throttle %v, %v; want none, 1.5s, no error", v, len(got.Records), got.Throttle, err)
 		}
 		if v < 11 {
 			continue
@@ -301,16 +342,16 @@ func TestFetchResponsesOfEveryVersionAreRead(t *testing.T) {
 		rp.Partition, rp.PreferredReadReplica = 3, 2
 		rt.Partitions = append(rt.Partitions, rp)
 		res.Topics = append(res.Topics, rt)
-		if got, err := parseFetchResponse(res.AppendTo([]byte{0, 0, 0, 77}), v, 77, "t", 3); err != nil || got.replica != 2 || got.records != nil {
-			t.Errorf("v%d: preferred read replica %d, %d bytes of records, %v; want 2 and none", v, got.replica, len(got.records), err)
+		if got, err := ParseFetchResponse(res.AppendTo([]byte{0, 0, 0, 77}), v, 77, "t", 3); err != nil || got.Replica != 2 || got.Records != nil {
+			t.Errorf("v%d: preferred read replica %d, %d bytes of records, %v; want 2 and none", v, got.Replica, len(got.Records), err)
 		}
 	}
 }
 
 func TestDecodeMovesPastABatchsLastOffset(t *testing.T) {
 	// Offsets 100 to 102 are left of 100 to 109, and of 110 to 111 none.
-	data := compacted(t, fetched(t, 100, 0, []kafka.Message{{Value: []byte("a")}, {Value: []byte("b")}, {Value: []byte("c")}}), 9)
-	data = append(data, compacted(t, fetched(t, 110, 0, []kafka.Message{{Value: []byte("gone")}}), 1)[:batchCountAt]...)
+	data := wiretest.Compacted(t, wiretest.Fetched(t, 100, 0, []kafka.Message{{Value: []byte("a")}, {Value: []byte("b")}, {Value: []byte("c")}}), 9)
+	data = append(data, wiretest.Compacted(t, wiretest.Fetched(t, 110, 0, []kafka.Message{{Value: []byte("gone")}}), 1)[:batchCountAt]...)
 	data = append(data, 0, 0, 0, 0) // no records
 	binary.BigEndian.PutUint32(data[len(data)-batchRecordsAt+batchLengthAt:], batchRecordsAt-batchLengthAt-4)
 	binary.BigEndian.PutUint32(data[len(data)-batchRecordsAt+batchCRCAt:], crc32Of(data[len(data)-batchRecordsAt+batchAttributesAt:]))
@@ -344,7 +385,7 @@ func TestFetchResponsesWithHostileCountsAreRefused(t *testing.T) {
 	onePartition := func(n uint32) []byte { // topic "t" with n partitions
 		return binary.BigEndian.AppendUint32([]byte{0, 1, 't'}, n)
 	}
-	for v := int16(fetchMinVersion); v <= fetchMaxVersion; v++ {
+	for v := int16(MinFetchVersion); v <= MaxFetchVersion; v++ {
 		partition := make([]byte, 4+2+8+8) // id, error, high watermark, last stable offset
 		if v >= 5 {
 			partition = append(partition, make([]byte, 8)...) // log start offset
@@ -358,7 +399,7 @@ func TestFetchResponsesWithHostileCountsAreRefused(t *testing.T) {
 			{"partitions", hostileResponse(v, 1, append(onePartition(most), make([]byte, 12)...)...)},
 			{"aborted transactions", hostileResponse(v, 1, append(onePartition(1), append(partition, make([]byte, 12)...)...)...)},
 		} {
-			_, err := parseFetchResponse(c.res, v, 77, "t", 0)
+			_, err := ParseFetchResponse(c.res, v, 77, "t", 0)
 			if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%d %s", most, c.what)) {
 				t.Errorf("v%d, %d %s in %d bytes: %v, want an error that says so", v, most, c.what, len(c.res), err)
 			}
@@ -369,12 +410,12 @@ func TestFetchResponsesWithHostileCountsAreRefused(t *testing.T) {
 // A record batch that claims more records than its bytes hold, or a record
 // more headers, is corrupt, whatever it holds before.
 func TestDecodeRefusesHostileCounts(t *testing.T) {
-	data := fetched(t, 0, 0, []kafka.Message{{Value: []byte("a")}, {Value: []byte("b"), Headers: []kafka.Header{{Key: "k", Value: []byte("v")}}}})
+	data := wiretest.Fetched(t, 0, 0, []kafka.Message{{Value: []byte("a")}, {Value: []byte("b"), Headers: []kafka.Header{{Key: "k", Value: []byte("v")}}}})
 	batch := bytes.Clone(data)
 	binary.BigEndian.PutUint32(batch[batchCountAt:], 1<<31-1)
 	binary.BigEndian.PutUint32(batch[batchCRCAt:], crc32Of(batch[batchAttributesAt:]))
 	got, next, err := decodeAll(t, batch, 0)
-	if !errors.Is(err, errCorruptBatch) || !strings.Contains(err.Error(), "2147483647 records") || len(got) != 0 || next != 0 {
+	if !errors.Is(err, ErrCorruptBatch) || !strings.Contains(err.Error(), "2147483647 records") || len(got) != 0 || next != 0 {
 		t.Errorf("2^31-1 records: %d records, next %d, %v; want none and a corrupt batch of 2147483647 records", len(got), next, err)
 	}
 	// The second record's header count, the varint 1 (2) before its key
@@ -383,15 +424,15 @@ func TestDecodeRefusesHostileCounts(t *testing.T) {
 	at := bytes.LastIndex(headers, []byte{2, 2, 'k'})
 	headers[at] = 8
 	binary.BigEndian.PutUint32(headers[batchCRCAt:], crc32Of(headers[batchAttributesAt:]))
-	if _, _, err := decodeAll(t, headers, 0); !errors.Is(err, errCorruptBatch) || !strings.Contains(err.Error(), "4 headers") {
+	if _, _, err := decodeAll(t, headers, 0); !errors.Is(err, ErrCorruptBatch) || !strings.Contains(err.Error(), "4 headers") {
 		t.Errorf("4 headers in 4 bytes: %v, want a corrupt batch of 4 headers", err)
 	}
 	// kafka-go, which decodes compressed batches, makes a slice of the
 	// count before it reads a record: a negative count would panic.
-	zipped := fetched(t, 0, protocol.Gzip, []kafka.Message{{Value: []byte("a")}})
+	zipped := wiretest.Fetched(t, 0, protocol.Gzip, []kafka.Message{{Value: []byte("a")}})
 	binary.BigEndian.PutUint32(zipped[batchCountAt:], 0xffffffff)
 	binary.BigEndian.PutUint32(zipped[batchCRCAt:], crc32Of(zipped[batchAttributesAt:]))
-	if _, _, err := decodeAll(t, zipped, 0); !errors.Is(err, errCorruptBatch) {
+	if _, _, err := decodeAll(t, zipped, 0); !errors.Is(err, ErrCorruptBatch) {
 		t.Errorf("-1 records, compressed: %v, want a corrupt batch", err)
 	}
 }
@@ -399,7 +440,7 @@ func TestDecodeRefusesHostileCounts(t *testing.T) {
 // Whatever bytes come as a fetch response, reading them and the records in
 // them ends, without a panic, in time linear in their length.
 func FuzzParseFetchResponse(f *testing.F) {
-	for v := int16(fetchMinVersion); v <= fetchMaxVersion; v++ {
+	for v := int16(MinFetchVersion); v <= MaxFetchVersion; v++ {
 		f.Add(hostileResponse(v, 1<<31-1, make([]byte, 12)...), uint8(v))
 		f.Add(hostileResponse(v, 1, 0, 1, 't', 0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0), uint8(v))
 		var b bytes.Buffer
@@ -415,11 +456,11 @@ func FuzzParseFetchResponse(f *testing.F) {
 		f.Add(b.Bytes()[4:], uint8(v))
 	}
 	f.Fuzz(func(t *testing.T, res []byte, version uint8) {
-		v := fetchMinVersion + int16(version)%(fetchMaxVersion-fetchMinVersion+1)
-		got, err := parseFetchResponse(res, v, 77, "t", 0)
+		v := MinFetchVersion + int16(version)%(MaxFetchVersion-MinFetchVersion+1)
+		got, err := ParseFetchResponse(res, v, 77, "t", 0)
 		if err != nil {
 			return
 		}
-		_, _, _ = decodeAll(t, got.records, 0)
+		_, _, _ = decodeAll(t, got.Records, 0)
 	})
 }

@@ -1,4 +1,4 @@
-package pipeline
+package kafka
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
@@ -182,10 +182,10 @@ func (c Client) pingOne(ctx context.Context, addr string) error {
 		switch {
 		case c.TLS == nil && closed(err) && speaksTLS(ctx, addr):
 			return fmt.Errorf("%w at %s: the broker speaks TLS and the client plaintext; set KAFKA_TLS=on", ErrTLSMismatch, addr)
-		case errors.Is(err, kafka.SASLAuthenticationFailed):
+		case errors.Is(err, kafkago.SASLAuthenticationFailed):
 			return fmt.Errorf("%w at %s: the broker refused user %q with %s; check KAFKA_SASL_USERNAME and the password",
 				ErrSASLFailed, addr, c.saslUser(), c.SASL.Name())
-		case errors.Is(err, kafka.UnsupportedSASLMechanism), errors.Is(err, kafka.IllegalSASLState):
+		case errors.Is(err, kafkago.UnsupportedSASLMechanism), errors.Is(err, kafkago.IllegalSASLState):
 			return fmt.Errorf("%w at %s: the broker does not take %s (KAFKA_SASL_MECHANISM): %w", ErrSASLMechanism, addr, c.SASL.Name(), err)
 		case c.SASL != nil && closed(err):
 			return fmt.Errorf("%w at %s: the broker closed the connection during the SASL handshake; does this listener take SASL? (KAFKA_SASL_MECHANISM)", ErrSASLMechanism, addr)
@@ -266,7 +266,7 @@ func speaksTLS(ctx context.Context, addr string) bool {
 func speaksPlaintext(addr string, timeout time.Duration) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	conn, err := (&kafka.Dialer{}).DialContext(ctx, "tcp", addr)
+	conn, err := (&kafkago.Dialer{}).DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return false
 	}

@@ -1,4 +1,4 @@
-package pipeline_test
+package kafka_test
 
 import (
 	"context"
@@ -6,23 +6,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
 
 	"github.com/orderflow/orders/services/broker"
 	"github.com/orderflow/orders/services/envelope"
-	"github.com/orderflow/orders/services/pipeline"
+	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/services/testkit"
 )
 
 // topicT starts a broker in this process with a topic "t" of two
 // partitions, and returns a client of it.
-func topicT(b *testing.B) pipeline.Client {
+func topicT(b *testing.B) kafka.Client {
 	brk := testkit.Broker(b, broker.Config{})
-	client := pipeline.Client{Brokers: []string{brk.Addr()}}
+	client := kafka.Client{Brokers: []string{brk.Addr()}}
 	admin := client.Admin()
 	defer admin.Close()
-	if _, err := admin.CreateTopics(context.Background(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{
+	if _, err := admin.CreateTopics(context.Background(), &kafkago.CreateTopicsRequest{Topics: []kafkago.TopicConfig{
 		{Topic: "t", NumPartitions: 2, ReplicationFactor: 1},
 	}}); err != nil {
 		b.Fatal(err)
@@ -65,7 +65,7 @@ func BenchmarkWrite(b *testing.B) {
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			client := topicT(b)
-			w := client.NewWriter(pipeline.WriterConfig{}, zap.NewNop())
+			w := client.NewWriter(kafka.WriterConfig{}, zap.NewNop())
 			defer w.Close()
 			const batch = 500
 			outs := make([]envelope.Output, batch)
@@ -75,11 +75,10 @@ func BenchmarkWrite(b *testing.B) {
 					outs[i].Partition, outs[i].Headers = 1, c.half
 				}
 			}
-			msgs := pipeline.Messages(outs)
 			b.SetBytes(int64(len(value)))
 			b.ResetTimer()
 			for i := 0; i < b.N; i += batch {
-				if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+				if err := w.Write(context.Background(), outs); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -95,7 +94,7 @@ func BenchmarkWrite(b *testing.B) {
 func BenchmarkRead(b *testing.B) {
 	client := topicT(b)
 	const n = 100000
-	w := client.NewWriter(pipeline.WriterConfig{}, zap.NewNop())
+	w := client.NewWriter(kafka.WriterConfig{}, zap.NewNop())
 	outs := make([]envelope.Output, 500)
 	for i := 0; i < n; i += len(outs) {
 		for j := range outs {
@@ -103,36 +102,16 @@ func BenchmarkRead(b *testing.B) {
 				Value:   []byte("\x08\x31\x30\x30\x36\x0aItem3\xf6\x28\x1f\x42"),
 				Headers: []envelope.Header{{Key: envelope.HeaderAttempts, Value: []byte("1")}, {Key: envelope.HeaderProcessedBy, Value: []byte("main")}}}
 		}
-		if err := w.WriteMessages(context.Background(), pipeline.Messages(outs)...); err != nil {
+		if err := w.Write(context.Background(), outs); err != nil {
 			b.Fatal(err)
 		}
 	}
 	w.Close()
-	// readAll runs fetch, which sends to queue until its context ends, and
-	// takes n records from queue.
-	readAll := func(b *testing.B, fetch func(ctx context.Context, queue chan<- kafka.Message)) {
-		ctx, cancel := context.WithCancel(context.Background())
-		queue := make(chan kafka.Message, 500)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			fetch(ctx, queue)
-		}()
-		for i := range n {
-			if m := <-queue; m.Offset != int64(i) {
-				b.Fatalf("offset %d, want %d", m.Offset, i)
-			}
-		}
-		cancel()
-		for range queue {
-		}
-		<-done
-	}
 	b.Run("kafka-go-reader", func(b *testing.B) {
 		for i := 0; i < b.N; i += n {
-			readAll(b, func(ctx context.Context, queue chan<- kafka.Message) {
+			readAll(b, n, func(m kafkago.Message) int64 { return m.Offset }, func(ctx context.Context, queue chan<- kafkago.Message) {
 				defer close(queue)
-				r := kafka.NewReader(kafka.ReaderConfig{Brokers: client.Brokers, Dialer: client.Dialer(), Topic: "t", Partition: 0,
+				r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: client.Brokers, Dialer: client.Dialer(), Topic: "t", Partition: 0,
 					MinBytes: 1, MaxBytes: 4 << 20, MaxWait: 250 * time.Millisecond, QueueCapacity: 500})
 				defer r.Close()
 				for {
@@ -153,9 +132,30 @@ func BenchmarkRead(b *testing.B) {
 		f := client.NewFetcher()
 		defer f.Close()
 		for i := 0; i < b.N; i += n {
-			readAll(b, func(ctx context.Context, queue chan<- kafka.Message) {
+			readAll(b, n, func(r envelope.Record) int64 { return r.Offset }, func(ctx context.Context, queue chan<- envelope.Record) {
 				f.Fetch(ctx, zap.NewNop(), "t", 0, 0, queue, nil)
 			})
 		}
 	})
+}
+
+// readAll runs fetch, which sends to queue until its context ends, and
+// takes n records from queue, checking their offsets.
+func readAll[T any](b *testing.B, n int, offset func(T) int64, fetch func(ctx context.Context, queue chan<- T)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	queue := make(chan T, 500)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fetch(ctx, queue)
+	}()
+	for i := range n {
+		if m := <-queue; offset(m) != int64(i) {
+			b.Fatalf("offset %d, want %d", offset(m), i)
+		}
+	}
+	cancel()
+	for range queue {
+	}
+	<-done
 }

@@ -1,4 +1,4 @@
-package pipeline
+package kafka
 
 import (
 	"context"
@@ -7,27 +7,30 @@ import (
 	"strings"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 	"go.uber.org/zap"
+
+	"github.com/orderflow/orders/services/envelope"
+	"github.com/orderflow/orders/services/wait"
 )
 
 // ReadNew calls fn for every record of topics from the offsets in next
 // (per topic and partition, updated as it reads) up to the end offsets
 // at the time of the call.
-func ReadNew(ctx context.Context, client Client, topics []string, next map[string]map[int]int64, fn func(kafka.Message) error) error {
+func ReadNew(ctx context.Context, client Client, topics []string, next map[string]map[int]int64, fn func(envelope.Record) error) error {
 	admin := client.Admin()
 	defer admin.Close()
-	meta, err := admin.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+	meta, err := admin.Metadata(ctx, &kafkago.MetadataRequest{Topics: topics})
 	if err != nil {
-		return fmt.Errorf("metadata: %w", Denied(err, "DESCRIBE", "topics", strings.Join(topics, ", ")))
+		return fmt.Errorf("metadata: %w", ExplainDenied(err, "DESCRIBE", "topics", strings.Join(topics, ", ")))
 	}
-	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	req := &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{}}
 	for _, tm := range meta.Topics {
 		if tm.Error != nil {
-			return fmt.Errorf("topic %s: %w", tm.Name, Denied(tm.Error, "DESCRIBE", "topic", tm.Name))
+			return fmt.Errorf("topic %s: %w", tm.Name, ExplainDenied(tm.Error, "DESCRIBE", "topic", tm.Name))
 		}
 		for _, p := range tm.Partitions {
-			req.Topics[tm.Name] = append(req.Topics[tm.Name], kafka.FirstOffsetOf(p.ID), kafka.LastOffsetOf(p.ID))
+			req.Topics[tm.Name] = append(req.Topics[tm.Name], kafkago.FirstOffsetOf(p.ID), kafkago.LastOffsetOf(p.ID))
 		}
 	}
 	res, err := admin.ListOffsets(ctx, req)
@@ -64,7 +67,7 @@ func ReadNew(ctx context.Context, client Client, topics []string, next map[strin
 // throttled answer is no failure: the next request waits it out. A
 // request that fails for a reason that may pass is sent again a few times;
 // any other failure is returned.
-func ReadRange(ctx context.Context, client Client, topic string, part int, from, end int64, fn func(kafka.Message) error) error {
+func ReadRange(ctx context.Context, client Client, topic string, part int, from, end int64, fn func(envelope.Record) error) error {
 	f := client.NewFetcher()
 	defer f.Close()
 	r := f.partitionReader(topic, part, zap.NewNop())
@@ -74,7 +77,7 @@ func ReadRange(ctx context.Context, client Client, topic string, part int, from,
 		atEnd  bool
 		failed int
 	)
-	emit := func(m kafka.Message) bool {
+	emit := func(m envelope.Record) bool {
 		if m.Offset >= end {
 			atEnd = true
 			return false
@@ -82,7 +85,7 @@ func ReadRange(ctx context.Context, client Client, topic string, part int, from,
 		fnErr = fn(m)
 		return fnErr == nil
 	}
-	for b := newBackoff(50*time.Millisecond, time.Second); from < end && !atEnd; {
+	for b := wait.Between(50*time.Millisecond, time.Second); from < end && !atEnd; {
 		next, err := r.read(ctx, from, emit)
 		if fnErr != nil {
 			return fnErr
@@ -94,8 +97,8 @@ func ReadRange(ctx context.Context, client Client, topic string, part int, from,
 		case errors.Is(err, errOldBroker):
 			return readRangeWithReader(ctx, client, topic, part, from, end, fn)
 		}
-		if failed++; ctx.Err() != nil || !mayPass(err) || failed > readAttempts || !b.Wait(ctx) {
-			return fmt.Errorf("read %s/%d: %w", topic, part, Denied(err, "READ", "topic", topic))
+		if failed++; ctx.Err() != nil || !retriable(err) || failed > readAttempts || !b.Wait(ctx) {
+			return fmt.Errorf("read %s/%d: %w", topic, part, ExplainDenied(err, "READ", "topic", topic))
 		}
 	}
 	return nil
@@ -107,7 +110,7 @@ const readAttempts = 5
 
 // readRangeWithReader is ReadRange with kafka-go's Reader, for brokers too
 // old for the fetcher.
-func readRangeWithReader(ctx context.Context, client Client, topic string, part int, from, end int64, fn func(kafka.Message) error) error {
+func readRangeWithReader(ctx context.Context, client Client, topic string, part int, from, end int64, fn func(envelope.Record) error) error {
 	r := kafkaGoReader(client, zap.NewNop(), topic, part)
 	defer r.Close()
 	if err := r.SetOffset(from); err != nil {
@@ -116,9 +119,9 @@ func readRangeWithReader(ctx context.Context, client Client, topic string, part 
 	for {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
-			return fmt.Errorf("read %s/%d: %w", topic, part, Denied(err, "READ", "topic", topic))
+			return fmt.Errorf("read %s/%d: %w", topic, part, ExplainDenied(err, "READ", "topic", topic))
 		}
-		if err := fn(m); err != nil {
+		if err := fn(FromKafkaGo(m)); err != nil {
 			return err
 		}
 		if m.Offset+1 >= end {

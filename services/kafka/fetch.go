@@ -1,4 +1,4 @@
-package pipeline
+package kafka
 
 import (
 	"bufio"
@@ -15,9 +15,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
 	"go.uber.org/zap"
+
+	"github.com/orderflow/orders/services/envelope"
+	"github.com/orderflow/orders/services/kafka/wire"
+	"github.com/orderflow/orders/services/wait"
 )
 
 // fetchMaxBytes bounds the records one fetch request asks a partition for:
@@ -28,13 +32,6 @@ const fetchMaxBytes = 256 << 10
 // fetchMaxWait is how long the broker may hold a fetch request open when it
 // has no record to give yet.
 const fetchMaxWait = 250 * time.Millisecond
-
-// Fetch API versions the fetcher speaks: from 4 (Kafka 0.11, record
-// batches) to 11, the last whose messages are not "flexible".
-const (
-	fetchMinVersion = 4
-	fetchMaxVersion = 11
-)
 
 // errOldBroker means the partition's leader cannot answer fetch requests of
 // version 4; kafka-go's Reader reads the partition instead.
@@ -50,11 +47,8 @@ const followFor = 5 * time.Minute
 // batches it decodes itself, on a connection of its own to each
 // partition's leader, dialled and authenticated by kafka-go's Dialer.
 // Records are cut out of the response they came in, without a copy or an
-// allocation of their own. kafka-go's Reader, which it replaces, copies
-// every key, value and header into new memory, hands each record through
-// a goroutine and a channel of its own and sets a deadline on the
-// connection for each (see "What was tuned" in the README). Batches that
-// are compressed or older than record batches are decoded by kafka-go.
+// allocation of their own (wire.Decoder). A partition whose leader is older
+// than Kafka 0.11 is read with kafka-go's Reader.
 type Fetcher struct {
 	client Client
 	admin  *Admin // offsets: where a partition begins and ends
@@ -69,7 +63,7 @@ func (f *Fetcher) Close() { f.admin.Close() }
 
 // Fetch sends the records of topic/partition from offset on to queue, in
 // order, until ctx ends, and then closes queue. A negative offset, such as
-// kafka.FirstOffset, is the partition's first record. If position is not
+// kafkago.FirstOffset, is the partition's first record. If position is not
 // nil, Fetch stores in it, after sending the records of each response, the
 // offset it fetches from next: past those records and past any
 // transaction markers, which are not records and are never sent. A failed request is logged and sent
@@ -81,7 +75,7 @@ func (f *Fetcher) Close() { f.admin.Close() }
 // warning that says how many; a partition cut back below offset is read on
 // from the first record written since the cut, with an error that says
 // how many offsets were lost.
-func (f *Fetcher) Fetch(ctx context.Context, log *zap.Logger, topic string, partition int, offset int64, queue chan<- kafka.Message, position *atomic.Int64) {
+func (f *Fetcher) Fetch(ctx context.Context, log *zap.Logger, topic string, partition int, offset int64, queue chan<- envelope.Record, position *atomic.Int64) {
 	f.FetchAfter(ctx, log, topic, partition, offset, Mark{Offset: offset - 1}, queue, position)
 }
 
@@ -123,7 +117,7 @@ func ParseMark(s string) (Mark, bool) {
 // FetchAfter is Fetch, knowing the record read before offset: after, whose
 // time, if known, Fetch checks before it reads on, as it does after a
 // failed request.
-func (f *Fetcher) FetchAfter(ctx context.Context, log *zap.Logger, topic string, partition int, offset int64, after Mark, queue chan<- kafka.Message, position *atomic.Int64) {
+func (f *Fetcher) FetchAfter(ctx context.Context, log *zap.Logger, topic string, partition int, offset int64, after Mark, queue chan<- envelope.Record, position *atomic.Int64) {
 	defer close(queue)
 	r := f.partitionReader(topic, partition, log)
 	defer r.close()
@@ -137,7 +131,7 @@ func (f *Fetcher) FetchAfter(ctx context.Context, log *zap.Logger, topic string,
 	// that check too, which is how it learns the time when after has none.
 	last, lastOffset := after.Time, after.Offset
 	check := lastOffset >= 0
-	emit := func(m kafka.Message) bool {
+	emit := func(m envelope.Record) bool {
 		last, lastOffset = m.Time, m.Offset
 		select {
 		case queue <- m: // the usual case, without waiting
@@ -151,11 +145,11 @@ func (f *Fetcher) FetchAfter(ctx context.Context, log *zap.Logger, topic string,
 			return false
 		}
 	}
-	b := newBackoff(50*time.Millisecond, time.Second)
+	b := wait.Between(50*time.Millisecond, time.Second)
 	// fail logs a failed request, an error an operator must fix (a denial)
 	// as an error, and waits to try again.
 	fail := func(msg string, err error) bool {
-		if err = Denied(err, "READ", "topic", topic); errors.Is(err, ErrDenied) {
+		if err = ExplainDenied(err, "READ", "topic", topic); errors.Is(err, ErrDenied) {
 			log.Error(msg, zap.Error(err))
 		} else {
 			log.Warn(msg, zap.Error(err))
@@ -203,7 +197,7 @@ func (f *Fetcher) FetchAfter(ctx context.Context, log *zap.Logger, topic string,
 			switch {
 			case ctx.Err() != nil:
 				return
-			case err != nil && !errors.Is(err, kafka.OffsetOutOfRange):
+			case err != nil && !errors.Is(err, kafkago.OffsetOutOfRange):
 				if !fail("fetch; retrying", fmt.Errorf("%s/%d@%d: %w", topic, partition, lastOffset, err)) {
 					return
 				}
@@ -243,12 +237,12 @@ func (f *Fetcher) FetchAfter(ctx context.Context, log *zap.Logger, topic string,
 		}
 		switch {
 		case err == nil:
-			b = newBackoff(50*time.Millisecond, time.Second)
+			b = wait.Between(50*time.Millisecond, time.Second)
 			continue
 		case errors.Is(err, errOldBroker):
 			f.readWithReader(ctx, log, topic, partition, offset, emit)
 			return
-		case errors.Is(err, kafka.OffsetOutOfRange):
+		case errors.Is(err, kafkago.OffsetOutOfRange):
 			first, end, lerr := f.bounds(ctx, topic, partition)
 			switch {
 			case lerr == nil && offset < first:
@@ -283,7 +277,7 @@ type partitionReader struct {
 	topic     string
 	partition int
 	conn      *fetchConn
-	dec       *batchDecoder
+	dec       *wire.Decoder
 	// replica is the preferred read replica (KIP-392) that conn is to,
 	// since followed; -1 while conn is to the leader.
 	replica  int32
@@ -291,7 +285,7 @@ type partitionReader struct {
 }
 
 func (f *Fetcher) partitionReader(topic string, partition int, log *zap.Logger) *partitionReader {
-	return &partitionReader{f: f, log: log, topic: topic, partition: partition, dec: newBatchDecoder(topic, partition), replica: -1}
+	return &partitionReader{f: f, log: log, topic: topic, partition: partition, dec: wire.NewDecoder(topic, partition), replica: -1}
 }
 
 // read asks for the records from offset on and emits them, until emit
@@ -299,7 +293,7 @@ func (f *Fetcher) partitionReader(topic string, partition int, log *zap.Logger) 
 // emitted and skipped, even when it fails part of the way. A failure
 // closes the connection, so that the next read makes a new one, to the
 // leader. errOldBroker means the leader is too old for the fetcher.
-func (r *partitionReader) read(ctx context.Context, offset int64, emit func(kafka.Message) bool) (int64, error) {
+func (r *partitionReader) read(ctx context.Context, offset int64, emit func(envelope.Record) bool) (int64, error) {
 	next, err := r.readOnce(ctx, offset, emit)
 	if err != nil {
 		r.close()
@@ -311,12 +305,12 @@ func (r *partitionReader) read(ctx context.Context, offset int64, emit func(kafk
 	return next, err
 }
 
-func (r *partitionReader) readOnce(ctx context.Context, offset int64, emit func(kafka.Message) bool) (int64, error) {
+func (r *partitionReader) readOnce(ctx context.Context, offset int64, emit func(envelope.Record) bool) (int64, error) {
 	if r.replica >= 0 && time.Since(r.followed) > followFor {
 		r.close()
 		r.replica = -1
 	}
-	var res fetchResult
+	var res wire.FetchResult
 	for {
 		if r.conn == nil {
 			conn, err := r.f.dial(ctx, r.topic, r.partition, r.replica)
@@ -329,25 +323,25 @@ func (r *partitionReader) readOnce(ctx context.Context, offset int64, emit func(
 		if res, err = r.conn.fetch(ctx, r.topic, r.partition, offset); err != nil {
 			return offset, err
 		}
-		if res.replica < 0 {
+		if res.Replica < 0 {
 			break
 		}
 		// A leader that names a preferred read replica sends no records:
 		// this request is sent again to the replica, as franz-go does. A
 		// replica that names one in turn would send it round in circles.
 		if r.replica >= 0 {
-			return offset, fmt.Errorf("names read replica %d in turn, and sends no records", res.replica)
+			return offset, fmt.Errorf("names read replica %d in turn, and sends no records", res.Replica)
 		}
-		r.log.Info("reading from the preferred read replica", zap.Int32("replica", res.replica))
+		r.log.Info("reading from the preferred read replica", zap.Int32("replica", res.Replica))
 		r.close()
-		r.replica, r.followed = res.replica, time.Now()
+		r.replica, r.followed = res.Replica, time.Now()
 	}
 	stopped := false
-	next, err := r.dec.decode(res.records, offset, func(m kafka.Message) bool {
+	next, err := r.dec.Decode(res.Records, offset, func(m envelope.Record) bool {
 		stopped = !emit(m)
 		return !stopped
 	})
-	if err == nil && next == offset && len(res.records) > 0 && !stopped {
+	if err == nil && next == offset && len(res.Records) > 0 && !stopped {
 		// Brokers since Kafka 0.10.1 send a whole batch even when it is
 		// larger than the request asks for; older ones cut it.
 		err = fmt.Errorf("the answer holds no whole record batch: one is larger than the %d bytes asked for", fetchMaxBytes)
@@ -364,8 +358,8 @@ func (r *partitionReader) close() {
 
 // kafkaGoReader is kafka-go's Reader of a partition, for brokers too old
 // for the fetcher's requests.
-func kafkaGoReader(client Client, log *zap.Logger, topic string, partition int) *kafka.Reader {
-	return kafka.NewReader(kafka.ReaderConfig{
+func kafkaGoReader(client Client, log *zap.Logger, topic string, partition int) *kafkago.Reader {
+	return kafkago.NewReader(kafkago.ReaderConfig{
 		Brokers: client.Brokers, Dialer: client.Dialer(), Topic: topic, Partition: partition,
 		MinBytes: 1, MaxBytes: fetchMaxBytes, MaxWait: fetchMaxWait,
 		ReadBackoffMin: 50 * time.Millisecond, ReadBackoffMax: time.Second,
@@ -375,26 +369,26 @@ func kafkaGoReader(client Client, log *zap.Logger, topic string, partition int) 
 
 // readWithReader reads the partition with kafka-go's Reader, for brokers
 // too old for the fetcher's requests.
-func (f *Fetcher) readWithReader(ctx context.Context, log *zap.Logger, topic string, partition int, offset int64, emit func(kafka.Message) bool) {
+func (f *Fetcher) readWithReader(ctx context.Context, log *zap.Logger, topic string, partition int, offset int64, emit func(envelope.Record) bool) {
 	r := kafkaGoReader(f.client, log, topic, partition)
 	defer r.Close()
 	if err := r.SetOffset(offset); err != nil {
 		log.Error("set offset", zap.Int64("offset", offset), zap.Error(err))
 		return
 	}
-	for b := newBackoff(50*time.Millisecond, time.Second); ; {
+	for b := wait.Between(50*time.Millisecond, time.Second); ; {
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			log.Warn("fetch message; retrying", zap.Error(Denied(err, "READ", "topic", topic)))
+			log.Warn("fetch message; retrying", zap.Error(ExplainDenied(err, "READ", "topic", topic)))
 			if !b.Wait(ctx) {
 				return
 			}
 			continue
 		}
-		if !emit(m) {
+		if !emit(FromKafkaGo(m)) {
 			return
 		}
 	}
@@ -403,7 +397,7 @@ func (f *Fetcher) readWithReader(ctx context.Context, log *zap.Logger, topic str
 // recordAt reads the time of the record at offset; found is false if the
 // partition holds none there.
 func (r *partitionReader) recordAt(ctx context.Context, offset int64) (t time.Time, found bool, err error) {
-	_, err = r.read(ctx, offset, func(m kafka.Message) bool {
+	_, err = r.read(ctx, offset, func(m envelope.Record) bool {
 		if m.Offset == offset {
 			t, found = m.Time, true
 		}
@@ -424,7 +418,7 @@ const truncationSlack = 2 * time.Minute
 // offsetAt is the offset of the first record of a partition stamped at or
 // after t, -1 if there is none.
 func (f *Fetcher) offsetAt(ctx context.Context, topic string, partition int, t time.Time) (int64, error) {
-	po, err := f.listOffsets(ctx, topic, partition, kafka.TimeOffsetOf(partition, t))
+	po, err := f.listOffsets(ctx, topic, partition, kafkago.TimeOffsetOf(partition, t))
 	if err != nil {
 		return 0, err
 	}
@@ -437,7 +431,7 @@ func (f *Fetcher) offsetAt(ctx context.Context, topic string, partition int, t t
 // bounds are the first offset of a partition and the offset after its last
 // record.
 func (f *Fetcher) bounds(ctx context.Context, topic string, partition int) (first, end int64, err error) {
-	po, err := f.listOffsets(ctx, topic, partition, kafka.FirstOffsetOf(partition), kafka.LastOffsetOf(partition))
+	po, err := f.listOffsets(ctx, topic, partition, kafkago.FirstOffsetOf(partition), kafkago.LastOffsetOf(partition))
 	return po.FirstOffset, po.LastOffset, err
 }
 
@@ -445,13 +439,13 @@ func (f *Fetcher) bounds(ctx context.Context, topic string, partition int) (firs
 // (or a topic made again) makes the fetcher's admin client learn the
 // cluster's layout again and ask once more at once, instead of when its
 // metadata expires.
-func (f *Fetcher) listOffsets(ctx context.Context, topic string, partition int, reqs ...kafka.OffsetRequest) (kafka.PartitionOffsets, error) {
+func (f *Fetcher) listOffsets(ctx context.Context, topic string, partition int, reqs ...kafkago.OffsetRequest) (kafkago.PartitionOffsets, error) {
 	var err error
 	for attempt := range 2 {
-		var res *kafka.ListOffsetsResponse
-		res, err = f.admin.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: reqs}})
+		var res *kafkago.ListOffsetsResponse
+		res, err = f.admin.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{topic: reqs}})
 		if err == nil {
-			err = fmt.Errorf("list offsets of %s/%d: %w", topic, partition, kafka.UnknownTopicOrPartition)
+			err = fmt.Errorf("list offsets of %s/%d: %w", topic, partition, kafkago.UnknownTopicOrPartition)
 			for _, po := range res.Topics[topic] {
 				if po.Partition == partition {
 					if po.Error == nil {
@@ -466,7 +460,7 @@ func (f *Fetcher) listOffsets(ctx context.Context, topic string, partition int, 
 		}
 		f.admin.forgetLayout()
 	}
-	return kafka.PartitionOffsets{}, err
+	return kafkago.PartitionOffsets{}, err
 }
 
 // dial connects to the leader of topic/partition, or to the replica of
@@ -477,13 +471,13 @@ func (f *Fetcher) dial(ctx context.Context, topic string, partition int, replica
 	d := f.client.Dialer()
 	var err error
 	for _, b := range f.client.Brokers {
-		var p kafka.Partition
+		var p kafkago.Partition
 		lctx, cancel := context.WithTimeout(ctx, 2*f.client.dialTimeout())
 		p, err = d.LookupPartition(lctx, "tcp", b, topic, partition)
 		cancel()
 		to := p.Leader
 		if replica >= 0 {
-			to = kafka.Broker{}
+			to = kafkago.Broker{}
 			for _, r := range p.Replicas {
 				if int32(r.ID) == replica {
 					to = r
@@ -494,7 +488,7 @@ func (f *Fetcher) dial(ctx context.Context, topic string, partition int, replica
 		case err == nil && to.Host == "" && replica >= 0:
 			err = fmt.Errorf("not a replica of %s/%d in the metadata", topic, partition)
 		case err == nil && to.Host == "":
-			err = kafka.LeaderNotAvailable
+			err = kafkago.LeaderNotAvailable
 		}
 		if err == nil {
 			return dialFetchConn(ctx, f.client, net.JoinHostPort(to.Host, strconv.Itoa(to.Port)))
@@ -512,8 +506,8 @@ func (f *Fetcher) dial(ctx context.Context, topic string, partition int, replica
 // fetchConn is a connection to one broker that fetch requests are written
 // to and read from directly.
 type fetchConn struct {
-	kc      *kafka.Conn // owns the connection: closing it closes conn
-	conn    net.Conn    // TLS, if any, included; authenticated
+	kc      *kafkago.Conn // owns the connection: closing it closes conn
+	conn    net.Conn      // TLS, if any, included; authenticated
 	rd      *bufio.Reader
 	version int16
 	corr    int32
@@ -566,7 +560,7 @@ func dialFetchConn(ctx context.Context, c Client, addr string) (*fetchConn, erro
 		return nil, err
 	}
 	defer context.AfterFunc(ctx, func() { kc.Close() })()
-	// kafka.Conn puts its own deadlines on the connection.
+	// kafkago.Conn puts its own deadlines on the connection.
 	if err := kc.SetDeadline(time.Now().Add(c.dialTimeout())); err != nil {
 		kc.Close()
 		return nil, err
@@ -579,16 +573,16 @@ func dialFetchConn(ctx context.Context, c Client, addr string) (*fetchConn, erro
 	version, least := int16(-1), int16(0)
 	for _, v := range versions {
 		if v.ApiKey == int16(protocol.Fetch) {
-			version, least = min(v.MaxVersion, fetchMaxVersion), v.MinVersion
+			version, least = min(v.MaxVersion, wire.MaxFetchVersion), v.MinVersion
 		}
 	}
 	switch {
-	case version < fetchMinVersion:
+	case version < wire.MinFetchVersion:
 		kc.Close()
 		return nil, errOldBroker
 	case least > version:
 		kc.Close()
-		return nil, fmt.Errorf("%s speaks fetch versions from %d, this client up to %d", addr, least, fetchMaxVersion)
+		return nil, fmt.Errorf("%s speaks fetch versions from %d, this client up to %d", addr, least, wire.MaxFetchVersion)
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -601,7 +595,7 @@ func (c *fetchConn) Close() { c.kc.Close() }
 // fetch asks for the records of topic/partition from offset on and returns
 // what the response says of the partition, its record batches as they
 // came, in memory of their own.
-func (c *fetchConn) fetch(ctx context.Context, topic string, partition int, offset int64) (fetchResult, error) {
+func (c *fetchConn) fetch(ctx context.Context, topic string, partition int, offset int64) (wire.FetchResult, error) {
 	// A broker that throttles a client answers at once, since KIP-219
 	// (fetch version 8), and then reads nothing from the connection for
 	// the throttle time; before, it held the answer back that long. The
@@ -613,161 +607,48 @@ func (c *fetchConn) fetch(ctx context.Context, topic string, partition int, offs
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return fetchResult{}, ctx.Err()
+			return wire.FetchResult{}, ctx.Err()
 		case <-t.C:
 		}
 	}
 	c.corr++
-	c.req = appendFetchRequest(c.req[:0], c.version, c.corr, topic, partition, offset)
+	c.req = wire.FetchRequest{
+		Version: c.version, Correlation: c.corr, Topic: topic, Partition: partition, Offset: offset,
+		MaxWait: fetchMaxWait, MaxBytes: fetchMaxBytes,
+	}.Append(c.req[:0])
 	deadline := time.Now().Add(fetchMaxWait + 30*time.Second)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
 	if err := c.conn.SetDeadline(deadline); err != nil {
-		return fetchResult{}, err
+		return wire.FetchResult{}, err
 	}
 	// Ending ctx cuts a request short: the connection is then closed.
 	defer context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Now()) })()
 	if _, err := c.conn.Write(c.req); err != nil {
-		return fetchResult{}, err
+		return wire.FetchResult{}, err
 	}
 	var size [4]byte
 	if _, err := io.ReadFull(c.rd, size[:]); err != nil {
-		return fetchResult{}, err
+		return wire.FetchResult{}, err
 	}
 	// A response may hold one batch larger than the request asks for, up
 	// to the topic's max.message.bytes; past 256 MiB it is no answer of a
 	// broker's.
 	n := int32(binary.BigEndian.Uint32(size[:]))
 	if n < 4 || n > 256<<20 {
-		return fetchResult{}, fmt.Errorf("fetch response of %d bytes", n)
+		return wire.FetchResult{}, fmt.Errorf("fetch response of %d bytes", n)
 	}
 	res := make([]byte, n)
 	if _, err := io.ReadFull(c.rd, res); err != nil {
-		return fetchResult{}, err
+		return wire.FetchResult{}, err
 	}
-	fr, err := parseFetchResponse(res, c.version, c.corr, topic, partition)
-	if fr.throttle > 0 && c.version >= 8 {
-		c.mutedUntil = time.Now().Add(fr.throttle)
+	fr, err := wire.ParseFetchResponse(res, c.version, c.corr, topic, partition)
+	if code, ok := errors.AsType[wire.ErrorCode](err); ok {
+		err = kafkago.Error(code)
+	}
+	if fr.Throttle > 0 && c.version >= 8 {
+		c.mutedUntil = time.Now().Add(fr.Throttle)
 	}
 	return fr, err
-}
-
-// appendFetchRequest appends a fetch request of the given version for one
-// partition, from offset, reading what is written without waiting for
-// transactions (read_uncommitted, as kafka-go's Reader does).
-func appendFetchRequest(b []byte, version int16, corr int32, topic string, partition int, offset int64) []byte {
-	start := len(b)
-	b = binary.BigEndian.AppendUint32(b, 0) // size, set below
-	b = binary.BigEndian.AppendUint16(b, uint16(protocol.Fetch))
-	b = binary.BigEndian.AppendUint16(b, uint16(version))
-	b = binary.BigEndian.AppendUint32(b, uint32(corr))
-	b = appendString(b, "orders")                                               // client id
-	b = binary.BigEndian.AppendUint32(b, 0xffffffff)                            // replica id -1
-	b = binary.BigEndian.AppendUint32(b, uint32(fetchMaxWait/time.Millisecond)) // max wait
-	b = binary.BigEndian.AppendUint32(b, 1)                                     // min bytes
-	b = binary.BigEndian.AppendUint32(b, fetchMaxBytes)                         // max bytes (v3+)
-	b = append(b, 0)                                                            // isolation level (v4+)
-	if version >= 7 {
-		b = binary.BigEndian.AppendUint32(b, 0)          // session id: no session
-		b = binary.BigEndian.AppendUint32(b, 0xffffffff) // session epoch -1
-	}
-	b = binary.BigEndian.AppendUint32(b, 1) // topics
-	b = appendString(b, topic)
-	b = binary.BigEndian.AppendUint32(b, 1) // partitions
-	b = binary.BigEndian.AppendUint32(b, uint32(partition))
-	if version >= 9 {
-		b = binary.BigEndian.AppendUint32(b, 0xffffffff) // current leader epoch: unknown
-	}
-	b = binary.BigEndian.AppendUint64(b, uint64(offset))
-	if version >= 5 {
-		b = binary.BigEndian.AppendUint64(b, 0xffffffffffffffff) // log start offset -1
-	}
-	b = binary.BigEndian.AppendUint32(b, fetchMaxBytes) // partition max bytes
-	if version >= 7 {
-		b = binary.BigEndian.AppendUint32(b, 0) // forgotten topics
-	}
-	if version >= 11 {
-		b = appendString(b, "") // rack id
-	}
-	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-4))
-	return b
-}
-
-func appendString(b []byte, s string) []byte {
-	b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
-	return append(b, s...)
-}
-
-// fetchResult is what a fetch response says of the partition asked for.
-type fetchResult struct {
-	records  []byte        // its record batches; none if it was left out
-	throttle time.Duration // how long the broker throttles the client for
-	replica  int32         // the preferred read replica (KIP-392, v11), or -1
-}
-
-// parseFetchResponse returns what a fetch response of the given version
-// and correlation id says of topic/partition, or the error the broker
-// gave. A response may leave the partition out: one that throttles the
-// client holds no topic at all (KafkaApis answers with an empty response
-// and the throttle time), which is no records, not a failure. Each count
-// is checked against the bytes left, so that a hostile one is refused at
-// once rather than counted through.
-func parseFetchResponse(res []byte, version int16, corr int32, topic string, partition int) (fetchResult, error) {
-	out := fetchResult{replica: -1}
-	r := &fields{b: res}
-	if got := r.int32(); r.err == nil && got != corr {
-		return out, fmt.Errorf("fetch response %d to request %d", got, corr)
-	}
-	out.throttle = time.Duration(r.int32()) * time.Millisecond
-	if version >= 7 {
-		if code := r.int16(); code != 0 {
-			return out, kafka.Error(code)
-		}
-		r.int32() // session id
-	}
-	// The fewest bytes a partition takes: id, error, high watermark, last
-	// stable offset, aborted transactions and the records' size.
-	partitionSize := 4 + 2 + 8 + 8 + 4 + 4
-	if version >= 5 {
-		partitionSize += 8 // log start offset
-	}
-	if version >= 11 {
-		partitionSize += 4 // preferred read replica
-	}
-	for range r.count("topics", 2+4) {
-		name := r.string()
-		for range r.count("partitions", partitionSize) {
-			p := r.int32()
-			code := r.int16()
-			r.int64() // high watermark
-			r.int64() // last stable offset (v4+)
-			if version >= 5 {
-				r.int64() // log start offset
-			}
-			r.take(16 * r.count("aborted transactions", 16))
-			replica := int32(-1)
-			if version >= 11 {
-				replica = r.int32()
-			}
-			size := r.int32()
-			var rs []byte
-			if size > 0 {
-				rs = r.take(int(size))
-			}
-			if r.err != nil {
-				return out, fmt.Errorf("fetch response: %w", r.err)
-			}
-			if name == topic && int(p) == partition {
-				if code != 0 {
-					return out, kafka.Error(code)
-				}
-				out.records, out.replica = rs, replica
-			}
-		}
-	}
-	if r.err != nil {
-		return out, fmt.Errorf("fetch response: %w", r.err)
-	}
-	return out, nil
 }

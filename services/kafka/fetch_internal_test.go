@@ -1,8 +1,7 @@
-package pipeline
+package kafka
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
+	kafkago "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -21,6 +20,9 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/orderflow/orders/services/envelope"
+	"github.com/orderflow/orders/services/kafka/wire"
+	"github.com/orderflow/orders/services/kafka/wire/wiretest"
 	"github.com/orderflow/orders/services/testkit"
 )
 
@@ -41,11 +43,11 @@ func produceTo(t *testing.T, client Client, topic string, at time.Time, values .
 	t.Helper()
 	w := client.NewWriter(WriterConfig{}, zap.NewNop())
 	defer w.Close()
-	msgs := make([]kafka.Message, len(values))
+	msgs := make([]kafkago.Message, len(values))
 	for i, v := range values {
-		msgs[i] = kafka.Message{Topic: topic, Partition: 0, Time: at, Value: []byte(v)}
+		msgs[i] = kafkago.Message{Topic: topic, Partition: 0, Time: at, Value: []byte(v)}
 	}
-	if err := w.WriteMessages(t.Context(), msgs...); err != nil {
+	if err := w.Write(t.Context(), outputs(msgs...)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -59,10 +61,10 @@ func values(from, n int) []string {
 }
 
 // fetching runs f.Fetch of topic/0 from offset until the test ends.
-func fetching(t *testing.T, f *Fetcher, log *zap.Logger, topic string, offset int64) <-chan kafka.Message {
+func fetching(t *testing.T, f *Fetcher, log *zap.Logger, topic string, offset int64) <-chan envelope.Record {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	queue := make(chan kafka.Message, 16)
+	queue := make(chan envelope.Record, 16)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -79,7 +81,7 @@ func fetching(t *testing.T, f *Fetcher, log *zap.Logger, topic string, offset in
 }
 
 // expect reads from queue the records at offsets from on with vals.
-func expect(t *testing.T, queue <-chan kafka.Message, from int64, vals []string) {
+func expect(t *testing.T, queue <-chan envelope.Record, from int64, vals []string) {
 	t.Helper()
 	deadline := time.After(30 * time.Second)
 	for i, v := range vals {
@@ -100,7 +102,7 @@ func expect(t *testing.T, queue <-chan kafka.Message, from int64, vals []string)
 func TestFetcherFollowsAPartitionToItsNewLeader(t *testing.T) {
 	c, client := cluster(t, kfake.NumBrokers(3), kfake.SeedTopics(1, "t"))
 	produceTo(t, client, "t", time.Now(), values(0, 50)...)
-	queue := fetching(t, client.NewFetcher(), zap.NewNop(), "t", kafka.FirstOffset)
+	queue := fetching(t, client.NewFetcher(), zap.NewNop(), "t", kafkago.FirstOffset)
 	expect(t, queue, 0, values(0, 50))
 	leader := c.LeaderFor("t", 0)
 	if err := c.MoveTopicPartition("t", 0, (leader+1)%3); err != nil {
@@ -115,9 +117,9 @@ func TestFetcherSkipsOnlyRecordsTheBrokerDeleted(t *testing.T) {
 	retention := "3600000"
 	a := client.Admin()
 	defer a.Close()
-	res, err := a.CreateTopics(t.Context(), &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
+	res, err := a.CreateTopics(t.Context(), &kafkago.CreateTopicsRequest{Topics: []kafkago.TopicConfig{{
 		Topic: "t", NumPartitions: 1, ReplicationFactor: 1,
-		ConfigEntries: []kafka.ConfigEntry{{ConfigName: "retention.ms", ConfigValue: retention}},
+		ConfigEntries: []kafkago.ConfigEntry{{ConfigName: "retention.ms", ConfigValue: retention}},
 	}}})
 	if err != nil || res.Errors["t"] != nil {
 		t.Fatalf("create t: %v %v", err, res.Errors)
@@ -147,11 +149,11 @@ func TestFetcherStopsWithItsContext(t *testing.T) {
 	f := client.NewFetcher()
 	defer f.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	queue := make(chan kafka.Message, 1)
+	queue := make(chan envelope.Record, 1)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		f.Fetch(ctx, zap.NewNop(), "t", 0, kafka.FirstOffset, queue, nil)
+		f.Fetch(ctx, zap.NewNop(), "t", 0, kafkago.FirstOffset, queue, nil)
 	}()
 	select {
 	case <-asked:
@@ -183,7 +185,7 @@ func TestFetcherHandsOldBrokersToKafkaGosReader(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var got []string
-	f.readWithReader(ctx, zap.NewNop(), "t", 0, 5, func(m kafka.Message) bool {
+	f.readWithReader(ctx, zap.NewNop(), "t", 0, 5, func(m envelope.Record) bool {
 		if m.Offset != int64(5+len(got)) {
 			t.Errorf("offset %d after %d records from 5", m.Offset, len(got))
 		}
@@ -217,8 +219,8 @@ func serveFetches(c *kfake.Cluster, records func(offset int64) []byte) {
 // asks for the corrupt one.
 func TestFetcherSendsNothingTwiceBeforeABadBatch(t *testing.T) {
 	c, client := cluster(t, kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
-	good := fetched(t, 0, 0, []kafka.Message{{Value: []byte("a")}, {Value: []byte("b")}})
-	bad := fetched(t, 2, 0, []kafka.Message{{Value: []byte("c")}})
+	good := wiretest.Fetched(t, 0, 0, []kafkago.Message{{Value: []byte("a")}, {Value: []byte("b")}})
+	bad := wiretest.Fetched(t, 2, 0, []kafkago.Message{{Value: []byte("c")}})
 	bad[len(bad)-2] ^= 0x40
 	serveFetches(c, func(offset int64) []byte {
 		if offset < 2 {
@@ -244,8 +246,8 @@ func TestFetcherSendsNothingTwiceBeforeABadBatch(t *testing.T) {
 // next fetch begins after it, where the next batch is.
 func TestFetcherMovesPastABatchsCompactedEnd(t *testing.T) {
 	c, client := cluster(t, kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
-	first := compacted(t, fetched(t, 0, 0, []kafka.Message{{Value: []byte("a")}, {Value: []byte("b")}, {Value: []byte("c")}}), 9)
-	second := fetched(t, 10, 0, []kafka.Message{{Value: []byte("k")}})
+	first := wiretest.Compacted(t, wiretest.Fetched(t, 0, 0, []kafkago.Message{{Value: []byte("a")}, {Value: []byte("b")}, {Value: []byte("c")}}), 9)
+	second := wiretest.Fetched(t, 10, 0, []kafkago.Message{{Value: []byte("k")}})
 	serveFetches(c, func(offset int64) []byte {
 		if offset < 10 { // a broker reads one segment at a time
 			return first
@@ -264,15 +266,6 @@ func TestFetcherMovesPastABatchsCompactedEnd(t *testing.T) {
 	}
 }
 
-// compacted sets the last offset delta of the one batch in data, as a
-// broker's compaction leaves it, and its CRC.
-func compacted(t *testing.T, data []byte, lastDelta uint32) []byte {
-	t.Helper()
-	binary.BigEndian.PutUint32(data[batchLastDeltaAt:], lastDelta)
-	binary.BigEndian.PutUint32(data[batchCRCAt:], crc32Of(data[batchAttributesAt:]))
-	return data
-}
-
 // The fetcher reads brokers of every release from Kafka 0.11 on, with each
 // fetch version from 4 to 11 they answer.
 func TestFetcherSpeaksEveryVersion(t *testing.T) {
@@ -282,7 +275,7 @@ func TestFetcherSpeaksEveryVersion(t *testing.T) {
 	}{{"0.11", kversion.V0_11_0}, {"1.0", kversion.V1_0_0}, {"1.1", kversion.V1_1_0}, {"2.0", kversion.V2_0_0}, {"2.1", kversion.V2_1_0}, {"2.3", kversion.V2_3_0}}
 	tried := map[int16]bool{}
 	for _, r := range releases {
-		for v := int16(fetchMinVersion); v <= fetchMaxVersion; v++ {
+		for v := int16(wire.MinFetchVersion); v <= wire.MaxFetchVersion; v++ {
 			versions := r.versions()
 			if most, _ := versions.LookupMaxKeyVersion(int16(kmsg.Fetch)); most < v {
 				continue
@@ -304,7 +297,7 @@ func TestFetcherSpeaksEveryVersion(t *testing.T) {
 			})
 		}
 	}
-	if len(tried) != fetchMaxVersion-fetchMinVersion+1 {
+	if len(tried) != wire.MaxFetchVersion-wire.MinFetchVersion+1 {
 		t.Errorf("versions tried: %v, want 4 to 11", tried)
 	}
 }
@@ -377,17 +370,17 @@ func TestWriterSendsEachBrokerOneRequest(t *testing.T) {
 	})
 	w := client.NewWriter(WriterConfig{}, zap.NewNop())
 	defer w.Close()
-	var msgs []kafka.Message
+	var msgs []kafkago.Message
 	leaders := map[int32]bool{}
 	for _, topic := range []string{"t", "u"} {
 		for p := range 6 {
 			leaders[c.LeaderFor(topic, int32(p))] = true
 			for i := range 3 {
-				msgs = append(msgs, kafka.Message{Topic: topic, Partition: p, Value: []byte(fmt.Sprintf("%s/%d/%d", topic, p, i))})
+				msgs = append(msgs, kafkago.Message{Topic: topic, Partition: p, Value: []byte(fmt.Sprintf("%s/%d/%d", topic, p, i))})
 			}
 		}
 	}
-	if err := w.WriteMessages(t.Context(), msgs...); err != nil {
+	if err := w.Write(t.Context(), outputs(msgs...)); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()
@@ -403,7 +396,7 @@ func TestWriterSendsEachBrokerOneRequest(t *testing.T) {
 	for _, topic := range []string{"t", "u"} {
 		for p := range 6 {
 			var vals []string
-			if err := ReadRange(t.Context(), client, topic, p, 0, 3, func(m kafka.Message) error {
+			if err := ReadRange(t.Context(), client, topic, p, 0, 3, func(m envelope.Record) error {
 				vals = append(vals, string(m.Value))
 				return nil
 			}); err != nil {
@@ -495,7 +488,7 @@ func TestReadRangeWaitsOutAThrottle(t *testing.T) {
 	produceTo(t, client, "t", time.Now(), values(0, 10)...)
 	throttleFetches(c, 2, 50*time.Millisecond)
 	var got []string
-	err := ReadRange(t.Context(), client, "t", 0, 0, 10, func(m kafka.Message) error {
+	err := ReadRange(t.Context(), client, "t", 0, 0, 10, func(m envelope.Record) error {
 		got = append(got, string(m.Value))
 		return nil
 	})
@@ -663,7 +656,7 @@ func TestFetcherDoesNotSpinOnAPreferredReplica(t *testing.T) {
 func TestFetcherReadsEveryRecordWrittenSinceAPartitionWasCutBack(t *testing.T) {
 	c, client := cluster(t, kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
 	produceTo(t, client, "t", time.Now().Add(-time.Minute), values(0, 10)...)
-	queue := fetching(t, client.NewFetcher(), zap.NewNop(), "t", kafka.FirstOffset)
+	queue := fetching(t, client.NewFetcher(), zap.NewNop(), "t", kafkago.FirstOffset)
 	expect(t, queue, 0, values(0, 10))
 
 	// While the fetcher cannot fetch, the topic is deleted and made again,
@@ -683,7 +676,7 @@ func TestFetcherSeesAPartitionWrittenAgainPastItsOffset(t *testing.T) {
 	c, client := cluster(t, kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
 	produceTo(t, client, "t", time.Now().Add(-time.Minute), values(0, 10)...)
 	core, logs := observer.New(zap.WarnLevel)
-	queue := fetching(t, client.NewFetcher(), zap.New(core), "t", kafka.FirstOffset)
+	queue := fetching(t, client.NewFetcher(), zap.New(core), "t", kafkago.FirstOffset)
 	expect(t, queue, 0, values(0, 10))
 
 	hold := holdFetches(t, c, "t")
