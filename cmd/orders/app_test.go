@@ -20,10 +20,7 @@ import (
 
 // Every fx app the binary builds is complete: each dependency is provided.
 func TestAppsValidate(t *testing.T) {
-	s := &settings{}
-	for _, st := range s.list() {
-		*st.dst = st.def
-	}
+	s := newSettings()
 	c, err := s.load()
 	if err != nil {
 		t.Fatal(err)
@@ -60,11 +57,10 @@ func TestAppStopLeavesNoGoroutines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &settings{}
-	for _, st := range s.list() {
-		*st.dst = st.def
-	}
-	s.brokers, s.retryDelays, s.logLevel = b.Addr(), "50ms,50ms,50ms", "error"
+	s := newSettings()
+	s.brokers = []string{b.Addr()}
+	s.retryDelays = []time.Duration{50 * time.Millisecond, 50 * time.Millisecond, 50 * time.Millisecond}
+	s.logLevel = zap.ErrorLevel
 	c, err := s.load()
 	if err != nil {
 		t.Fatal(err)

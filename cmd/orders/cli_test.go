@@ -67,12 +67,85 @@ func TestNoBrokerFailsFastNamingTheAddress(t *testing.T) {
 	}
 }
 
+// Every command has help. The commands list the log settings, and those
+// that talk to Kafka the client and pipeline settings too; the embedded
+// broker lists no Kafka client setting.
 func TestHelpOnEveryCommand(t *testing.T) {
 	bin := testkit.Binary(t)
-	for _, args := range [][]string{{}, {"broker"}, {"topics"}, {"produce"}, {"run"}, {"run", "main"}, {"run", "retry"}, {"run", "aggregator"}, {"stats"}, {"demo"}} {
-		out, err := testkit.Run(t, bin, nil, append(args, "--help")...)
-		if err != nil || !strings.Contains(out, "Usage:") || !strings.Contains(out, "KAFKA_BROKERS") {
-			t.Errorf("orders %s --help: %v\n%s", strings.Join(args, " "), err, out)
+	for _, c := range []struct {
+		args        []string
+		logs, kafka bool
+	}{
+		{nil, false, false}, {[]string{"broker"}, true, false},
+		{[]string{"topics"}, true, true}, {[]string{"produce"}, true, true}, {[]string{"run"}, true, true},
+		{[]string{"run", "main"}, true, true}, {[]string{"run", "retry"}, true, true}, {[]string{"run", "aggregator"}, true, true},
+		{[]string{"stats"}, true, true}, {[]string{"demo"}, true, true}, {[]string{"acls"}, true, true},
+		{[]string{"inspect"}, true, true}, {[]string{"trace"}, true, true}, {[]string{"dlq", "list"}, true, true},
+		{[]string{"dlq", "replay"}, true, true},
+	} {
+		out, err := testkit.Run(t, bin, nil, append(c.args, "--help")...)
+		if err != nil || !strings.Contains(out, "Usage:") {
+			t.Errorf("orders %s --help: %v\n%s", strings.Join(c.args, " "), err, out)
+		}
+		for flag, want := range map[string]bool{
+			"--log-level level": c.logs, "[$LOG_LEVEL]": c.logs,
+			"--brokers strings": c.kafka, "[$KAFKA_BROKERS]": c.kafka, "--tls on|off": c.kafka, "--sasl-mechanism ": c.kafka,
+			"--retry-delays durations": c.kafka, "--session-timeout duration": c.kafka,
+		} {
+			if strings.Contains(out, flag) != want {
+				t.Errorf("orders %s --help: listing %q is %v, want %v\n%s", strings.Join(c.args, " "), flag, !want, want, out)
+			}
+		}
+	}
+}
+
+// A variable's bad value names the variable, the value and the flag; a bad
+// value given with the flag names the flag and the variable.
+func TestSettingErrorsNameFlagAndVariable(t *testing.T) {
+	bin := testkit.Binary(t)
+	for _, c := range []struct {
+		env  []string
+		args []string
+		says string
+	}{
+		{[]string{"KAFKA_TLS=maybe"}, []string{"topics"}, "orders: KAFKA_TLS=maybe (--tls): must be on or off"},
+		{[]string{"PARTITIONS=0"}, []string{"topics"}, "orders: PARTITIONS=0 (--partitions): must be at least 1"},
+		{nil, []string{"topics", "--partitions", "0"}, "orders: --partitions=0 (PARTITIONS): must be at least 1"},
+		{[]string{"SESSION_TIMEOUT=500ms"}, []string{"run", "main"}, "orders: SESSION_TIMEOUT=500ms (--session-timeout): must be at least 1s"},
+		{[]string{"LOG_LEVEL=loud"}, []string{"broker"}, "orders: LOG_LEVEL=loud (--log-level): must be debug, info, warn or error"},
+		{nil, []string{"acls", "--tls", "maybe"}, `invalid argument "maybe" for "--tls" flag: must be on or off`},
+	} {
+		out, err := testkit.Run(t, bin, append([]string{"KAFKA_BROKERS=127.0.0.1:1"}, c.env...), c.args...)
+		if err == nil || !strings.Contains(out, c.says) {
+			t.Errorf("%v orders %s: %v, want a failure saying %q\n%s", c.env, strings.Join(c.args, " "), err, c.says, out)
+		}
+	}
+}
+
+// A flag wins over its variable, which wins over the default; a variable
+// the command line overrides is not even parsed. orders acls prints the
+// ACLs without a broker, from ACL_PRINCIPAL_PREFIX and RETRY_DELAYS.
+func TestFlagWinsOverVariable(t *testing.T) {
+	bin := testkit.Binary(t)
+	for _, c := range []struct {
+		env       []string
+		args      []string
+		principal string
+		stages    int
+	}{
+		{nil, nil, "User:orders-", 3},
+		{[]string{"ACL_PRINCIPAL_PREFIX=User:env-", "RETRY_DELAYS=1s"}, nil, "User:env-", 1},
+		{[]string{"ACL_PRINCIPAL_PREFIX=User:env-", "RETRY_DELAYS=1s"}, []string{"--acl-principal-prefix", "User:flag-", "--retry-delays", "1s,2s"}, "User:flag-", 2},
+		{[]string{"KAFKA_TLS=maybe", "RETRY_DELAYS=soon"}, []string{"--tls", "off", "--retry-delays", "1s, 5s"}, "User:orders-", 2},
+	} {
+		out, err := testkit.Run(t, bin, c.env, append([]string{"acls"}, c.args...)...)
+		if err != nil {
+			t.Errorf("%v orders acls %v: %v\n%s", c.env, c.args, err, out)
+			continue
+		}
+		if !strings.Contains(out, c.principal+"main ") || !strings.Contains(out, fmt.Sprintf("%sretry-%d ", c.principal, c.stages)) ||
+			strings.Contains(out, fmt.Sprintf("retry-%d ", c.stages+1)) {
+			t.Errorf("%v orders acls %v: want principals %s... with %d retry stages:\n%s", c.env, c.args, c.principal, c.stages, out)
 		}
 	}
 }

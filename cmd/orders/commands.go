@@ -96,8 +96,8 @@ partitions) on a loopback address, for tests and trials; never in production.`,
 	cmd.Flags().DurationVar(&cfg.GroupMaxSessionTimeout, "group-max-session-timeout", broker.DefaultGroupMaxSessionTimeout, "greatest session timeout a group member may ask for (Kafka's group.max.session.timeout.ms)")
 	cmd.Flags().StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "PEM certificate: the listener speaks TLS only (with --tls-key-file)")
 	cmd.Flags().StringVar(&cfg.TLSKeyFile, "tls-key-file", "", "PEM key of --tls-cert-file")
-	cmd.Flags().StringVar(&usersFile, "sasl-users-file", "", "require SASL: one user a line, `mechanism username password` (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)")
-	cmd.Flags().StringSliceVar(&superusers, "superusers", nil, "comma-separated users of --sasl-users-file that bypass ACLs (for `orders acls --apply`)")
+	cmd.Flags().StringVar(&usersFile, "sasl-users-file", "", "require SASL: a file of one user a line, \"mechanism username password\" (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)")
+	cmd.Flags().StringSliceVar(&superusers, "superusers", nil, "comma-separated users of --sasl-users-file that bypass ACLs (for orders acls --apply)")
 	cmd.Flags().BoolVar(&cfg.ACLs, "acls", false, "enforce ACLs: users other than --superusers may do only what an ACL allows (needs --sasl-users-file)")
 	cmd.Flags().StringVar(&cfg.FaultControl, "fault-control", "", "for tests and trials: serve the fault API over HTTP on this loopback host:port (port 0 picks one; it prints 'fault control listening on ADDR')")
 	return cmd

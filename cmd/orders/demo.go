@@ -29,8 +29,9 @@ and stream their log. With --count N it stops once all N orders have reached
 an outcome and prints a summary; with --count 0 it runs until interrupted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if !explicit(cmd, s.list(), "brokers") {
-				s.brokers = "127.0.0.1:0"
+			embedded := !s.given("brokers")
+			if embedded {
+				s.brokers = []string{"127.0.0.1:0"}
 			}
 			c, err := s.load()
 			if err != nil {
@@ -40,7 +41,7 @@ an outcome and prints a summary; with --count 0 it runs until interrupted.`,
 				return err
 			}
 			ctx := cmd.Context()
-			if !explicit(cmd, s.list(), "brokers") {
+			if embedded {
 				b, err := broker.Start(broker.Config{Listen: "127.0.0.1:0", Partitions: c.topology.Partitions}, c.log)
 				if err != nil {
 					return err

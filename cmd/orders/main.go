@@ -35,7 +35,7 @@ func main() {
 }
 
 func newRoot() *cobra.Command {
-	s := &settings{}
+	s := newSettings()
 	var cpuProfile, memProfile string
 	var stopProfile func()
 	root := &cobra.Command{
@@ -45,11 +45,16 @@ func newRoot() *cobra.Command {
 main (orders -> orders_processed), retry stages 1..N (each waits its delay), the DLQ,
 and an aggregator that keeps the running average price.
 
-Every setting is a flag and an environment variable; flags win.`,
+Every setting is a flag and an environment variable, which a command's --help
+shows as [$NAME]; a flag wins over its variable. Each command has the settings
+it uses: the Kafka and pipeline settings are on the commands that talk to
+Kafka (see orders run main --help).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			applyEnv(cmd, s.list())
+			if err := applyEnv(cmd.Flags()); err != nil {
+				return err
+			}
 			var err error
 			stopProfile, err = startProfiles(cpuProfile, memProfile)
 			return err
@@ -60,17 +65,20 @@ Every setting is a flag and an environment variable; flags win.`,
 			}
 		},
 	}
-	s.register(root.PersistentFlags())
 	// For profiling a stage under load (make bench writes its profiles
 	// with it); not a setting, so it has no environment variable.
 	root.PersistentFlags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the command to this file")
 	_ = root.PersistentFlags().MarkHidden("cpuprofile")
 	root.PersistentFlags().StringVar(&memProfile, "memprofile", "", "write the allocations of the command to this file when it ends")
 	_ = root.PersistentFlags().MarkHidden("memprofile")
-	root.AddCommand(
-		brokerCmd(s), topicsCmd(s), produceCmd(s), runCmd(s), statsCmd(s), demoCmd(s), aclsCmd(s),
+	// The embedded broker is no Kafka client: it takes the log settings only.
+	root.AddCommand(withFlags(brokerCmd(s), s.logFlags))
+	for _, cmd := range []*cobra.Command{
+		topicsCmd(s), produceCmd(s), runCmd(s), statsCmd(s), demoCmd(s), aclsCmd(s),
 		inspectCmd(s), traceCmd(s), dlqCmd(s),
-	)
+	} {
+		root.AddCommand(withFlags(cmd, s.logFlags, s.clientFlags, s.pipelineFlags))
+	}
 	return root
 }
 

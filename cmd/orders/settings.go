@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strconv"
+	"slices"
 	"strings"
 	"time"
 
-	"github.com/segmentio/kafka-go/sasl"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
@@ -25,123 +24,194 @@ import (
 	"github.com/orderflow/orders/topology"
 )
 
-// settings are the values every command shares: each is a flag whose
-// default comes from an environment variable.
+// settings are the values the commands share, each a typed flag bound to an
+// environment variable (see applyEnv). Parsing leaves only range checks,
+// which load and logger make, naming the flag and its variable.
 type settings struct {
-	brokers        string
-	retryDelays    string
-	failProducts   string
-	flakyRate      string
-	partitions     string
-	replication    string
-	sessionTimeout string
-	maxBatch       string
-	logLevel       string
-	logFormat      string
-	logSample      string
-	metricsAddr    string
-	dlqMinRet      string
+	// Logging, on every command.
+	logLevel  zapcore.Level
+	logFormat string
+	logSample int
 
-	tls                   string
+	// The Kafka client, on the commands that talk to Kafka.
+	brokers               []string
+	tls                   bool
 	tlsCAFile             string
 	tlsCertFile           string
 	tlsKeyFile            string
-	tlsInsecureSkipVerify string
+	tlsInsecureSkipVerify bool
 	saslMechanism         string
 	saslUsername          string
 	saslPasswordFile      string
-	principalPrefix       string
 	// passwordFlag catches a password given on the command line, which is
 	// refused: command lines show up in ps and shell histories.
 	passwordFlag string
+
+	// The pipeline, on the same commands.
+	retryDelays     []time.Duration
+	failProducts    []string
+	flakyRate       float64
+	partitions      int
+	replication     int
+	sessionTimeout  time.Duration
+	maxBatch        int
+	metricsAddr     string
+	dlqMinRet       time.Duration
+	principalPrefix string
+
+	// The flags of each group above; a command takes the groups it uses
+	// (withFlags).
+	logFlags, clientFlags, pipelineFlags *pflag.FlagSet
 }
 
 // passwordEnv holds the SASL password. It has no flag on purpose.
 const passwordEnv = "KAFKA_SASL_PASSWORD"
 
-// setting binds one flag to its environment variable.
-type setting struct {
-	flag, env, def, usage string
-	dst                   *string
+// newSettings returns settings at their defaults, with their flags.
+func newSettings() *settings {
+	s := &settings{}
+	s.logFlags = s.logSet()
+	s.clientFlags = s.clientSet()
+	s.pipelineFlags = s.pipelineSet()
+	return s
 }
 
-func (s *settings) list() []setting {
-	return []setting{
-		{"brokers", "KAFKA_BROKERS", "127.0.0.1:9092", "comma-separated Kafka bootstrap addresses", &s.brokers},
-		{"retry-delays", "RETRY_DELAYS", "2s,5s,10s", "delay of each retry stage; the count is the number of stages", &s.retryDelays},
-		{"fail-products", "FAIL_PRODUCTS", "Item3", "comma-separated products that always fail processing", &s.failProducts},
-		{"flaky-rate", "FLAKY_RATE", "0", "probability in [0,1] that an attempt fails transiently (deterministic per orderId and attempt)", &s.flakyRate},
-		{"partitions", "PARTITIONS", "6", "partitions of every pipeline topic", &s.partitions},
-		{"replication", "REPLICATION", "1", "replication factor of every pipeline topic", &s.replication},
-		{"session-timeout", "SESSION_TIMEOUT", "10s", "consumer group session timeout of every stage", &s.sessionTimeout},
-		{"max-batch", "MAX_BATCH", strconv.Itoa(stage.DefaultMaxBatch), "most records a stage handles, writes and commits together", &s.maxBatch},
-		{"log-level", "LOG_LEVEL", "info", "debug, info, warn or error", &s.logLevel},
-		{"log-format", "LOG_FORMAT", "console", "console or json", &s.logFormat},
-		{"log-sample", "LOG_SAMPLE", "100", "per second, each log message's first N lines, then one in N; 0 logs every line", &s.logSample},
-		{"dlq-min-retention", "DLQ_MIN_RETENTION", "168h", "least retention orders topics --check accepts for the DLQ", &s.dlqMinRet},
-		{"metrics-addr", "METRICS_ADDR", "", "serve /metrics, /healthz and /readyz on this address (\":0\" picks a port; empty: off)", &s.metricsAddr},
-		{"tls", "KAFKA_TLS", "off", "on: connect to the brokers with TLS", &s.tls},
-		{"tls-ca-file", "KAFKA_TLS_CA_FILE", "", "PEM file of the CAs that sign the brokers' certificates (default: the system's)", &s.tlsCAFile},
-		{"tls-client-cert-file", "KAFKA_TLS_CERT_FILE", "", "PEM client certificate, for brokers that authenticate clients by certificate", &s.tlsCertFile},
-		{"tls-client-key-file", "KAFKA_TLS_KEY_FILE", "", "PEM key of the client certificate", &s.tlsKeyFile},
-		{"tls-insecure-skip-verify", "KAFKA_TLS_INSECURE_SKIP_VERIFY", "off", "on: accept any broker certificate (testing only; logged as a warning)", &s.tlsInsecureSkipVerify},
-		{"sasl-mechanism", "KAFKA_SASL_MECHANISM", "", "plain, scram-sha-256 or scram-sha-512 (default: no SASL)", &s.saslMechanism},
-		{"sasl-username", "KAFKA_SASL_USERNAME", "", "SASL username", &s.saslUsername},
-		{"sasl-password-file", "KAFKA_SASL_PASSWORD_FILE", "", "file holding the SASL password (or set " + passwordEnv + "; never on the command line)", &s.saslPasswordFile},
-		{"acl-principal-prefix", "ACL_PRINCIPAL_PREFIX", "User:orders-", "principal of each stage: this prefix and main, retry-K, aggregator, producer or admin", &s.principalPrefix},
-	}
+func (s *settings) logSet() *pflag.FlagSet {
+	fs := pflag.NewFlagSet("log", pflag.ContinueOnError)
+	s.logLevel = zapcore.InfoLevel
+	fs.Var(level{&s.logLevel}, "log-level", "least level logged: debug, info, warn or error")
+	choiceVar(fs, choice{p: &s.logFormat, words: []string{"console", "json"}}, "log-format", "console", "how log lines are written")
+	decimalVar(fs, &s.logSample, "log-sample", 100, "per second, each log message's first N lines, then one in N; 0 logs every line")
+	bindEnv(fs, map[string]string{
+		"log-level":  "LOG_LEVEL",
+		"log-format": "LOG_FORMAT",
+		"log-sample": "LOG_SAMPLE",
+	})
+	return fs
 }
 
-func (s *settings) register(fs *pflag.FlagSet) {
-	for _, st := range s.list() {
-		fs.StringVar(st.dst, st.flag, st.def, st.usage+" (env "+st.env+")")
-	}
+func (s *settings) clientSet() *pflag.FlagSet {
+	fs := pflag.NewFlagSet("client", pflag.ContinueOnError)
+	fs.StringSliceVar(&s.brokers, "brokers", []string{"127.0.0.1:9092"}, "comma-separated Kafka bootstrap addresses")
+	onOffVar(fs, &s.tls, "tls", false, "on: connect to the brokers with TLS")
+	fs.StringVar(&s.tlsCAFile, "tls-ca-file", "", "PEM file of the CAs that sign the brokers' certificates (default: the system's)")
+	fs.StringVar(&s.tlsCertFile, "tls-client-cert-file", "", "PEM client certificate, for brokers that authenticate clients by certificate")
+	fs.StringVar(&s.tlsKeyFile, "tls-client-key-file", "", "PEM key of the client certificate")
+	onOffVar(fs, &s.tlsInsecureSkipVerify, "tls-insecure-skip-verify", false, "on: accept any broker certificate (testing only; logged as a warning)")
+	choiceVar(fs, choice{p: &s.saslMechanism, words: []string{kafka.SASLPlain, kafka.SASLScramSHA256, kafka.SASLScramSHA512}, fold: true, none: true},
+		"sasl-mechanism", "", "SASL mechanism (default: no SASL)")
+	fs.StringVar(&s.saslUsername, "sasl-username", "", "SASL username")
+	fs.StringVar(&s.saslPasswordFile, "sasl-password-file", "", "file holding the SASL password (or set "+passwordEnv+"; never on the command line)")
 	fs.StringVar(&s.passwordFlag, "sasl-password", "", "refused: use "+passwordEnv+" or --sasl-password-file")
 	_ = fs.MarkHidden("sasl-password")
+	bindEnv(fs, map[string]string{
+		"brokers":                  "KAFKA_BROKERS",
+		"tls":                      "KAFKA_TLS",
+		"tls-ca-file":              "KAFKA_TLS_CA_FILE",
+		"tls-client-cert-file":     "KAFKA_TLS_CERT_FILE",
+		"tls-client-key-file":      "KAFKA_TLS_KEY_FILE",
+		"tls-insecure-skip-verify": "KAFKA_TLS_INSECURE_SKIP_VERIFY",
+		"sasl-mechanism":           "KAFKA_SASL_MECHANISM",
+		"sasl-username":            "KAFKA_SASL_USERNAME",
+		"sasl-password-file":       "KAFKA_SASL_PASSWORD_FILE",
+	})
+	trimLists(fs)
+	return fs
 }
 
-// applyEnv fills every flag not given on the command line from its
-// environment variable.
-func applyEnv(cmd *cobra.Command, list []setting) {
-	for _, st := range list {
-		if f := cmd.Flags().Lookup(st.flag); f != nil && f.Changed {
-			continue
-		}
-		if v, ok := os.LookupEnv(st.env); ok {
-			*st.dst = v
+func (s *settings) pipelineSet() *pflag.FlagSet {
+	fs := pflag.NewFlagSet("pipeline", pflag.ContinueOnError)
+	fs.DurationSliceVar(&s.retryDelays, "retry-delays", []time.Duration{2 * time.Second, 5 * time.Second, 10 * time.Second}, "delay of each retry stage; the count is the number of stages")
+	fs.StringSliceVar(&s.failProducts, "fail-products", []string{"Item3"}, "comma-separated products that always fail processing")
+	fs.Float64Var(&s.flakyRate, "flaky-rate", 0, "probability in [0,1] that an attempt fails transiently (deterministic per orderId and attempt)")
+	decimalVar(fs, &s.partitions, "partitions", 6, "partitions of every pipeline topic")
+	decimalVar(fs, &s.replication, "replication", 1, "replication factor of every pipeline topic")
+	fs.DurationVar(&s.sessionTimeout, "session-timeout", 10*time.Second, "consumer group session timeout of every stage")
+	decimalVar(fs, &s.maxBatch, "max-batch", stage.DefaultMaxBatch, "most records a stage handles, writes and commits together")
+	fs.StringVar(&s.metricsAddr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this address (\":0\" picks a port; empty: off)")
+	fs.DurationVar(&s.dlqMinRet, "dlq-min-retention", 168*time.Hour, "least retention orders topics --check accepts for the DLQ")
+	fs.StringVar(&s.principalPrefix, "acl-principal-prefix", "User:orders-", "principal of each stage: this prefix and main, retry-K, aggregator, producer or admin")
+	bindEnv(fs, map[string]string{
+		"retry-delays":         "RETRY_DELAYS",
+		"fail-products":        "FAIL_PRODUCTS",
+		"flaky-rate":           "FLAKY_RATE",
+		"partitions":           "PARTITIONS",
+		"replication":          "REPLICATION",
+		"session-timeout":      "SESSION_TIMEOUT",
+		"max-batch":            "MAX_BATCH",
+		"metrics-addr":         "METRICS_ADDR",
+		"dlq-min-retention":    "DLQ_MIN_RETENTION",
+		"acl-principal-prefix": "ACL_PRINCIPAL_PREFIX",
+	})
+	trimLists(fs)
+	return fs
+}
+
+// withFlags gives cmd, and the commands under it, the flags of sets.
+func withFlags(cmd *cobra.Command, sets ...*pflag.FlagSet) *cobra.Command {
+	for _, fs := range sets {
+		cmd.PersistentFlags().AddFlagSet(fs)
+	}
+	return cmd
+}
+
+// flag is the settings flag of that name.
+func (s *settings) flag(name string) *pflag.Flag {
+	for _, fs := range []*pflag.FlagSet{s.logFlags, s.clientFlags, s.pipelineFlags} {
+		if f := fs.Lookup(name); f != nil {
+			return f
 		}
 	}
+	panic("no settings flag --" + name)
 }
 
-// explicit reports whether the named setting came from a flag or the environment.
-func explicit(cmd *cobra.Command, list []setting, flag string) bool {
-	for _, st := range list {
-		if st.flag != flag {
-			continue
-		}
-		if f := cmd.Flags().Lookup(flag); f != nil && f.Changed {
-			return true
-		}
-		_, ok := os.LookupEnv(st.env)
-		return ok
+// given reports whether the named setting came from its flag or its
+// environment variable rather than its default.
+func (s *settings) given(name string) bool {
+	f := s.flag(name)
+	return f.Changed || fromEnv(f)
+}
+
+// names names a setting both ways: KAFKA_TLS (--tls).
+func (s *settings) names(name string) string {
+	return fmt.Sprintf("%s (--%s)", envOf(s.flag(name)), name)
+}
+
+// setting names a setting and its value, where the value came from first:
+// PARTITIONS=0 (--partitions) from the environment, --partitions=0
+// (PARTITIONS) from the command line or the default.
+func (s *settings) setting(name string) string {
+	f := s.flag(name)
+	if fromEnv(f) {
+		return fmt.Sprintf("%s=%s (--%s)", envOf(f), os.Getenv(envOf(f)), name)
 	}
-	return false
+	v := f.Value.String()
+	if l, ok := f.Value.(pflag.SliceValue); ok {
+		v = strings.Join(l.GetSlice(), ",")
+	}
+	return fmt.Sprintf("--%s=%s (%s)", name, v, envOf(f))
 }
 
-func bad(env, flag, value string, err error) error {
-	return fmt.Errorf("%s (--%s) = %q: %w", env, flag, value, err)
+// bad is the error of a setting whose value parsed but cannot be used.
+func (s *settings) bad(name, format string, args ...any) error {
+	return fmt.Errorf("%s: %w", s.setting(name), fmt.Errorf(format, args...))
+}
+
+// nonEmpty is items without the empty ones: "a,,b" lists a and b.
+func nonEmpty(items []string) []string {
+	var out []string
+	for _, it := range items {
+		if it != "" {
+			out = append(out, it)
+		}
+	}
+	return out
 }
 
 func (s *settings) client() (kafka.Client, error) {
-	var brokers []string
-	for _, b := range strings.Split(s.brokers, ",") {
-		if b = strings.TrimSpace(b); b != "" {
-			brokers = append(brokers, b)
-		}
-	}
-	c := kafka.Client{Brokers: brokers}
+	c := kafka.Client{Brokers: nonEmpty(s.brokers)}
 	if err := c.Validate(); err != nil {
-		return c, bad("KAFKA_BROKERS", "brokers", s.brokers, errors.New("want host:port[,host:port...]"))
+		return c, s.bad("brokers", "must be host:port[,host:port...]")
 	}
 	var err error
 	if c.TLS, err = s.tlsConfig(); err != nil {
@@ -153,90 +223,73 @@ func (s *settings) client() (kafka.Client, error) {
 	return c, nil
 }
 
-func onOff(env, flag, value string) (bool, error) {
-	switch strings.ToLower(strings.TrimSpace(value)) {
-	case "on", "true", "1", "yes":
-		return true, nil
-	case "off", "false", "0", "no", "":
-		return false, nil
-	}
-	return false, bad(env, flag, value, errors.New("want on or off"))
-}
-
 func (s *settings) tlsConfig() (*tls.Config, error) {
-	on, err := onOff("KAFKA_TLS", "tls", s.tls)
-	if err != nil {
-		return nil, err
-	}
-	insecure, err := onOff("KAFKA_TLS_INSECURE_SKIP_VERIFY", "tls-insecure-skip-verify", s.tlsInsecureSkipVerify)
-	if err != nil {
-		return nil, err
-	}
-	if !on {
-		for _, f := range []struct{ env, flag, value string }{
-			{"KAFKA_TLS_CA_FILE", "tls-ca-file", s.tlsCAFile},
-			{"KAFKA_TLS_CERT_FILE", "tls-client-cert-file", s.tlsCertFile},
-			{"KAFKA_TLS_KEY_FILE", "tls-client-key-file", s.tlsKeyFile},
+	if !s.tls {
+		for _, f := range []struct{ name, value string }{
+			{"tls-ca-file", s.tlsCAFile},
+			{"tls-client-cert-file", s.tlsCertFile},
+			{"tls-client-key-file", s.tlsKeyFile},
 		} {
 			if f.value != "" {
-				return nil, bad(f.env, f.flag, f.value, errors.New("set KAFKA_TLS=on to use it"))
+				return nil, s.bad(f.name, "set %s on to use it", s.names("tls"))
 			}
 		}
-		if insecure {
-			return nil, bad("KAFKA_TLS_INSECURE_SKIP_VERIFY", "tls-insecure-skip-verify", s.tlsInsecureSkipVerify, errors.New("set KAFKA_TLS=on to use it"))
+		if s.tlsInsecureSkipVerify {
+			return nil, s.bad("tls-insecure-skip-verify", "set %s on to use it", s.names("tls"))
 		}
 		return nil, nil
 	}
-	cfg, err := kafka.LoadTLS(kafka.TLSFiles{CAFile: s.tlsCAFile, CertFile: s.tlsCertFile, KeyFile: s.tlsKeyFile, InsecureSkipVerify: insecure})
+	cfg, err := kafka.LoadTLS(kafka.TLSFiles{CAFile: s.tlsCAFile, CertFile: s.tlsCertFile, KeyFile: s.tlsKeyFile, InsecureSkipVerify: s.tlsInsecureSkipVerify})
 	switch {
 	case errors.Is(err, kafka.ErrCAFile):
-		return nil, bad("KAFKA_TLS_CA_FILE", "tls-ca-file", s.tlsCAFile, err)
+		return nil, s.bad("tls-ca-file", "%w", err)
 	case errors.Is(err, kafka.ErrKeyPair):
-		return nil, fmt.Errorf("KAFKA_TLS_CERT_FILE (--tls-client-cert-file) = %q, KAFKA_TLS_KEY_FILE (--tls-client-key-file) = %q: %w", s.tlsCertFile, s.tlsKeyFile, err)
+		return nil, fmt.Errorf("%s, %s: %w", s.setting("tls-client-cert-file"), s.setting("tls-client-key-file"), err)
 	case err != nil:
 		return nil, err
 	}
 	return cfg, nil
 }
 
-func (s *settings) sasl() (sasl.Mechanism, error) {
+func (s *settings) sasl() (*kafka.SASL, error) {
 	if s.passwordFlag != "" {
-		return nil, fmt.Errorf("--sasl-password: a password is never accepted on the command line; set %s or KAFKA_SASL_PASSWORD_FILE (--sasl-password-file)", passwordEnv)
+		return nil, fmt.Errorf("--sasl-password: a password is never accepted on the command line; set %s or %s", passwordEnv, s.names("sasl-password-file"))
 	}
 	envPass, hasEnvPass := os.LookupEnv(passwordEnv)
 	if s.saslMechanism == "" {
 		switch {
 		case s.saslUsername != "":
-			return nil, bad("KAFKA_SASL_USERNAME", "sasl-username", s.saslUsername, errors.New("set KAFKA_SASL_MECHANISM to use it"))
+			return nil, s.bad("sasl-username", "set %s to use it", s.names("sasl-mechanism"))
 		case s.saslPasswordFile != "":
-			return nil, bad("KAFKA_SASL_PASSWORD_FILE", "sasl-password-file", s.saslPasswordFile, errors.New("set KAFKA_SASL_MECHANISM to use it"))
+			return nil, s.bad("sasl-password-file", "set %s to use it", s.names("sasl-mechanism"))
 		case hasEnvPass:
-			return nil, fmt.Errorf("%s is set: set KAFKA_SASL_MECHANISM to use it", passwordEnv)
+			return nil, fmt.Errorf("%s is set: set %s to use it", passwordEnv, s.names("sasl-mechanism"))
 		}
 		return nil, nil
 	}
 	if s.saslUsername == "" {
-		return nil, fmt.Errorf("KAFKA_SASL_USERNAME (--sasl-username): required with KAFKA_SASL_MECHANISM=%s", s.saslMechanism)
+		return nil, fmt.Errorf("%s: required with %s", s.names("sasl-username"), s.setting("sasl-mechanism"))
 	}
 	var pass string
 	switch {
 	case s.saslPasswordFile != "" && hasEnvPass:
-		return nil, fmt.Errorf("KAFKA_SASL_PASSWORD_FILE (--sasl-password-file) and %s are both set: use one", passwordEnv)
+		return nil, fmt.Errorf("%s and %s are both set: use one", s.names("sasl-password-file"), passwordEnv)
 	case s.saslPasswordFile != "":
 		b, err := os.ReadFile(s.saslPasswordFile)
 		if err != nil {
-			return nil, bad("KAFKA_SASL_PASSWORD_FILE", "sasl-password-file", s.saslPasswordFile, errors.Unwrap(err))
+			return nil, s.bad("sasl-password-file", "%w", errors.Unwrap(err))
 		}
 		pass = strings.TrimRight(string(b), "\r\n")
 	case hasEnvPass:
 		pass = envPass
 	}
 	if pass == "" {
-		return nil, fmt.Errorf("KAFKA_SASL_MECHANISM=%s needs a password: set %s or KAFKA_SASL_PASSWORD_FILE (--sasl-password-file)", s.saslMechanism, passwordEnv)
+		return nil, fmt.Errorf("%s needs a password: set %s or %s", s.setting("sasl-mechanism"), passwordEnv, s.names("sasl-password-file"))
 	}
 	m, err := kafka.NewSASL(s.saslMechanism, s.saslUsername, pass)
 	if err != nil {
-		return nil, bad("KAFKA_SASL_MECHANISM", "sasl-mechanism", s.saslMechanism, errors.New("want plain, scram-sha-256 or scram-sha-512"))
+		// The error may quote the password: it is not shown.
+		return nil, s.bad("sasl-mechanism", "the username or the password holds characters the mechanism refuses")
 	}
 	return m, nil
 }
@@ -245,91 +298,83 @@ func (s *settings) sasl() (sasl.Mechanism, error) {
 // retry-K, aggregator, producer or admin.
 func (s *settings) principals() (string, error) {
 	if typ, name, ok := strings.Cut(s.principalPrefix, ":"); !ok || typ == "" || strings.ContainsAny(name, " ,") {
-		return "", bad("ACL_PRINCIPAL_PREFIX", "acl-principal-prefix", s.principalPrefix, errors.New("want a principal prefix such as User:orders-"))
+		return "", s.bad("acl-principal-prefix", "must be a principal prefix such as User:orders-")
 	}
 	return s.principalPrefix, nil
 }
 
 func (s *settings) topology() (topology.Topology, error) {
-	var delays []time.Duration
-	for _, part := range strings.Split(s.retryDelays, ",") {
-		d, err := time.ParseDuration(strings.TrimSpace(part))
-		if err != nil || d < 0 {
-			return topology.Topology{}, bad("RETRY_DELAYS", "retry-delays", s.retryDelays, errors.New("want comma-separated non-negative durations such as 2s,5s,10s"))
-		}
-		delays = append(delays, d)
+	if slices.ContainsFunc(s.retryDelays, func(d time.Duration) bool { return d < 0 }) {
+		return topology.Topology{}, s.bad("retry-delays", "must be non-negative durations such as 2s,5s,10s")
 	}
-	partitions, err := strconv.Atoi(s.partitions)
-	if err != nil || partitions < 1 {
-		return topology.Topology{}, bad("PARTITIONS", "partitions", s.partitions, errors.New("want a positive integer"))
+	if s.partitions < 1 {
+		return topology.Topology{}, s.bad("partitions", "must be at least 1")
 	}
-	replication, err := strconv.Atoi(s.replication)
-	if err != nil || replication < 1 {
-		return topology.Topology{}, bad("REPLICATION", "replication", s.replication, errors.New("want a positive integer"))
+	if s.replication < 1 {
+		return topology.Topology{}, s.bad("replication", "must be at least 1")
 	}
-	return topology.New(topology.Topology{Delays: delays, Partitions: partitions, Replication: replication})
+	return topology.New(topology.Topology{Delays: slices.Clone(s.retryDelays), Partitions: s.partitions, Replication: s.replication})
 }
 
 func (s *settings) rule() (processor.Rule, error) {
-	var r processor.Rule
-	for _, p := range strings.Split(s.failProducts, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			r.FailProducts = append(r.FailProducts, p)
-		}
-	}
-	rate, err := strconv.ParseFloat(s.flakyRate, 64)
-	if err != nil {
-		return r, bad("FLAKY_RATE", "flaky-rate", s.flakyRate, errors.New("want a number between 0 and 1"))
-	}
-	r.FlakyRate = rate
+	r := processor.Rule{FailProducts: nonEmpty(s.failProducts), FlakyRate: s.flakyRate}
 	if err := r.Validate(); err != nil {
-		return r, bad("FLAKY_RATE", "flaky-rate", s.flakyRate, errors.New("want a number between 0 and 1"))
+		return r, s.bad("flaky-rate", "must be a number between 0 and 1")
 	}
 	return r, nil
 }
 
 func (s *settings) options() (stage.Options, error) {
-	st, err := time.ParseDuration(s.sessionTimeout)
-	if err != nil || st < time.Second {
-		return stage.Options{}, bad("SESSION_TIMEOUT", "session-timeout", s.sessionTimeout, errors.New("want a duration of at least 1s"))
+	o := stage.Options{SessionTimeout: s.sessionTimeout, MaxBatch: s.maxBatch}
+	switch err := o.Validate(); {
+	case errors.Is(err, stage.ErrSessionTimeout):
+		return o, s.bad("session-timeout", "must be at least 1s")
+	case errors.Is(err, stage.ErrMaxBatch):
+		return o, s.bad("max-batch", "must be at least 1")
+	case err != nil:
+		return o, err
 	}
-	mb, err := strconv.Atoi(s.maxBatch)
-	if err != nil || mb < 1 {
-		return stage.Options{}, bad("MAX_BATCH", "max-batch", s.maxBatch, errors.New("want a positive integer"))
+	return o, nil
+}
+
+func (s *settings) metricsConfig() (metrics.Config, error) {
+	if s.metricsAddr != "" {
+		if _, _, err := net.SplitHostPort(s.metricsAddr); err != nil {
+			return metrics.Config{}, s.bad("metrics-addr", "must be host:port or :port")
+		}
 	}
-	return stage.Options{SessionTimeout: st, MaxBatch: mb}, nil
+	return metrics.Config{Addr: s.metricsAddr}, nil
+}
+
+func (s *settings) checkConfig() (admin.CheckConfig, error) {
+	if s.dlqMinRet < 0 {
+		return admin.CheckConfig{}, s.bad("dlq-min-retention", "must not be negative")
+	}
+	return admin.CheckConfig{DLQMinRetention: s.dlqMinRet}, nil
 }
 
 func (s *settings) logger() (*zap.Logger, error) {
-	level, err := zapcore.ParseLevel(s.logLevel)
-	if err != nil {
-		return nil, bad("LOG_LEVEL", "log-level", s.logLevel, errors.New("want debug, info, warn or error"))
+	if s.logSample < 0 {
+		return nil, s.bad("log-sample", "must be 0 or more")
 	}
 	var enc zapcore.Encoder
-	switch s.logFormat {
-	case "console":
+	if s.logFormat == "json" {
+		cfg := zap.NewProductionEncoderConfig()
+		cfg.EncodeTime = zapcore.ISO8601TimeEncoder
+		enc = zapcore.NewJSONEncoder(cfg)
+	} else {
 		cfg := zap.NewDevelopmentEncoderConfig()
 		cfg.EncodeTime = zapcore.TimeEncoderOfLayout("2006-01-02T15:04:05.000Z07:00")
 		cfg.EncodeCaller = nil
 		enc = zapcore.NewConsoleEncoder(cfg)
-	case "json":
-		cfg := zap.NewProductionEncoderConfig()
-		cfg.EncodeTime = zapcore.ISO8601TimeEncoder
-		enc = zapcore.NewJSONEncoder(cfg)
-	default:
-		return nil, bad("LOG_FORMAT", "log-format", s.logFormat, errors.New("want console or json"))
 	}
-	sample, err := strconv.Atoi(s.logSample)
-	if err != nil || sample < 0 {
-		return nil, bad("LOG_SAMPLE", "log-sample", s.logSample, errors.New("want a non-negative integer"))
-	}
-	core := zapcore.NewCore(enc, zapcore.Lock(os.Stderr), level)
-	if sample > 0 {
+	core := zapcore.NewCore(enc, zapcore.Lock(os.Stderr), s.logLevel)
+	if s.logSample > 0 {
 		// A line per order is the demo's behaviour, and at 5 orders/s it
 		// is kept whole. At benchmark rates an unbuffered write per order
 		// would cost more than the order itself, so past the first N lines
 		// of a message in a second only one in N is written.
-		core = logs.NewSampler(core, sample)
+		core = logs.NewSampler(core, s.logSample)
 	}
 	return zap.New(core), nil
 }
@@ -347,6 +392,8 @@ type config struct {
 	principalPrefix string
 }
 
+// load checks the settings of a command that talks to Kafka and builds its
+// config; its error names the setting to fix.
 func (s *settings) load() (config, error) {
 	var c config
 	var err error
@@ -365,17 +412,12 @@ func (s *settings) load() (config, error) {
 	if c.options, err = s.options(); err != nil {
 		return c, err
 	}
-	if s.metricsAddr != "" {
-		if _, _, err := net.SplitHostPort(s.metricsAddr); err != nil {
-			return c, bad("METRICS_ADDR", "metrics-addr", s.metricsAddr, errors.New("want host:port or :port"))
-		}
+	if c.metrics, err = s.metricsConfig(); err != nil {
+		return c, err
 	}
-	c.metrics = metrics.Config{Addr: s.metricsAddr}
-	ret, err := time.ParseDuration(s.dlqMinRet)
-	if err != nil || ret < 0 {
-		return c, bad("DLQ_MIN_RETENTION", "dlq-min-retention", s.dlqMinRet, errors.New("want a duration such as 168h"))
+	if c.check, err = s.checkConfig(); err != nil {
+		return c, err
 	}
-	c.check = admin.CheckConfig{DLQMinRetention: ret}
 	if c.principalPrefix, err = s.principals(); err != nil {
 		return c, err
 	}

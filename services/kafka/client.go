@@ -31,7 +31,15 @@ type Client struct {
 	TLS *tls.Config
 	// SASL, when set, authenticates every connection. Optional (NewSASL
 	// builds one).
-	SASL sasl.Mechanism
+	SASL *SASL
+}
+
+// mechanism is the client's SASL mechanism for kafka-go, nil if none.
+func (c Client) mechanism() sasl.Mechanism {
+	if c.SASL == nil {
+		return nil
+	}
+	return c.SASL.mechanism
 }
 
 // ErrNoBroker means no bootstrap broker answered.
@@ -59,12 +67,12 @@ func (c Client) dialTimeout() time.Duration {
 
 // Dialer is the dialer readers, fetchers and consumer groups use.
 func (c Client) Dialer() *kafkago.Dialer {
-	return &kafkago.Dialer{Timeout: c.dialTimeout(), DualStack: true, ClientID: "orders", TLS: c.TLS, SASLMechanism: c.SASL}
+	return &kafkago.Dialer{Timeout: c.dialTimeout(), DualStack: true, ClientID: "orders", TLS: c.TLS, SASLMechanism: c.mechanism()}
 }
 
 // Transport is the transport writers and admin requests use.
 func (c Client) Transport() *kafkago.Transport {
-	return &kafkago.Transport{DialTimeout: c.dialTimeout(), ClientID: "orders", MetadataTTL: 10 * time.Second, TLS: c.TLS, SASL: c.SASL}
+	return &kafkago.Transport{DialTimeout: c.dialTimeout(), ClientID: "orders", MetadataTTL: 10 * time.Second, TLS: c.TLS, SASL: c.mechanism()}
 }
 
 // Admin is a client for metadata and admin requests with a connection pool

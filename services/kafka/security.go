@@ -73,9 +73,18 @@ const (
 	SASLScramSHA512 = "scram-sha-512"
 )
 
+// SASL is how a client authenticates: a mechanism with a username and a
+// password. The password stays inside the mechanism, which nothing logs;
+// the username is kept for error messages.
+type SASL struct {
+	mechanism sasl.Mechanism
+	user      string
+}
+
 // NewSASL returns the mechanism of the given name (plain, scram-sha-256,
-// scram-sha-512) for user and password.
-func NewSASL(name, user, password string) (sasl.Mechanism, error) {
+// scram-sha-512) for user and password. Its error never quotes the
+// password.
+func NewSASL(name, user, password string) (*SASL, error) {
 	var (
 		m   sasl.Mechanism
 		err error
@@ -91,9 +100,10 @@ func NewSASL(name, user, password string) (sasl.Mechanism, error) {
 		return nil, fmt.Errorf("%w %q: want plain, scram-sha-256 or scram-sha-512", ErrSASLName, name)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w %s: %w", ErrSASLName, name, err)
+		// scram's error quotes the password.
+		return nil, fmt.Errorf("%w %s: the username or the password holds characters the mechanism refuses", ErrSASLName, name)
 	}
-	return userMechanism{Mechanism: m, user: user}, nil
+	return &SASL{mechanism: m, user: user}, nil
 }
 
 // Errors Ping wraps. Each but ErrNoBroker is a misconfiguration that
@@ -184,9 +194,9 @@ func (c Client) pingOne(ctx context.Context, addr string) error {
 			return fmt.Errorf("%w at %s: the broker speaks TLS and the client plaintext; set KAFKA_TLS=on", ErrTLSMismatch, addr)
 		case errors.Is(err, kafkago.SASLAuthenticationFailed):
 			return fmt.Errorf("%w at %s: the broker refused user %q with %s; check KAFKA_SASL_USERNAME and the password",
-				ErrSASLFailed, addr, c.saslUser(), c.SASL.Name())
+				ErrSASLFailed, addr, c.saslUser(), c.SASL.mechanism.Name())
 		case errors.Is(err, kafkago.UnsupportedSASLMechanism), errors.Is(err, kafkago.IllegalSASLState):
-			return fmt.Errorf("%w at %s: the broker does not take %s (KAFKA_SASL_MECHANISM): %w", ErrSASLMechanism, addr, c.SASL.Name(), err)
+			return fmt.Errorf("%w at %s: the broker does not take %s (KAFKA_SASL_MECHANISM): %w", ErrSASLMechanism, addr, c.SASL.mechanism.Name(), err)
 		case c.SASL != nil && closed(err):
 			return fmt.Errorf("%w at %s: the broker closed the connection during the SASL handshake; does this listener take SASL? (KAFKA_SASL_MECHANISM)", ErrSASLMechanism, addr)
 		}
@@ -210,17 +220,10 @@ func (c Client) pingOne(ctx context.Context, addr string) error {
 }
 
 func (c Client) saslUser() string {
-	if m, ok := c.SASL.(userMechanism); ok {
-		return m.user
+	if c.SASL == nil {
+		return "(none)"
 	}
-	return "(unknown)"
-}
-
-// userMechanism remembers the username for error messages; the password
-// stays inside the mechanism, which nothing logs.
-type userMechanism struct {
-	sasl.Mechanism
-	user string
+	return c.SASL.user
 }
 
 // tlsFor is the client's TLS config with the server name kafka-go would use.

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go/sasl"
-
 	"github.com/orderflow/orders/services/broker"
 	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/services/testkit"
@@ -42,7 +40,7 @@ func TestPingClassifiesFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mech := func(user, pass string) sasl.Mechanism {
+	mech := func(user, pass string) *kafka.SASL {
 		m, err := kafka.NewSASL("scram-sha-512", user, pass)
 		if err != nil {
 			t.Fatal(err)

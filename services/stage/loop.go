@@ -3,6 +3,7 @@ package stage
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"go.uber.org/zap"
@@ -63,8 +64,30 @@ func (c *Options) setDefaults() {
 
 }
 
+// Errors of Options.Validate, one per setting out of its range.
+var (
+	ErrSessionTimeout = errors.New("the session timeout must be at least 1s")
+	ErrMaxBatch       = errors.New("the batch must hold at least 1 record")
+)
+
+// Validate reports a setting out of its range, as ErrSessionTimeout or
+// ErrMaxBatch; zero values are out of range too, so it is for settings a
+// user gave (NewLoop gives defaults first).
+func (c Options) Validate() error {
+	if c.SessionTimeout < time.Second {
+		return fmt.Errorf("%w: %v", ErrSessionTimeout, c.SessionTimeout)
+	}
+	if c.MaxBatch < 1 {
+		return fmt.Errorf("%w: %d", ErrMaxBatch, c.MaxBatch)
+	}
+	return nil
+}
+
 func (c Config) validate() error {
 	if err := c.Client.Validate(); err != nil {
+		return err
+	}
+	if err := c.Options.Validate(); err != nil {
 		return err
 	}
 	if c.Group == "" || c.Topic == "" {
