@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strconv"
 	"strings"
@@ -85,6 +86,8 @@ func ends(t *testing.T, c *kafka.Client, topic string, partitions int) []int64 {
 	return out
 }
 
+// committed is what group has committed on topic's partitions; commit
+// gives each offset o the metadata "at o", which committed checks.
 func committed(t *testing.T, c *kafka.Client, group, topic string, partitions int) []int64 {
 	t.Helper()
 	ids := make([]int, partitions)
@@ -101,6 +104,9 @@ func committed(t *testing.T, c *kafka.Client, group, topic string, partitions in
 			t.Fatal(p.Error)
 		}
 		out[p.Partition] = p.CommittedOffset
+		if want := fmt.Sprint("at ", p.CommittedOffset); p.CommittedOffset >= 0 && p.Metadata != want {
+			t.Errorf("%s/%d: offset %d committed with metadata %q, want %q", topic, p.Partition, p.CommittedOffset, p.Metadata, want)
+		}
 	}
 	return out
 }
@@ -109,7 +115,7 @@ func commit(t *testing.T, c *kafka.Client, group, topic string, offsets []int64)
 	t.Helper()
 	req := &kafka.OffsetCommitRequest{GroupID: group, GenerationID: -1, Topics: map[string][]kafka.OffsetCommit{}}
 	for p, o := range offsets {
-		req.Topics[topic] = append(req.Topics[topic], kafka.OffsetCommit{Partition: p, Offset: o})
+		req.Topics[topic] = append(req.Topics[topic], kafka.OffsetCommit{Partition: p, Offset: o, Metadata: fmt.Sprint("at ", o)})
 	}
 	res, err := c.OffsetCommit(context.Background(), req)
 	if err != nil {

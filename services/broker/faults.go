@@ -438,17 +438,19 @@ func (b *Broker) Truncate(ctx context.Context, topic, group string, wait time.Du
 	var (
 		parts     []*kfake.PartitionInfo
 		committed map[int32]int64
+		metadata  map[int32]string
 	)
 	deadline := time.Now().Add(wait)
 	for {
 		parts = b.cluster.PartitionInfos(topic)
-		committed = map[int32]int64{}
+		committed, metadata = map[int32]int64{}, map[int32]string{}
 		caughtUp := true
 		g := b.cluster.GroupInfo(group)
 		for _, p := range parts {
 			var c int64
 			if g != nil {
 				c = g.Commits[topic][p.Partition].Offset
+				metadata[p.Partition] = g.Commits[topic][p.Partition].Metadata
 			}
 			committed[p.Partition] = c
 			caughtUp = caughtUp && c >= p.HighWatermark
@@ -482,7 +484,7 @@ func (b *Broker) Truncate(ctx context.Context, topic, group string, wait time.Du
 			res.Hits++
 		}
 	}
-	restored := b.recommit(ctx, group, topic, committed)
+	restored := b.recommit(ctx, group, topic, committed, metadata)
 	res.End = time.Now()
 	res.Detail = fmt.Sprintf("%s truncated to 0 below group %s's offsets %v (committed again: %v)", topic, group, offsetsText(committed), restored)
 	return res, nil
@@ -511,14 +513,16 @@ func (b *Broker) freeze() (release func()) {
 	return func() { once.Do(func() { close(released) }) }
 }
 
-// recommit commits offsets for group on topic again, as one of its members
-// when it has any (the broker takes commits of a group with members only
-// from them), retrying for a second while the group rebalances.
-func (b *Broker) recommit(ctx context.Context, group, topic string, offsets map[int32]int64) bool {
+// recommit commits offsets for group on topic again, with the metadata
+// they had, as an unclean election leaves a group's commits: as one of its
+// members when it has any (the broker takes commits of a group with
+// members only from them), retrying for a second while the group
+// rebalances.
+func (b *Broker) recommit(ctx context.Context, group, topic string, offsets map[int32]int64, metadata map[int32]string) bool {
 	req := &kafka.OffsetCommitRequest{GroupID: group, GenerationID: -1, Topics: map[string][]kafka.OffsetCommit{}}
 	for p, o := range offsets {
 		if o > 0 {
-			req.Topics[topic] = append(req.Topics[topic], kafka.OffsetCommit{Partition: int(p), Offset: o})
+			req.Topics[topic] = append(req.Topics[topic], kafka.OffsetCommit{Partition: int(p), Offset: o, Metadata: metadata[p]})
 		}
 	}
 	if len(req.Topics) == 0 {
