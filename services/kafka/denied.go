@@ -13,7 +13,7 @@ import (
 )
 
 // ErrDenied is wrapped by every authorization failure ExplainDenied and
-// WriteError describe.
+// ExplainWrite describe.
 var ErrDenied = errors.New("not authorized")
 
 // ExplainDenied rewrites an authorization failure so that it names the operation
@@ -40,9 +40,9 @@ func ExplainDenied(err error, op, kind, name string) error {
 	return fmt.Errorf("%w: %s on %s %s (the principal lacks an ACL for it): %w", ErrDenied, op, kind, name, err)
 }
 
-// WriteError describes a failed write of outs: when the broker refused
+// writeError describes a failed write of outs: when the broker refused
 // some topics, it names each of them.
-func WriteError(err error, outs []envelope.Output) error {
+func writeError(err error, outs []envelope.Output) error {
 	msgs := outs
 	var per WriteErrors
 	if errors.As(err, &per) && len(per) == len(msgs) {
@@ -70,12 +70,12 @@ func WriteError(err error, outs []envelope.Output) error {
 	return err
 }
 
-// ExplainWrite is WriteError, and more: a broker tells a principal that may
+// ExplainWrite is writeError, and more: a broker tells a principal that may
 // not even DESCRIBE a topic that the topic does not exist, so when a write
 // fails on an unknown topic it asks the broker which of the topics the
 // principal is denied, and names them.
 func (c Client) ExplainWrite(ctx context.Context, err error, msgs []envelope.Output) error {
-	if err = WriteError(err, msgs); errors.Is(err, ErrDenied) || !unknownTopic(err) {
+	if err = writeError(err, msgs); errors.Is(err, ErrDenied) || !unknownTopic(err) {
 		return err
 	}
 	var topics []string
