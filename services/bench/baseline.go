@@ -42,14 +42,19 @@ type copyWriter interface {
 	Close() error
 }
 
-// kafkaGoWriter is kafka-go's Writer as a copyWriter.
-type kafkaGoWriter struct{ w *kafkago.Writer }
-
-func (k kafkaGoWriter) Write(ctx context.Context, outs []envelope.Output) error {
-	return k.w.WriteMessages(ctx, kafka.KafkaGoMessages(outs)...)
+// kafkaGoWriter is kafka-go's Writer as a copyWriter, converting each
+// batch into an array of messages it reuses.
+type kafkaGoWriter struct {
+	w    *kafkago.Writer
+	msgs []kafkago.Message
 }
 
-func (k kafkaGoWriter) Close() error { return k.w.Close() }
+func (k *kafkaGoWriter) Write(ctx context.Context, outs []envelope.Output) error {
+	k.msgs = kafka.AppendKafkaGoMessages(k.msgs[:0], outs)
+	return k.w.WriteMessages(ctx, k.msgs...)
+}
+
+func (k *kafkaGoWriter) Close() error { return k.w.Close() }
 
 // writer is the bare loop's writer, nil if it only consumes.
 func (b bare) writer() copyWriter {
@@ -65,7 +70,7 @@ func (b bare) writer() copyWriter {
 		if wc.BatchSize <= 0 {
 			wc.BatchSize = b.MaxBatch
 		}
-		return kafkaGoWriter{&kafkago.Writer{
+		return &kafkaGoWriter{w: &kafkago.Writer{
 			Addr: kafkago.TCP(b.Client.Brokers...), Transport: b.Client.Transport(),
 			Balancer: &kafkago.Murmur2Balancer{}, RequiredAcks: kafkago.RequireAll,
 			BatchSize: wc.BatchSize, BatchTimeout: time.Nanosecond,

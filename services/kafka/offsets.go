@@ -66,7 +66,7 @@ func (c Client) PartitionBounds(ctx context.Context, topic string, part int) (Bo
 		return Bounds{}, err
 	}
 	b, ok := bounds[part]
-	if !ok {
+	if !ok || b.First < 0 || b.End < 0 {
 		return Bounds{}, fmt.Errorf("list offsets of %s/%d: partition not found", topic, part)
 	}
 	return b, nil
@@ -79,7 +79,7 @@ func listBounds(ctx context.Context, admin *Admin, topic string, parts ...int) (
 	}
 	res, err := admin.ListOffsets(ctx, req)
 	if err != nil {
-		return nil, fmt.Errorf("list offsets of %s: %w", topic, ExplainDenied(err, "DESCRIBE", "topic", topic))
+		return nil, fmt.Errorf("list offsets of %s%s: %w", topic, partitionsText(parts), ExplainDenied(err, "DESCRIBE", "topic", topic))
 	}
 	out := map[int]Bounds{}
 	for _, po := range res.Topics[topic] {
@@ -89,6 +89,14 @@ func listBounds(ctx context.Context, admin *Admin, topic string, parts ...int) (
 		out[po.Partition] = Bounds{First: po.FirstOffset, End: po.LastOffset}
 	}
 	return out, nil
+}
+
+// partitionsText is "/P" for one partition, else nothing.
+func partitionsText(parts []int) string {
+	if len(parts) == 1 {
+		return fmt.Sprintf("/%d", parts[0])
+	}
+	return ""
 }
 
 // UnknownTopic reports whether err, of a write or a read, says a topic

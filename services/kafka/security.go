@@ -194,10 +194,10 @@ func (c Client) pingOne(ctx context.Context, addr string) error {
 			return fmt.Errorf("%w at %s: the broker speaks TLS and the client plaintext; set KAFKA_TLS=on", ErrTLSMismatch, addr)
 		case errors.Is(err, kafkago.SASLAuthenticationFailed):
 			return fmt.Errorf("%w at %s: the broker refused user %q with %s; check KAFKA_SASL_USERNAME and the password",
-				ErrSASLFailed, addr, c.saslUser(), c.SASL.mechanism.Name())
+				ErrSASLFailed, addr, c.saslUser(), c.mechanism().Name())
 		case errors.Is(err, kafkago.UnsupportedSASLMechanism), errors.Is(err, kafkago.IllegalSASLState):
-			return fmt.Errorf("%w at %s: the broker does not take %s (KAFKA_SASL_MECHANISM): %w", ErrSASLMechanism, addr, c.SASL.mechanism.Name(), err)
-		case c.SASL != nil && closed(err):
+			return fmt.Errorf("%w at %s: the broker does not take %s (KAFKA_SASL_MECHANISM): %w", ErrSASLMechanism, addr, c.mechanism().Name(), err)
+		case c.mechanism() != nil && closed(err):
 			return fmt.Errorf("%w at %s: the broker closed the connection during the SASL handshake; does this listener take SASL? (KAFKA_SASL_MECHANISM)", ErrSASLMechanism, addr)
 		}
 		return err
@@ -211,7 +211,7 @@ func (c Client) pingOne(ctx context.Context, addr string) error {
 		return err
 	}
 	if _, err := conn.Brokers(); err != nil {
-		if c.SASL == nil && closed(err) {
+		if c.mechanism() == nil && closed(err) {
 			return fmt.Errorf("%w at %s: it closed the connection on the first request after ApiVersions; set KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and the password", ErrSASLRequired, addr)
 		}
 		return err

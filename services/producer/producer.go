@@ -196,7 +196,9 @@ func (p *Producer) write(ctx context.Context, batch []envelope.Output) error {
 		if err := p.client.ExplainWrite(ctx, err, batch); errors.Is(err, kafka.ErrDenied) {
 			return fmt.Errorf("produce to %s: %w", p.top.Orders, err)
 		}
-		if kafka.UnknownTopic(err) {
+		// A topic the lookup did not find fails the whole call; a record
+		// refused for a partition whose leader moves does not.
+		if _, some := errors.AsType[kafka.WriteErrors](err); !some && kafka.UnknownTopic(err) {
 			return fmt.Errorf("produce to %s: %w (run orders topics)", p.top.Orders, err)
 		}
 		p.errs.Add(1)

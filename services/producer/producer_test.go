@@ -11,6 +11,9 @@ import (
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
 
 	"github.com/orderflow/orders/schemas"
@@ -144,5 +147,36 @@ func TestRunStopsWhenTheOrdersTopicIsMissing(t *testing.T) {
 	}
 	if p.Sent() != 0 {
 		t.Fatalf("sent %d orders to a missing topic", p.Sent())
+	}
+}
+
+// A partition refused as unknown while its leader moves is written once it
+// is back: the topic exists, so the producer does not stop.
+func TestRunWritesThroughAPartitionRefusedAsUnknown(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, topology.DefaultOrders))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// More refusals than one write's attempts, then none.
+	refuse := c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: topology.DefaultOrders, Err: kerr.UnknownTopicOrPartition, Count: -1})
+	defer refuse.Remove()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = refuse.Wait(ctx, 20)
+		refuse.Remove()
+	}()
+	p, err := producer.New(producer.Config{Count: 5, Seed: 1}, kafka.Client{Brokers: c.ListenAddrs()}, topology.Default(), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Run(ctx); err != nil {
+		t.Fatalf("produce through a partition refused as unknown 20 times: %v", err)
+	}
+	if p.Sent() != 5 {
+		t.Fatalf("sent %d orders, want 5", p.Sent())
 	}
 }
