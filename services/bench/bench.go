@@ -268,8 +268,8 @@ func (r *runner) stageRun(ctx context.Context, client kafka.Client, env []string
 	ready := func() (bool, error) {
 		gen, total := int32(-1), 0
 		for _, p := range ps {
-			if p.exited() {
-				return false, fmt.Errorf("%s exited: %v\n%s", p.name, p.err, p.output())
+			if err := p.exitErr(); err != nil {
+				return false, err
 			}
 			g, parts := p.assignment()
 			if g < 0 || (gen >= 0 && g != gen) {
@@ -279,21 +279,25 @@ func (r *runner) stageRun(ctx context.Context, client kafka.Client, env []string
 		}
 		return total == r.top.Partitions, nil
 	}
+	var cpu cpuTimes
 	stageCPU := func() (d time.Duration) {
 		for _, p := range ps {
-			d += cpuTime(p.cmd.Process.Pid)
+			d += cpu.of(p.CPUTime)
 		}
 		return d
 	}
 	var cpu0, bcpu0 time.Duration
 	t, err := r.measure(ctx, client, group, topic, ready, func() {
-		cpu0, bcpu0 = stageCPU(), cpuTime(r.broker.cmd.Process.Pid)
+		cpu0, bcpu0 = stageCPU(), cpu.of(r.broker.CPUTime)
 	})
 	if err != nil {
 		return t, 0, err
 	}
-	t.CPU, t.BrokerCPU = stageCPU()-cpu0, cpuTime(r.broker.cmd.Process.Pid)-bcpu0
-	rss, err := ps[0].peakRSS()
+	t.CPU, t.BrokerCPU = stageCPU()-cpu0, cpu.of(r.broker.CPUTime)-bcpu0
+	if cpu.err != nil {
+		return t, 0, cpu.err
+	}
+	rss, err := ps[0].PeakRSS()
 	return t, rss, err
 }
 
@@ -312,6 +316,7 @@ func (r *runner) bareRun(ctx context.Context, b bare, profile string) (Throughpu
 	errc := make(chan error, 1)
 	go func() { errc <- b.run(rctx, ready) }()
 	var cpu0, bcpu0 time.Duration
+	var cpu cpuTimes
 	t, err := r.measure(ctx, b.Client, b.Group, b.Topic, func() (bool, error) {
 		select {
 		case <-ready:
@@ -321,8 +326,11 @@ func (r *runner) bareRun(ctx context.Context, b bare, profile string) (Throughpu
 		default:
 			return false, nil
 		}
-	}, func() { cpu0, bcpu0 = cpuTime(os.Getpid()), cpuTime(r.broker.cmd.Process.Pid) })
-	t.CPU, t.BrokerCPU = cpuTime(os.Getpid())-cpu0, cpuTime(r.broker.cmd.Process.Pid)-bcpu0
+	}, func() { cpu0, bcpu0 = cpu.of(ownCPUTime), cpu.of(r.broker.CPUTime) })
+	t.CPU, t.BrokerCPU = cpu.of(ownCPUTime)-cpu0, cpu.of(r.broker.CPUTime)-bcpu0
+	if err == nil {
+		err = cpu.err
+	}
 	cancel()
 	select {
 	case <-errc:

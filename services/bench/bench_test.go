@@ -58,7 +58,7 @@ func TestBenchSmoke(t *testing.T) {
 	}
 	for _, f := range []string{"scaling.svg", "lateness.svg"} {
 		b, err := os.ReadFile(filepath.Join(dir, f))
-		if err != nil || !strings.HasPrefix(string(b), "<svg") {
+		if err != nil || !strings.Contains(string(b), "<svg") || !strings.HasSuffix(strings.TrimSpace(string(b)), "</svg>") {
 			t.Errorf("%s: %v", f, err)
 		}
 	}

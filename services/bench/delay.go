@@ -90,8 +90,8 @@ func (r *runner) delays(ctx context.Context, rep *Report) error {
 		defer cancel()
 		if err := waitFor(ctx, func() (bool, error) {
 			for _, p := range ps {
-				if p.exited() {
-					return false, fmt.Errorf("%s exited: %v\n%s", p.name, p.err, p.output())
+				if err := p.exitErr(); err != nil {
+					return false, err
 				}
 				if g, n := p.assignment(); g < 0 || n != top.Partitions {
 					return false, nil

@@ -1,95 +1,59 @@
 package bench
 
 import (
-	"bufio"
-	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/orderflow/orders/services/process"
 )
+
+// stopGrace is how long a process has to exit after SIGTERM before it is
+// killed.
+const stopGrace = 15 * time.Second
 
 // proc is one OS process of the orders binary. It reads the process's
 // JSON log to know which partitions it was assigned in which generation.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+	*process.Process
 
 	mu         sync.Mutex
 	generation int32
 	partitions int
-	tail       []string
-	stdout     bytes.Buffer
 }
 
 // start runs bin with args and env added to the environment.
 func start(bin string, env []string, args ...string) (*proc, error) {
-	p := &proc{name: strings.Join(args, " "), done: make(chan struct{}), generation: -1}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = append(os.Environ(), env...)
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
+	p := &proc{generation: -1}
+	var err error
+	if p.Process, err = process.Start(process.Config{Path: bin, Args: args, Env: env, Name: strings.Join(args, " "), OnLine: p.scan}); err != nil {
 		return nil, err
 	}
-	p.cmd.Stdout = &lockedWriter{mu: &p.mu, w: &p.stdout}
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", p.name, err)
-	}
-	scanned := make(chan struct{})
-	go func() {
-		defer close(scanned)
-		p.scan(stderr)
-	}()
-	go func() {
-		<-scanned
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
 	return p, nil
 }
 
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(b)
-}
-
 // scan follows the process's JSON log lines.
-func (p *proc) scan(r io.Reader) {
-	s := bufio.NewScanner(r)
-	s.Buffer(make([]byte, 64<<10), 1<<20)
-	for s.Scan() {
-		line := s.Bytes()
-		var entry struct {
-			Msg        string `json:"msg"`
-			Partitions []int  `json:"partitions"`
-			Generation int32  `json:"generation"`
-		}
-		assigned := bytes.Contains(line, []byte(`"assigned partitions"`)) && json.Unmarshal(line, &entry) == nil
-		p.mu.Lock()
-		if assigned && entry.Generation >= p.generation {
-			p.generation, p.partitions = entry.Generation, len(entry.Partitions)
-		}
-		if p.tail = append(p.tail, string(line)); len(p.tail) > 20 {
-			p.tail = p.tail[1:]
-		}
-		p.mu.Unlock()
+func (p *proc) scan(line string) {
+	if !strings.Contains(line, `"assigned partitions"`) {
+		return
 	}
-	_, _ = io.Copy(io.Discard, r)
+	var entry struct {
+		Partitions []int `json:"partitions"`
+		Generation int32 `json:"generation"`
+	}
+	if json.Unmarshal([]byte(line), &entry) != nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if entry.Generation >= p.generation {
+		p.generation, p.partitions = entry.Generation, len(entry.Partitions)
+	}
 }
 
 // assignment is the process's latest generation and how many partitions it
@@ -100,46 +64,15 @@ func (p *proc) assignment() (int32, int) {
 	return p.generation, p.partitions
 }
 
-func (p *proc) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.stdout.String() + strings.Join(p.tail, "\n")
+// exitErr is an error if the process has exited, with its last lines.
+func (p *proc) exitErr() error {
+	if s, ok := p.State(); ok {
+		return fmt.Errorf("%s exited: %v\n%s", p.Name(), s, p.Tail(20))
+	}
+	return nil
 }
 
-// peakRSS is the process's peak resident set size (VmHWM) in bytes.
-func (p *proc) peakRSS() (int64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/status")
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmHWM:" && f[2] == "kB" {
-			kb, err := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", p.cmd.Process.Pid)
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop sends SIGTERM and waits for the process, killing it after 15s.
-func (p *proc) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
+func (p *proc) stop() { p.Stop(stopGrace) }
 
 // startBroker runs `orders broker` on a free port and returns it with its address.
 func startBroker(ctx context.Context, bin string) (*proc, string, error) {
@@ -148,39 +81,29 @@ func startBroker(ctx context.Context, bin string) (*proc, string, error) {
 		return nil, "", err
 	}
 	const prefix = "broker listening on "
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
-		out := p.output()
-		if i := strings.Index(out, prefix); i >= 0 {
-			if j := strings.IndexByte(out[i:], '\n'); j > 0 {
-				return p, strings.TrimSpace(out[i+len(prefix) : i+j]), nil
-			}
-		}
-		select {
-		case <-p.done:
-			return nil, "", fmt.Errorf("broker exited: %v\n%s", p.err, p.output())
-		case <-ctx.Done():
-			p.stop()
-			return nil, "", ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	line, err := p.WaitLine(wctx, func(l string) bool { return strings.HasPrefix(l, prefix) })
+	if err != nil {
+		p.stop()
+		return nil, "", fmt.Errorf("broker did not print its address: %w\n%s", err, p.Tail(20))
 	}
-	p.stop()
-	return nil, "", fmt.Errorf("broker did not print its address")
+	return p, strings.TrimSpace(strings.TrimPrefix(line, prefix)), nil
 }
 
-// cpuTime is the user and system CPU time process pid has used so far.
-func cpuTime(pid int) time.Duration {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+// cpuTimes takes the CPU times of a measurement and keeps the first error,
+// for it to be checked once.
+type cpuTimes struct{ err error }
+
+// of is what read returns; 0 on an error.
+func (c *cpuTimes) of(read func() (time.Duration, error)) time.Duration {
+	d, err := read()
 	if err != nil {
-		return 0
+		c.err = cmp.Or(c.err, fmt.Errorf("CPU time: %w", err))
 	}
-	// The command name, in brackets, may hold spaces: count fields after it.
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ is 100 on Linux
+	return d
 }
+
+// ownCPUTime is the CPU time this process has used, on the same clock as
+// a child's.
+func ownCPUTime() (time.Duration, error) { return process.CPUTime(os.Getpid()) }

@@ -1,11 +1,20 @@
 package bench
 
 import (
+	"bytes"
 	"fmt"
-	"math"
+	"image/color"
 	"os"
 	"path/filepath"
 	"strings"
+
+	xfont "golang.org/x/image/font"
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/text"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgsvg"
 )
 
 // WritePlots writes scaling.svg (row 8) and lateness.svg (row 4) to dir.
@@ -25,9 +34,12 @@ func (r Report) WritePlots(dir string) error {
 		for _, n := range r.Config.Procs {
 			labels = append(labels, fmt.Sprintf("%d process", n)+plural(n))
 		}
-		svg := barChart(fmt.Sprintf("Main stage throughput by processes (%d partitions, median of %d rounds, %s)", r.Config.Partitions, len(r.Scaling), r.Machine),
+		svg, err := barChart(fmt.Sprintf("Main stage throughput by processes\n(%d partitions, median of %d rounds, %s)", r.Config.Partitions, len(r.Scaling), r.Machine),
 			"orders/s", labels, names, series, "%.0f")
-		if err := os.WriteFile(filepath.Join(dir, "scaling.svg"), []byte(svg), 0o644); err != nil {
+		if err != nil {
+			return fmt.Errorf("scaling plot: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "scaling.svg"), svg, 0o644); err != nil {
 			return err
 		}
 	}
@@ -40,12 +52,12 @@ func (r Report) WritePlots(dir string) error {
 			series[1] = append(series[1], float64(l.P99.Microseconds())/1000)
 			series[2] = append(series[2], float64(l.Max.Microseconds())/1000)
 		}
-		svg := barChart(fmt.Sprintf("Retry lateness past the due time (%d orders at %.0f/s; 0 early)", r.Config.DelayOrders, r.Config.DelayRate),
+		svg, err := barChart(fmt.Sprintf("Retry lateness past the due time\n(%d orders at %.0f/s; %d early)", r.Config.DelayOrders, r.Config.DelayRate, r.totalEarly()),
 			"ms", labels, []string{"p50", "p99", "max"}, series, "%.1f")
-		if early := r.totalEarly(); early > 0 {
-			svg = strings.Replace(svg, "; 0 early)", fmt.Sprintf("; %d early)", early), 1)
+		if err != nil {
+			return fmt.Errorf("lateness plot: %w", err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, "lateness.svg"), []byte(svg), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, "lateness.svg"), svg, 0o644); err != nil {
 			return err
 		}
 	}
@@ -67,73 +79,113 @@ func plural(n int) string {
 	return "es"
 }
 
-var palette = []string{"#4e79a7", "#f28e2b", "#e15759"}
+var palette = []color.Color{
+	color.RGBA{0x4e, 0x79, 0xa7, 0xff},
+	color.RGBA{0xf2, 0x8e, 0x2b, 0xff},
+	color.RGBA{0xe1, 0x57, 0x59, 0xff},
+}
 
-// barChart draws groups of bars, one group per label and one bar per
-// series, with the value above each bar.
-func barChart(title, unit string, labels, names []string, series [][]float64, format string) string {
-	const w, h, left, right, top, bottom = 720, 400, 80, 20, 50, 60
-	top2 := 0.0
+// The plots' size and the share of a group's width its bars take.
+const (
+	plotW, plotH = 8 * vg.Inch, 4.5 * vg.Inch
+	barsShare    = 0.7
+)
+
+// barChart draws groups of bars as SVG, one group per label and one bar
+// per series, with the value above each bar and, for more than one
+// series, a legend of names beside the plot.
+func barChart(title, unit string, labels, names []string, series [][]float64, format string) ([]byte, error) {
+	p := plot.New()
+	p.Y.Label.Text = unit
+	p.NominalX(labels...)
+	for _, s := range []*text.Style{&p.X.Tick.Label, &p.Y.Tick.Label, &p.Y.Label.TextStyle} {
+		s.Font.Variant = "Sans"
+	}
+	grid := plotter.NewGrid()
+	grid.Vertical.Color = nil
+	p.Add(grid)
+	// One unit of x per group, and room above the tallest bar for its value.
+	top := 0.0
 	for _, s := range series {
 		for _, v := range s {
-			top2 = math.Max(top2, v)
+			top = max(top, v)
 		}
 	}
-	step := niceStep(top2 / 5)
-	ymax := math.Ceil(top2/step) * step
-	if ymax == 0 {
-		ymax = 1
-	}
-	plotW, plotH := float64(w-left-right), float64(h-top-bottom)
-	y := func(v float64) float64 { return float64(top) + plotH*(1-v/ymax) }
-	var b strings.Builder
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", w, h)
-	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", w, h)
-	fmt.Fprintf(&b, `<text x="%d" y="24" font-size="14" font-weight="bold">%s</text>`+"\n", left, escape(title))
-	for v := 0.0; v <= ymax+step/2; v += step {
-		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/>`+"\n", left, w-right, y(v), y(v))
-		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end">%s</text>`+"\n", left-6, y(v)+4, escape(fmt.Sprintf("%g", v)))
-	}
-	fmt.Fprintf(&b, `<text x="16" y="%.1f" transform="rotate(-90 16 %.1f)" text-anchor="middle">%s</text>`+"\n",
-		float64(top)+plotH/2, float64(top)+plotH/2, escape(unit))
-	groupW := plotW / float64(len(labels))
-	barW := groupW * 0.7 / float64(len(series))
-	for g, label := range labels {
-		x0 := float64(left) + groupW*float64(g) + groupW*0.15
-		for s := range series {
-			v := series[s][g]
-			x := x0 + barW*float64(s)
-			fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"/>`+"\n", x, y(v), barW-2, y(0)-y(v), palette[s%len(palette)])
-			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", x+barW/2-1, y(v)-4, escape(fmt.Sprintf(format, v)))
+	p.X.Min, p.X.Max = -0.5, float64(len(labels))-0.5
+	p.Y.Min, p.Y.Max = 0, max(top*1.12, 1)
+
+	// The bars' width, in points, follows from the data area, which the
+	// legend narrows: set it once the area is known.
+	var bars []*plotter.BarChart
+	var above []*plotter.Labels
+	legend := plot.NewLegend()
+	legend.TextStyle.Font.Variant = "Sans"
+	legend.Top, legend.Left = true, true
+	for s, vs := range series {
+		b, err := plotter.NewBarChart(plotter.Values(vs), 1)
+		if err != nil {
+			return nil, err
 		}
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", x0+groupW*0.35, h-bottom+20, escape(label))
+		b.Color, b.LineStyle.Width = palette[s%len(palette)], 0
+		values := plotter.XYLabels{XYs: make(plotter.XYs, len(vs)), Labels: make([]string, len(vs))}
+		for i, v := range vs {
+			values.XYs[i] = plotter.XY{X: float64(i), Y: v}
+			values.Labels[i] = fmt.Sprintf(format, v)
+		}
+		l, err := plotter.NewLabels(values)
+		if err != nil {
+			return nil, err
+		}
+		for i := range l.TextStyle {
+			l.TextStyle[i].Font.Variant, l.TextStyle[i].Font.Size = "Sans", vg.Points(9)
+			l.TextStyle[i].XAlign = draw.XCenter
+		}
+		p.Add(b, l)
+		bars, above = append(bars, b), append(above, l)
+		legend.Add(names[s], b)
 	}
+
+	c := vgsvg.New(plotW, plotH)
+	dc := draw.New(c)
+	dc.SetColor(color.White)
+	dc.Fill(dc.Rectangle.Path())
+	// The title spans the whole width, the legend's too: the plot's own
+	// would be centred over the plot alone.
+	heading, details, _ := strings.Cut(title, "\n")
+	at := vg.Point{X: dc.Center().X, Y: dc.Max.Y - vg.Points(6)}
+	for i, line := range []string{heading, details} {
+		if line == "" {
+			continue
+		}
+		sty := p.X.Tick.Label
+		sty.Font.Size, sty.XAlign, sty.YAlign = vg.Points(10), draw.XCenter, draw.YTop
+		if i == 0 {
+			sty.Font.Size, sty.Font.Weight = vg.Points(12), xfont.WeightBold
+		}
+		dc.FillText(sty, at, line)
+		at.Y -= sty.Rectangle(line).Size().Y + vg.Points(2)
+	}
+	area := draw.Crop(dc, 0, 0, 0, at.Y-dc.Max.Y-vg.Points(6))
 	if len(names) > 1 {
-		for s, name := range names {
-			x := w - right - 80*(len(names)-s)
-			fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n",
-				x, h-22, palette[s%len(palette)], x+16, h-12, escape(name))
-		}
+		area = draw.Crop(area, 0, -(legend.Rectangle(dc).Size().X + vg.Points(16)), 0, 0)
 	}
-	fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="black"/>`+"\n", left, w-right, y(0), y(0))
-	b.WriteString("</svg>\n")
-	return b.String()
-}
-
-// niceStep rounds a raw axis step up to 1, 2 or 5 times a power of ten.
-func niceStep(raw float64) float64 {
-	if raw <= 0 {
-		return 1
+	barW := p.DataCanvas(area).Size().X / vg.Length(len(labels)) * barsShare / vg.Length(len(series))
+	for s, b := range bars {
+		b.Width = barW
+		b.Offset = (vg.Length(s) - vg.Length(len(series)-1)/2) * barW
+		above[s].Offset = vg.Point{X: b.Offset, Y: vg.Points(3)}
 	}
-	p := math.Pow(10, math.Floor(math.Log10(raw)))
-	for _, m := range []float64{1, 2, 5, 10} {
-		if raw <= m*p {
-			return m * p
-		}
+	p.Draw(area)
+	if len(names) > 1 {
+		data := p.DataCanvas(area)
+		legend.Draw(draw.Canvas{Canvas: dc.Canvas, Rectangle: vg.Rectangle{
+			Min: vg.Point{X: area.Max.X + vg.Points(8), Y: data.Min.Y},
+			Max: vg.Point{X: dc.Max.X, Y: data.Max.Y},
+		}})
 	}
-	return 10 * p
-}
-
-func escape(s string) string {
-	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+	var b bytes.Buffer
+	if _, err := c.WriteTo(&b); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }

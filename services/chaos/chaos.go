@@ -379,14 +379,15 @@ func (r *run) do(ctx context.Context) error {
 		return err
 	}
 	select {
-	case <-prod.done:
+	case <-prod.Done():
 	case <-ctx.Done():
-		return fmt.Errorf("chaos: %w waiting for the producer: %s", ctx.Err(), prod.tail(5))
+		return fmt.Errorf("chaos: %w waiting for the producer: %s", ctx.Err(), prod.Tail(5))
 	}
-	if err := prod.err; err != nil {
-		return fmt.Errorf("producer failed: %v\n%s", err, prod.tail(20))
+	produced, _ := prod.State()
+	if err := produced.Err; err != nil {
+		return fmt.Errorf("producer failed: %v\n%s", err, prod.Tail(20))
 	}
-	r.rep.ProducedAt = prod.exitedAt
+	r.rep.ProducedAt = produced.ExitedAt
 	results, failures := inj.done()
 	r.rep.FaultFailures = len(failures)
 	for _, res := range results {
@@ -482,7 +483,7 @@ func (r *run) allFaults(ctx context.Context, inj *injector, prod, brokerProc *pr
 	cfg, rep := r.cfg, &r.rep
 	ictx, stopFaults := context.WithCancel(ctx)
 	var injecting sync.WaitGroup
-	injecting.Go(func() { inj.run(ictx, func() bool { return !prod.exited() && ictx.Err() == nil }) })
+	injecting.Go(func() { inj.run(ictx, func() bool { return !prod.Exited() && ictx.Err() == nil }) })
 	defer func() { stopFaults(); injecting.Wait() }()
 
 	// The schedule, as fractions of the production time.
@@ -508,10 +509,10 @@ func (r *run) allFaults(ctx context.Context, inj *injector, prod, brokerProc *pr
 	roles := r.roles
 	for {
 		if ctx.Err() != nil {
-			return fmt.Errorf("chaos: %w after %d kills; producer: %s", ctx.Err(), rep.Kills, prod.tail(5))
+			return fmt.Errorf("chaos: %w after %d kills; producer: %s", ctx.Err(), rep.Kills, prod.Tail(5))
 		}
 		now := time.Now()
-		if prod.exited() && rep.Kills >= cfg.MinKills && stopped == nil && !brokerDown && scaledDown && rep.BrokerRestarts > 0 {
+		if prod.Exited() && rep.Kills >= cfg.MinKills && stopped == nil && !brokerDown && scaledDown && rep.BrokerRestarts > 0 {
 			return nil
 		}
 		switch {
@@ -527,14 +528,14 @@ func (r *run) allFaults(ctx context.Context, inj *injector, prod, brokerProc *pr
 			r.log.Info("broker restarted")
 		case brokerDown:
 		case stopped != nil && now.After(contAt):
-			stopped.signal(syscall.SIGCONT)
+			_ = stopped.Signal(syscall.SIGCONT)
 			r.death(stoppedAt, now, cfg.Partitions)
 			r.log.Info("continued", zap.String("role", stopped.role))
 			stopped = nil
 		case stopped == nil && rep.Stops == 0 && now.After(stopAt):
 			role := roles[rnd.IntN(len(roles))]
 			stopped = r.stages[role][rnd.IntN(len(r.stages[role]))]
-			stopped.signal(syscall.SIGSTOP)
+			_ = stopped.Signal(syscall.SIGSTOP)
 			stoppedAt, contAt = now, now.Add(cfg.SessionTimeout+2*time.Second)
 			rep.Stops++
 			r.log.Info("stopped", zap.String("role", role))
@@ -558,8 +559,8 @@ func (r *run) allFaults(ctx context.Context, inj *injector, prod, brokerProc *pr
 					break
 				}
 				t0 := time.Now()
-				p.signal(syscall.SIGTERM)
-				<-p.done
+				_ = p.Signal(syscall.SIGTERM)
+				<-p.Done()
 				aggs = aggs[:len(aggs)-1]
 				rep.ScaleSteps++
 				r.death(t0, time.Now(), cfg.Partitions)
@@ -569,15 +570,15 @@ func (r *run) allFaults(ctx context.Context, inj *injector, prod, brokerProc *pr
 			r.log.Info("scaled down", zap.Int("aggregators", len(aggs)))
 		case rep.BrokerRestarts == 0 && now.After(brokerAt):
 			r.ctl.set("")
-			brokerProc.kill()
+			brokerProc.Kill()
 			brokerDown, brokerKill = true, now
 			brokerUpAt = now.Add(cfg.BrokerOutage)
 			r.log.Info("broker killed")
-		case now.After(nextKill) && rep.Kills < cfg.MinKills || now.After(nextKill) && !prod.exited():
+		case now.After(nextKill) && rep.Kills < cfg.MinKills || now.After(nextKill) && !prod.Exited():
 			role := roles[rnd.IntN(len(roles))]
 			i := rnd.IntN(len(r.stages[role]))
 			if victim := r.stages[role][i]; victim != stopped {
-				victim.kill()
+				victim.Kill()
 				p, err := r.startRole(role)
 				if err != nil {
 					return err

@@ -1,29 +1,24 @@
 package chaos
 
 import (
-	"bufio"
+	"context"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/orderflow/orders/services/process"
 )
 
 // proc is one OS process of the orders binary.
 type proc struct {
+	*process.Process
 	role string // "main", "retry-2", "aggregator", "broker", "producer"
-	args []string
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
 	log  *os.File
-	// exitedAt is when it exited; read it after done is closed.
-	exitedAt time.Time
 }
 
 // procs starts and tracks processes, each logging to a file of its own.
@@ -50,20 +45,12 @@ func (ps *procs) startEnv(role string, env []string, args ...string) (*proc, err
 	if err != nil {
 		return nil, err
 	}
-	p := &proc{role: role, args: args, done: make(chan struct{}), log: f}
-	p.cmd = exec.Command(ps.bin, args...)
-	p.cmd.Env = append(append(os.Environ(), ps.env...), env...)
-	p.cmd.Stdout, p.cmd.Stderr = f, f
-	if err := p.cmd.Start(); err != nil {
+	p := &proc{role: role, log: f}
+	p.Process, err = process.Start(process.Config{Path: ps.bin, Args: args, Env: append(append([]string(nil), ps.env...), env...), Name: role, Output: f})
+	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("start %s: %w", role, err)
+		return nil, err
 	}
-	go func() {
-		p.err = p.cmd.Wait()
-		p.exitedAt = time.Now()
-		f.Close()
-		close(p.done)
-	}()
 	ps.mu.Lock()
 	ps.all = append(ps.all, p)
 	ps.mu.Unlock()
@@ -90,73 +77,39 @@ func (ps *procs) startBroker(a brokerArgs) (*proc, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		b, _ := os.ReadFile(p.log.Name())
-		if strings.Contains(string(b), "broker listening on ") {
-			_, ctl, _ := strings.Cut(string(b), "fault control listening on ")
-			ctl, _, _ = strings.Cut(ctl, "\n")
-			return p, strings.TrimSpace(ctl), nil
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// The broker prints the fault control's address before its own.
+	var ctl string
+	_, err = p.WaitLine(ctx, func(line string) bool {
+		if a, ok := strings.CutPrefix(line, "fault control listening on "); ok {
+			ctl = strings.TrimSpace(a)
 		}
-		select {
-		case <-p.done:
-			return nil, "", fmt.Errorf("broker exited: %v\n%s", p.err, b)
-		case <-time.After(50 * time.Millisecond):
-		}
+		return strings.HasPrefix(line, "broker listening on ")
+	})
+	if err != nil {
+		p.Kill()
+		return nil, "", fmt.Errorf("broker did not start listening on %s: %w\n%s", strings.Join(a.listen, ","), err, p.Tail(20))
 	}
-	p.kill()
-	return nil, "", fmt.Errorf("broker did not start listening on %s", strings.Join(a.listen, ","))
+	return p, ctl, nil
 }
 
-func (p *proc) signal(sig syscall.Signal) { _ = p.cmd.Process.Signal(sig) }
-
-func (p *proc) kill() {
-	p.signal(syscall.SIGKILL)
-	<-p.done
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// killAll stops every process still running, stages before the broker.
+// killAll kills every process still running, stages before the broker,
+// and closes their logs.
 func (ps *procs) killAll() {
 	ps.mu.Lock()
 	all := append([]*proc(nil), ps.all...)
 	ps.mu.Unlock()
 	for _, p := range all {
 		if p.role != "broker" {
-			p.signal(syscall.SIGCONT)
-			p.kill()
+			_ = p.Signal(syscall.SIGCONT)
+			p.Kill()
 		}
 	}
 	for _, p := range all {
 		if p.role == "broker" {
-			p.kill()
+			p.Kill()
 		}
+		p.log.Close()
 	}
-}
-
-// tail returns the last lines of a process's log.
-func (p *proc) tail(n int) string {
-	f, err := os.Open(p.log.Name())
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	var lines []string
-	s := bufio.NewScanner(io.LimitReader(f, 64<<20))
-	s.Buffer(make([]byte, 1<<20), 1<<20)
-	for s.Scan() {
-		lines = append(lines, s.Text())
-		if len(lines) > n {
-			lines = lines[1:]
-		}
-	}
-	return strings.Join(lines, "\n")
 }

@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/orderflow/orders/services/broker"
+	"github.com/orderflow/orders/services/process"
 )
 
 // Broker starts an embedded broker on free ports (cfg.Nodes of them) and
@@ -85,28 +86,19 @@ func moduleRoot() (string, error) {
 // Proc is one running orders process.
 type Proc struct {
 	Name string
-	cmd  *exec.Cmd
+	proc *process.Process
 	out  *syncBuffer
-	done chan struct{}
-	err  error
 }
 
 // Start runs the binary with args and env added to the environment. The
 // process is killed when the test ends if it is still running.
 func Start(tb testing.TB, bin string, env []string, args ...string) *Proc {
 	tb.Helper()
-	p := &Proc{Name: strings.Join(args, " "), out: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout = p.out
-	p.cmd.Stderr = p.out
-	if err := p.cmd.Start(); err != nil {
-		tb.Fatalf("start %s: %v", p.Name, err)
+	p := &Proc{Name: strings.Join(args, " "), out: &syncBuffer{}}
+	var err error
+	if p.proc, err = process.Start(process.Config{Path: bin, Args: args, Env: env, Name: p.Name, Output: p.out}); err != nil {
+		tb.Fatal(err)
 	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
 	tb.Cleanup(func() {
 		p.Kill()
 		if tb.Failed() {
@@ -116,37 +108,43 @@ func Start(tb testing.TB, bin string, env []string, args ...string) *Proc {
 	return p
 }
 
-// Run runs the binary to completion and returns its combined output.
+// Run runs the binary to completion, for at most 2 minutes, and returns
+// its combined output.
 func Run(tb testing.TB, bin string, env []string, args ...string) (string, error) {
 	tb.Helper()
+	var out syncBuffer
+	p, err := process.Start(process.Config{Path: bin, Args: args, Env: env, Name: strings.Join(args, " "), Output: &out})
+	if err != nil {
+		return "", err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	st, err := p.Wait(ctx)
+	if err != nil {
+		st = p.Kill()
+		st.Err = fmt.Errorf("%s: %w (%v)", p.Name(), err, st)
+	}
+	return out.String(), st.Err
 }
 
 // Output is everything the process wrote so far.
 func (p *Proc) Output() string { return p.out.String() }
 
 // Kill sends SIGKILL and waits for the process to end.
-func (p *Proc) Kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
-}
+func (p *Proc) Kill() { p.proc.Kill() }
 
 // Signal sends sig.
-func (p *Proc) Signal(sig syscall.Signal) error { return p.cmd.Process.Signal(sig) }
+func (p *Proc) Signal(sig syscall.Signal) error { return p.proc.Signal(sig) }
 
 // Wait waits up to timeout for the process to exit and returns its error.
 func (p *Proc) Wait(timeout time.Duration) (exited bool, err error) {
-	select {
-	case <-p.done:
-		return true, p.err
-	case <-time.After(timeout):
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	st, err := p.proc.Wait(ctx)
+	if err != nil {
 		return false, nil
 	}
+	return true, st.Err
 }
 
 // Eventually polls cond every 100ms until it holds or timeout passes; then
