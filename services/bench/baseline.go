@@ -42,16 +42,14 @@ type copyWriter interface {
 	Close() error
 }
 
-// kafkaGoWriter is kafka-go's Writer as a copyWriter, converting each
-// batch into an array of messages it reuses.
+// kafkaGoWriter is kafka-go's Writer as a copyWriter. The partitions of a
+// bare loop write at once, so each call converts into an array of its own.
 type kafkaGoWriter struct {
-	w    *kafkago.Writer
-	msgs []kafkago.Message
+	w *kafkago.Writer
 }
 
 func (k *kafkaGoWriter) Write(ctx context.Context, outs []envelope.Output) error {
-	k.msgs = kafka.AppendKafkaGoMessages(k.msgs[:0], outs)
-	return k.w.WriteMessages(ctx, k.msgs...)
+	return k.w.WriteMessages(ctx, kafka.KafkaGoMessages(outs)...)
 }
 
 func (k *kafkaGoWriter) Close() error { return k.w.Close() }

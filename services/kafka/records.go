@@ -17,11 +17,7 @@ const FirstOffset = kafkago.FirstOffset
 // baseline the benchmarks compare with. Headers are shared, not copied
 // (see kafkaHeaders).
 func KafkaGoMessages(outs []envelope.Output) []kafkago.Message {
-	return AppendKafkaGoMessages(make([]kafkago.Message, 0, len(outs)), outs)
-}
-
-// AppendKafkaGoMessages appends outs to msgs as kafka-go messages.
-func AppendKafkaGoMessages(msgs []kafkago.Message, outs []envelope.Output) []kafkago.Message {
+	msgs := make([]kafkago.Message, 0, len(outs))
 	for _, o := range outs {
 		msgs = append(msgs, kafkago.Message{Topic: o.Topic, Partition: o.Partition, Key: o.Key, Value: o.Value, Headers: kafkaHeaders(o.Headers), Time: o.Time})
 	}
