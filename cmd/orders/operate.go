@@ -59,7 +59,7 @@ partition, offset, timestamp and headers. --json prints one JSON object per line
 					} else {
 						printOverview(out, ov)
 					}
-					if !watch || !wait.Until(ctx, time.Now, time.Now().Add(time.Second)) {
+					if !watch || !wait.For(ctx, time.Second) {
 						return nil
 					}
 				}

@@ -27,6 +27,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/orderflow/orders/services/wait"
 )
 
 // FaultKind names a fault the broker can inject.
@@ -236,7 +238,7 @@ func (b *Broker) RefuseProduce(ctx context.Context, node int32, d time.Duration,
 		Keys: []kmsg.Key{kmsg.Produce}, Nodes: []int32{node},
 		Err: kerr.NotEnoughReplicas, Count: -1, When: onlyTopics(topics),
 	})
-	sleep(ctx, d)
+	wait.For(ctx, d)
 	h.Remove()
 	res.End, res.Hits = time.Now(), h.Hits()
 	res.Detail = fmt.Sprintf("node %d refused %d produce requests", node, res.Hits)
@@ -279,11 +281,11 @@ func (b *Broker) FailAfterAppend(ctx context.Context, node int32, wait time.Dura
 // timeout the request asks for.
 const maxProduceHold = 30 * time.Second
 
-// TimeOutProduce holds the next produce request node gets, within wait,
+// TimeOutProduce holds the next produce request node gets within that time,
 // for the timeout the request gives the broker, and then writes it and
 // answers REQUEST_TIMED_OUT. Its records become readable only then, as
 // those of a leader whose followers catch up just too late.
-func (b *Broker) TimeOutProduce(ctx context.Context, node int32, wait time.Duration, topics []string) FaultResult {
+func (b *Broker) TimeOutProduce(ctx context.Context, node int32, within time.Duration, topics []string) FaultResult {
 	res := FaultResult{Kind: FaultProduceTimeout, Node: node, Start: time.Now()}
 	only := onlyTopics(topics)
 	var (
@@ -316,11 +318,11 @@ func (b *Broker) TimeOutProduce(ctx context.Context, node int32, wait time.Durat
 		})
 		close(held)
 		mu.Unlock()
-		b.cluster.SleepControl(func() { sleep(b.ctx, hold) })
+		b.cluster.SleepControl(func() { wait.For(b.ctx, hold) })
 		b.cluster.DropControl()
 		return nil, nil, false
 	})
-	wctx, cancel := context.WithTimeout(ctx, wait)
+	wctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	select {
 	case <-held:
@@ -403,7 +405,7 @@ func (b *Broker) ThrottleFetches(ctx context.Context, node int32, d, throttle ti
 		b.cluster.KeepControl()
 		return resp, nil, true
 	})
-	sleep(ctx, d)
+	wait.For(ctx, d)
 	close(done)
 	mu.Lock()
 	res.Hits = hits
@@ -421,10 +423,10 @@ func (b *Broker) ThrottleFetches(ctx context.Context, node int32, d, throttle ti
 // configs, empty, and the group's offsets are committed again. To lose
 // nothing the group has not read, the topic's producers are refused
 // (NOT_LEADER_OR_FOLLOWER, as while a partition has no leader) until the
-// group has committed all the topic holds; if it has not within wait,
+// group has committed all the topic holds; if it has not within that time,
 // nothing is truncated (Hits 0). The broker answers no request while the
 // topic is swapped, so no client sees it missing.
-func (b *Broker) Truncate(ctx context.Context, topic, group string, wait time.Duration) (FaultResult, error) {
+func (b *Broker) Truncate(ctx context.Context, topic, group string, within time.Duration) (FaultResult, error) {
 	res := FaultResult{Kind: FaultTruncation, Start: time.Now()}
 	if topic == "" || group == "" {
 		return res, errors.New("truncation: the topic and the group are required")
@@ -440,7 +442,7 @@ func (b *Broker) Truncate(ctx context.Context, topic, group string, wait time.Du
 		committed map[int32]int64
 		metadata  map[int32]string
 	)
-	deadline := time.Now().Add(wait)
+	deadline := time.Now().Add(within)
 	for {
 		parts = b.cluster.PartitionInfos(topic)
 		committed, metadata = map[int32]int64{}, map[int32]string{}
@@ -458,9 +460,9 @@ func (b *Broker) Truncate(ctx context.Context, topic, group string, wait time.Du
 		if caughtUp {
 			break
 		}
-		if time.Now().After(deadline) || !sleep(ctx, 10*time.Millisecond) {
+		if time.Now().After(deadline) || !wait.For(ctx, 10*time.Millisecond) {
 			res.End = time.Now()
-			res.Detail = fmt.Sprintf("group %s did not commit all of %s within %v: nothing truncated", group, topic, wait)
+			res.Detail = fmt.Sprintf("group %s did not commit all of %s within %v: nothing truncated", group, topic, within)
 			return res, nil
 		}
 	}
@@ -538,7 +540,7 @@ func (b *Broker) recommit(ctx context.Context, group, topic string, offsets map[
 		if err == nil && !slices.ContainsFunc(res.Topics[topic], func(p kafka.OffsetCommitPartition) bool { return p.Error != nil }) {
 			return true
 		}
-		if time.Now().After(deadline) || !sleep(ctx, 20*time.Millisecond) {
+		if time.Now().After(deadline) || !wait.For(ctx, 20*time.Millisecond) {
 			return false
 		}
 	}
@@ -601,18 +603,6 @@ func offsetsText(offsets map[int32]int64) string {
 		fmt.Fprintf(&b, "%d:%d", p, offsets[p])
 	}
 	return b.String()
-}
-
-// sleep waits d, or less if ctx ends first; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // mergeDone is ctx, also ended when other ends.

@@ -39,6 +39,8 @@ import (
 	"github.com/orderflow/orders/services/producer"
 	"github.com/orderflow/orders/services/stage"
 	"github.com/orderflow/orders/topology"
+
+	"github.com/orderflow/orders/services/wait"
 )
 
 // Mode is what a run does to the pipeline.
@@ -467,7 +469,7 @@ func (r *run) clusterFaults(ctx context.Context, inj *injector) error {
 		if time.Now().After(deadline) {
 			return errors.New("chaos: the groups did not all commit within a minute")
 		}
-		if !sleep(ctx, 100*time.Millisecond) {
+		if !wait.For(ctx, 100*time.Millisecond) {
 			return ctx.Err()
 		}
 	}
@@ -590,16 +592,16 @@ func (r *run) allFaults(ctx context.Context, inj *injector, prod, brokerProc *pr
 			}
 			nextKill = now.Add(time.Second + time.Duration(rnd.Int64N(int64(2*time.Second))))
 		}
-		if !sleep(ctx, 50*time.Millisecond) {
+		if !wait.For(ctx, 50*time.Millisecond) {
 			return ctx.Err()
 		}
 	}
 }
 
-// waitCaughtUp waits up to wait until the watcher sees no group lag at or
+// waitCaughtUp waits up to within until the watcher sees no group lag at or
 // after from; it returns the zero time if none did by then.
-func (r *run) waitCaughtUp(ctx context.Context, from time.Time, wait time.Duration) (time.Time, error) {
-	deadline := time.Now().Add(wait)
+func (r *run) waitCaughtUp(ctx context.Context, from time.Time, within time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(within)
 	for {
 		if t, ok := r.watch.caughtUpAfter(from); ok {
 			return t, nil
@@ -607,7 +609,7 @@ func (r *run) waitCaughtUp(ctx context.Context, from time.Time, wait time.Durati
 		if time.Now().After(deadline) {
 			return time.Time{}, nil
 		}
-		if !sleep(ctx, 100*time.Millisecond) {
+		if !wait.For(ctx, 100*time.Millisecond) {
 			return time.Time{}, fmt.Errorf("chaos: %w waiting for the groups to catch up: %s", ctx.Err(), r.watch.behind())
 		}
 	}
@@ -816,16 +818,4 @@ func freeAddrs(n int) ([]string, error) {
 		addrs = append(addrs, l.Addr().String())
 	}
 	return addrs, nil
-}
-
-// sleep waits d, or less if ctx ends first; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -113,7 +113,7 @@ func Records(ctx context.Context, client kafka.Client, top topology.Topology, q 
 // returned it) until ctx ends, polling every interval.
 func Follow(ctx context.Context, client kafka.Client, top topology.Topology, q Query, next map[string]map[int]int64, every time.Duration, fn func(Record) error) error {
 	for {
-		if !wait.Until(ctx, time.Now, time.Now().Add(every)) {
+		if !wait.For(ctx, every) {
 			return nil
 		}
 		err := kafka.ReadNew(ctx, client, []string{q.Topic}, next, func(m envelope.Record) error {

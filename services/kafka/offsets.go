@@ -19,9 +19,26 @@ type Bounds struct {
 func (c Client) Partitions(ctx context.Context, topic string) (int, error) {
 	admin := c.Admin()
 	defer admin.Close()
+	ids, err := partitionIDs(ctx, admin, topic)
+	return len(ids), err
+}
+
+// Offsets are the bounds of every partition of topic.
+func (c Client) Offsets(ctx context.Context, topic string) (map[int]Bounds, error) {
+	admin := c.Admin()
+	defer admin.Close()
+	ids, err := partitionIDs(ctx, admin, topic)
+	if err != nil {
+		return nil, err
+	}
+	return listBounds(ctx, admin, topic, ids...)
+}
+
+// partitionIDs are the partitions of topic, from the metadata.
+func partitionIDs(ctx context.Context, admin *Admin, topic string) ([]int, error) {
 	meta, err := admin.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{topic}})
 	if err != nil {
-		return 0, fmt.Errorf("metadata of %s: %w", topic, err)
+		return nil, fmt.Errorf("metadata of %s: %w", topic, ExplainDenied(err, "DESCRIBE", "topic", topic))
 	}
 	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
 		var terr error = errors.New("not found")
@@ -29,32 +46,15 @@ func (c Client) Partitions(ctx context.Context, topic string) (int, error) {
 			terr = meta.Topics[0].Error
 		}
 		if errors.Is(terr, kafkago.TopicAuthorizationFailed) {
-			return 0, fmt.Errorf("topic %s: %w", topic, ExplainDenied(terr, "DESCRIBE", "topic", topic))
+			return nil, fmt.Errorf("topic %s: %w", topic, ExplainDenied(terr, "DESCRIBE", "topic", topic))
 		}
-		return 0, fmt.Errorf("topic %s: %w (run orders topics)", topic, terr)
+		return nil, fmt.Errorf("topic %s: %w (run orders topics)", topic, terr)
 	}
-	return len(meta.Topics[0].Partitions), nil
-}
-
-// Offsets are the bounds of every partition of topic.
-func (c Client) Offsets(ctx context.Context, topic string) (map[int]Bounds, error) {
-	admin := c.Admin()
-	defer admin.Close()
-	meta, err := admin.Metadata(ctx, &kafkago.MetadataRequest{Topics: []string{topic}})
-	if err != nil {
-		return nil, fmt.Errorf("metadata: %w", ExplainDenied(err, "DESCRIBE", "topic", topic))
-	}
-	if len(meta.Topics) != 1 || meta.Topics[0].Error != nil {
-		if len(meta.Topics) == 1 && errors.Is(meta.Topics[0].Error, kafkago.TopicAuthorizationFailed) {
-			return nil, fmt.Errorf("topic %s: %w", topic, ExplainDenied(meta.Topics[0].Error, "DESCRIBE", "topic", topic))
-		}
-		return nil, fmt.Errorf("topic %s not found (run orders topics)", topic)
-	}
-	var parts []int
+	ids := make([]int, 0, len(meta.Topics[0].Partitions))
 	for _, p := range meta.Topics[0].Partitions {
-		parts = append(parts, p.ID)
+		ids = append(ids, p.ID)
 	}
-	return listBounds(ctx, admin, topic, parts...)
+	return ids, nil
 }
 
 // PartitionBounds are the bounds of topic/part.

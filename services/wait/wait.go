@@ -25,6 +25,18 @@ func Until(ctx context.Context, now func() time.Time, t time.Time) bool {
 	}
 }
 
+// For waits d, or less if ctx ends first (false).
+func For(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // Backoff spaces out retries of a failing call: a first step, doubling up
 // to a longest.
 type Backoff struct{ d, longest time.Duration }

@@ -5,11 +5,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/protocol"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/orderflow/orders/services/envelope"
+	"github.com/orderflow/orders/services/kafka/wire/wiretest"
 )
 
 // outputsFrom makes records of every shape a batch can hold out of data:
@@ -56,25 +56,6 @@ func outputsFrom(data []byte) []envelope.Output {
 	return outs
 }
 
-// kafkaGoBatch is what kafka-go writes for outs in a produce request.
-func kafkaGoBatch(t testing.TB, outs []envelope.Output) []byte {
-	t.Helper()
-	records := make([]kafka.Record, len(outs))
-	for i, m := range outs {
-		var hs []kafka.Header
-		for _, h := range m.Headers {
-			hs = append(hs, kafka.Header{Key: h.Key, Value: h.Value})
-		}
-		records[i] = kafka.Record{Time: m.Time, Key: kafka.NewBytes(m.Key), Value: kafka.NewBytes(m.Value), Headers: hs}
-	}
-	var b bytes.Buffer
-	rs := protocol.RecordSet{Version: 2, Records: kafka.NewRecordReader(records...)}
-	if _, err := rs.WriteTo(&b); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
 // evensThenOdds is 0, 2, 4, ..., then 1, 3, 5, ... below n.
 func evensThenOdds(n int) []int32 {
 	var idx []int32
@@ -100,7 +81,7 @@ func FuzzAppendBatch(f *testing.F) {
 		for _, i := range idx {
 			inOrder = append(inOrder, outs[i])
 		}
-		want := kafkaGoBatch(t, inOrder)
+		want := wiretest.Produced(t, messages(inOrder))
 		prefix := []byte("earlier requests")
 		got := AppendBatch(prefix, outs, idx, time.Now())
 		if !bytes.Equal(got[:len(prefix)], []byte("earlier requests")) || !bytes.Equal(got[len(prefix):], want) {

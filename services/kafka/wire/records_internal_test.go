@@ -62,8 +62,10 @@ func sameRecords(t testing.TB, got []envelope.Record, want []kafka.Message, firs
 }
 
 // messagesFrom is outputsFrom as kafka-go messages.
-func messagesFrom(data []byte) []kafka.Message {
-	outs := outputsFrom(data)
+func messagesFrom(data []byte) []kafka.Message { return messages(outputsFrom(data)) }
+
+// messages are outs as kafka-go messages.
+func messages(outs []envelope.Output) []kafka.Message {
 	msgs := make([]kafka.Message, len(outs))
 	for i, o := range outs {
 		msgs[i] = kafka.Message{Key: o.Key, Value: o.Value, Time: o.Time}
