@@ -46,7 +46,7 @@ bench: build ## benchmark every stage against the bare Kafka client (BENCH_ORDER
 
 fuzz: ## run each fuzz test for FUZZTIME (default 100000x executions; a duration such as 1m also works)
 	$(GO) test ./schemas/ -run=NONE -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME)
-	$(GO) test ./schemas/ -run=NONE -fuzz=FuzzDecodeMatchesHamba -fuzztime=$(FUZZTIME)
+	$(GO) test ./schemas/ -run=NONE -fuzz=FuzzDecodeResolved -fuzztime=$(FUZZTIME)
 	$(GO) test ./services/envelope/ -run=NONE -fuzz=FuzzParseHistory -fuzztime=$(FUZZTIME)
 	$(GO) test ./services/envelope/ -run=NONE -fuzz=FuzzFailures -fuzztime=$(FUZZTIME)
 	$(GO) test ./services/envelope/ -run=NONE -fuzz=FuzzTimes -fuzztime=$(FUZZTIME)

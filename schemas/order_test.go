@@ -41,21 +41,25 @@ func TestSeedVectorEncodes(t *testing.T) {
 
 func TestDecodeRejectsBadBytes(t *testing.T) {
 	raw, _ := hex.DecodeString(seedHex)
-	cases := map[string][]byte{
-		"empty":          nil,
-		"not avro":       []byte("hello, world"),
-		"truncated":      raw[:len(raw)-2],
-		"trailing":       append(append([]byte{}, raw...), 0x01),
-		"huge length":    {0xfe, 0xff, 0xff, 0xff, 0x0f},
-		"negative len":   {0x01},
-		"only the id":    raw[:5],
-		"truncated more": raw[:1],
+	cases := []struct {
+		name string
+		b    []byte
+		want string
+	}{
+		{"empty", nil, "empty value"},
+		{"not avro", []byte("hello, world"), "truncated: 12 bytes end inside the order"},
+		{"truncated", raw[:len(raw)-2], "truncated: 13 bytes end inside the order"},
+		{"trailing", append(append([]byte{}, raw...), 0x01), "trailing bytes after the order"},
+		{"huge length", []byte{0xfe, 0xff, 0xff, 0xff, 0x0f}, "orderId: length above 4096 bytes"},
+		{"negative length", []byte{0x01}, "orderId: invalid string length"},
+		{"only the id", raw[:5], "truncated: 5 bytes end inside the order"},
+		{"product too long", append([]byte{0x02, 'x', 0x82, 0x40}, make([]byte, 4097)...), "product: length above 4096 bytes"},
 	}
-	for name, b := range cases {
-		t.Run(name, func(t *testing.T) {
-			_, err := schemas.Decode(b)
-			if !errors.Is(err, schemas.ErrDecode) {
-				t.Fatalf("Decode(%x) = %v, want ErrDecode", b, err)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := schemas.Decode(c.b)
+			if !errors.Is(err, schemas.ErrDecode) || err.Error() != "decode order: "+c.want {
+				t.Fatalf("Decode(%x) = %v, want ErrDecode: %s", c.b, err, c.want)
 			}
 		})
 	}
@@ -94,8 +98,8 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
-// TestEncodeMatchesHamba holds the hand-written Encode to hamba/avro's
-// encoding of order.avsc, byte for byte.
+// TestEncodeMatchesHamba holds Encode, hamba/avro under the project's
+// limits, to hamba/avro's default encoding of order.avsc, byte for byte.
 func TestEncodeMatchesHamba(t *testing.T) {
 	schema := avro.MustParse(schemas.OrderSchemaJSON())
 	long := strings.Repeat("x", 300)
