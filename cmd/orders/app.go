@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/orderflow/orders/schemas"
 	"github.com/orderflow/orders/services/metrics"
 )
 
@@ -19,12 +20,26 @@ func (c config) provide() fx.Option {
 	return fx.Options(
 		fx.Supply(c.client, c.topology, c.rule, c.options, c.log, c.metrics),
 		fx.Provide(metrics.New),
+		fx.Provide(func() schemas.Values { return c.values }),
+		fx.Invoke(func(lc fx.Lifecycle) {
+			lc.Append(fx.Hook{OnStart: c.checkRegistry})
+		}),
 		fx.WithLogger(func() fxevent.Logger {
 			l := &fxevent.ZapLogger{Logger: c.log.Named("fx")}
 			l.UseLogLevel(zapcore.DebugLevel)
 			return l
 		}),
 	)
+}
+
+// checkRegistry fails if the schema registry the values use, if any,
+// cannot be reached or refuses the credentials: a process fails at start,
+// not once records come.
+func (c config) checkRegistry(ctx context.Context) error {
+	if c.registry == nil {
+		return nil
+	}
+	return c.registry.Check(ctx)
 }
 
 // runApp starts an fx app and runs it until ctx ends, the app shuts itself

@@ -79,7 +79,7 @@ func TestAppStopLeavesNoGoroutines(t *testing.T) {
 	if err := app.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = outcome.Wait(ctx, c.client, c.topology, 50, 100*time.Millisecond)
+	_, _, err = outcome.Wait(ctx, c.client, c.topology, nil, 50, 100*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}

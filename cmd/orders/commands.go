@@ -17,6 +17,7 @@ import (
 	"github.com/orderflow/orders/services/admin"
 	"github.com/orderflow/orders/services/aggregator"
 	"github.com/orderflow/orders/services/broker"
+	"github.com/orderflow/orders/services/registry"
 	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/services/metrics"
 	"github.com/orderflow/orders/services/processor"
@@ -26,8 +27,9 @@ import (
 func brokerCmd(s *settings) *cobra.Command {
 	var (
 		cfg        broker.Config
-		usersFile  string
-		superusers []string
+		usersFile    string
+		superusers   []string
+		registryAddr string
 	)
 	cmd := &cobra.Command{
 		Use:   "broker",
@@ -74,6 +76,14 @@ partitions) on a loopback address, for tests and trials; never in production.`,
 			if cfg.Nodes < 1 {
 				return fmt.Errorf("--nodes: %d: want at least 1", cfg.Nodes)
 			}
+			if registryAddr != "" {
+				reg, err := registry.Serve(registryAddr)
+				if err != nil {
+					return fmt.Errorf("--schema-registry: %w", err)
+				}
+				defer reg.Close()
+				fmt.Fprintf(cmd.OutOrStdout(), "schema registry listening on %s\n", reg.URL())
+			}
 			b, err := broker.Start(cfg, log)
 			if err != nil {
 				return err
@@ -97,6 +107,7 @@ partitions) on a loopback address, for tests and trials; never in production.`,
 	cmd.Flags().StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "PEM certificate: the listener speaks TLS only (with --tls-key-file)")
 	cmd.Flags().StringVar(&cfg.TLSKeyFile, "tls-key-file", "", "PEM key of --tls-cert-file")
 	cmd.Flags().StringVar(&usersFile, "sasl-users-file", "", "require SASL: a file of one user a line, \"mechanism username password\" (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)")
+	cmd.Flags().StringVar(&registryAddr, "schema-registry", "", "also serve a Confluent-compatible schema registry, in memory, on this address (host:port; port 0 picks one)")
 	cmd.Flags().StringSliceVar(&superusers, "superusers", nil, "comma-separated users of --sasl-users-file that bypass ACLs (for orders acls --apply)")
 	cmd.Flags().BoolVar(&cfg.ACLs, "acls", false, "enforce ACLs: users other than --superusers may do only what an ACL allows (needs --sasl-users-file)")
 	cmd.Flags().StringVar(&cfg.FaultControl, "fault-control", "", "for tests and trials: serve the fault API over HTTP on this loopback host:port (port 0 picks one; it prints 'fault control listening on ADDR')")

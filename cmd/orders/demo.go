@@ -16,6 +16,7 @@ import (
 	"github.com/orderflow/orders/services/outcome"
 	"github.com/orderflow/orders/services/processor"
 	"github.com/orderflow/orders/services/producer"
+	"github.com/orderflow/orders/services/registry"
 )
 
 func demoCmd(s *settings) *cobra.Command {
@@ -26,12 +27,22 @@ func demoCmd(s *settings) *cobra.Command {
 		Long: `Start an embedded broker on a free port (unless --brokers or KAFKA_BROKERS is
 given), create the topics, run every stage and the producer in this process
 and stream their log. With --count N it stops once all N orders have reached
-an outcome and prints a summary; with --count 0 it runs until interrupted.`,
+an outcome and prints a summary; with --count 0 it runs until interrupted.
+With --value-format confluent it also starts an embedded schema registry
+(unless --schema-registry-url or SCHEMA_REGISTRY_URL is given).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			embedded := !s.given("brokers")
 			if embedded {
 				s.brokers = []string{"127.0.0.1:0"}
+			}
+			if s.valueFormat == formatConfluent && !s.given("schema-registry-url") {
+				reg, err := registry.Serve("127.0.0.1:0")
+				if err != nil {
+					return fmt.Errorf("embedded schema registry: %w", err)
+				}
+				defer reg.Close()
+				s.registryURL = reg.URL()
 			}
 			c, err := s.load()
 			if err != nil {
@@ -69,7 +80,7 @@ an outcome and prints a summary; with --count 0 it runs until interrupted.`,
 			if pcfg.Count > 0 {
 				go func() {
 					defer close(done)
-					t, tot, err := outcome.Wait(wctx, c.client, c.topology, pcfg.Count, 500*time.Millisecond)
+					t, tot, err := outcome.Wait(wctx, c.client, c.topology, c.values, pcfg.Count, 500*time.Millisecond)
 					summary, waitErr = t.Summary(tot), err
 				}()
 			}

@@ -101,7 +101,7 @@ func (c *cluster) wait(want int, timeout time.Duration) (*outcome.Tally, aggrega
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	tally, tot, err := outcome.Wait(ctx, c.client, c.top, want, 200*time.Millisecond)
+	tally, tot, err := outcome.Wait(ctx, c.client, c.top, nil, want, 200*time.Millisecond)
 	if err != nil {
 		c.t.Fatalf("waiting for %d outcomes: %v (have %d: %d processed, %d dead, aggregator count %d)",
 			want, err, tally.Final(), len(tally.Processed), len(tally.Dead), tot.Count)

@@ -77,7 +77,7 @@ Kafka (see orders run main --help).`,
 		topicsCmd(s), produceCmd(s), runCmd(s), statsCmd(s), demoCmd(s), aclsCmd(s),
 		inspectCmd(s), traceCmd(s), dlqCmd(s),
 	} {
-		root.AddCommand(withFlags(cmd, s.logFlags, s.clientFlags, s.pipelineFlags))
+		root.AddCommand(withFlags(cmd, s.logFlags, s.clientFlags, s.pipelineFlags, s.valueFlags))
 	}
 	return root
 }

@@ -64,7 +64,10 @@ partition, offset, timestamp and headers. --json prints one JSON object per line
 					}
 				}
 			}
-			q := inspect.Query{Topic: args[0], Tail: tail, Partition: partition, Key: key}
+			if err := c.checkRegistry(ctx); err != nil {
+				return err
+			}
+			q := inspect.Query{Topic: args[0], Tail: tail, Partition: partition, Key: key, Values: c.values}
 			recs, next, err := inspect.Records(ctx, c.client, c.topology, q)
 			if err != nil {
 				return err
@@ -204,7 +207,10 @@ func dlqCmd(s *settings) *cobra.Command {
 			if err := c.client.Ping(cmd.Context()); err != nil {
 				return err
 			}
-			entries, err := dlq.List(cmd.Context(), c.client, c.topology, f, time.Now())
+			if err := c.checkRegistry(cmd.Context()); err != nil {
+				return err
+			}
+			entries, err := dlq.List(cmd.Context(), c.client, c.topology, c.values, f, time.Now())
 			if err != nil {
 				return err
 			}

@@ -15,11 +15,13 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/orderflow/orders/schemas"
 	"github.com/orderflow/orders/services/admin"
 	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/services/logs"
 	"github.com/orderflow/orders/services/metrics"
 	"github.com/orderflow/orders/services/processor"
+	"github.com/orderflow/orders/services/registry"
 	"github.com/orderflow/orders/services/stage"
 	"github.com/orderflow/orders/topology"
 )
@@ -59,13 +61,34 @@ type settings struct {
 	dlqMinRet       time.Duration
 	principalPrefix string
 
+	// Order values, on the same commands.
+	valueFormat          string
+	schemaFile           string
+	registryURL          string
+	registryUsername     string
+	registryPasswordFile string
+	registryPasswordFlag string // refused, as passwordFlag
+	registryCAFile       string
+	registryCertFile     string
+	registryKeyFile      string
+
 	// The flags of each group above; a command takes the groups it uses
 	// (withFlags).
-	logFlags, clientFlags, pipelineFlags *pflag.FlagSet
+	logFlags, clientFlags, pipelineFlags, valueFlags *pflag.FlagSet
 }
 
-// passwordEnv holds the SASL password. It has no flag on purpose.
-const passwordEnv = "KAFKA_SASL_PASSWORD"
+// passwordEnv holds the SASL password, registryPasswordEnv the schema
+// registry's. They have no flag on purpose.
+const (
+	passwordEnv         = "KAFKA_SASL_PASSWORD"
+	registryPasswordEnv = "SCHEMA_REGISTRY_PASSWORD"
+)
+
+// The value formats.
+const (
+	formatAvro      = "avro"
+	formatConfluent = "confluent"
+)
 
 // newSettings returns settings at their defaults, with their flags.
 func newSettings() *settings {
@@ -73,6 +96,7 @@ func newSettings() *settings {
 	s.logFlags = s.logSet()
 	s.clientFlags = s.clientSet()
 	s.pipelineFlags = s.pipelineSet()
+	s.valueFlags = s.valueSet()
 	return s
 }
 
@@ -147,6 +171,32 @@ func (s *settings) pipelineSet() *pflag.FlagSet {
 	return fs
 }
 
+func (s *settings) valueSet() *pflag.FlagSet {
+	fs := pflag.NewFlagSet("values", pflag.ContinueOnError)
+	choiceVar(fs, choice{p: &s.valueFormat, words: []string{formatAvro, formatConfluent}, fold: true},
+		"value-format", formatAvro, "order values: avro (plain Avro, no header) or confluent (Schema Registry wire format)")
+	fs.StringVar(&s.schemaFile, "schema", "", "order schema file this process reads and writes orders with (default: the embedded order.avsc)")
+	fs.StringVar(&s.registryURL, "schema-registry-url", "", "Schema Registry URL, http:// or https:// (with --value-format confluent)")
+	fs.StringVar(&s.registryUsername, "schema-registry-username", "", "Schema Registry basic-auth username")
+	fs.StringVar(&s.registryPasswordFile, "schema-registry-password-file", "", "file holding the Schema Registry password (or set "+registryPasswordEnv+"; never on the command line)")
+	fs.StringVar(&s.registryPasswordFlag, "schema-registry-password", "", "refused: use "+registryPasswordEnv+" or --schema-registry-password-file")
+	_ = fs.MarkHidden("schema-registry-password")
+	fs.StringVar(&s.registryCAFile, "schema-registry-ca-file", "", "PEM file of the CAs that sign the registry's certificate (default: the system's)")
+	fs.StringVar(&s.registryCertFile, "schema-registry-cert-file", "", "PEM client certificate, for a registry that authenticates clients by certificate")
+	fs.StringVar(&s.registryKeyFile, "schema-registry-key-file", "", "PEM key of the registry client certificate")
+	bindEnv(fs, map[string]string{
+		"value-format":                  "VALUE_FORMAT",
+		"schema":                        "ORDER_SCHEMA",
+		"schema-registry-url":           "SCHEMA_REGISTRY_URL",
+		"schema-registry-username":      "SCHEMA_REGISTRY_USERNAME",
+		"schema-registry-password-file": "SCHEMA_REGISTRY_PASSWORD_FILE",
+		"schema-registry-ca-file":       "SCHEMA_REGISTRY_CA_FILE",
+		"schema-registry-cert-file":     "SCHEMA_REGISTRY_CERT_FILE",
+		"schema-registry-key-file":      "SCHEMA_REGISTRY_KEY_FILE",
+	})
+	return fs
+}
+
 // withFlags gives cmd, and the commands under it, the flags of sets.
 func withFlags(cmd *cobra.Command, sets ...*pflag.FlagSet) *cobra.Command {
 	for _, fs := range sets {
@@ -157,7 +207,7 @@ func withFlags(cmd *cobra.Command, sets ...*pflag.FlagSet) *cobra.Command {
 
 // flag is the settings flag of that name.
 func (s *settings) flag(name string) *pflag.Flag {
-	for _, fs := range []*pflag.FlagSet{s.logFlags, s.clientFlags, s.pipelineFlags} {
+	for _, fs := range []*pflag.FlagSet{s.logFlags, s.clientFlags, s.pipelineFlags, s.valueFlags} {
 		if f := fs.Lookup(name); f != nil {
 			return f
 		}
@@ -239,23 +289,46 @@ func (s *settings) tlsConfig() (*tls.Config, error) {
 		}
 		return nil, nil
 	}
-	cfg, err := kafka.LoadTLS(kafka.TLSFiles{CAFile: s.tlsCAFile, CertFile: s.tlsCertFile, KeyFile: s.tlsKeyFile, InsecureSkipVerify: s.tlsInsecureSkipVerify})
+	return s.loadTLS(kafka.TLSFiles{CAFile: s.tlsCAFile, CertFile: s.tlsCertFile, KeyFile: s.tlsKeyFile, InsecureSkipVerify: s.tlsInsecureSkipVerify},
+		"tls-ca-file", "tls-client-cert-file", "tls-client-key-file")
+}
+
+// loadTLS loads f, whose files the flags caFlag, certFlag and keyFlag name.
+func (s *settings) loadTLS(f kafka.TLSFiles, caFlag, certFlag, keyFlag string) (*tls.Config, error) {
+	cfg, err := kafka.LoadTLS(f)
 	switch {
 	case errors.Is(err, kafka.ErrCAFile):
-		return nil, s.bad("tls-ca-file", "%w", err)
+		return nil, s.bad(caFlag, "%w", err)
 	case errors.Is(err, kafka.ErrKeyPair):
-		return nil, fmt.Errorf("%s, %s: %w", s.setting("tls-client-cert-file"), s.setting("tls-client-key-file"), err)
+		return nil, fmt.Errorf("%s, %s: %w", s.setting(certFlag), s.setting(keyFlag), err)
 	case err != nil:
 		return nil, err
 	}
 	return cfg, nil
 }
 
+// password reads a secret from the file fileFlag names or from the
+// variable env, never both; given is false if neither is set.
+func (s *settings) password(fileFlag, file, env string) (pass string, given bool, err error) {
+	envPass, hasEnv := os.LookupEnv(env)
+	switch {
+	case file != "" && hasEnv:
+		return "", true, fmt.Errorf("%s and %s are both set: use one", s.names(fileFlag), env)
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", true, s.bad(fileFlag, "%w", errors.Unwrap(err))
+		}
+		return strings.TrimRight(string(b), "\r\n"), true, nil
+	}
+	return envPass, hasEnv, nil
+}
+
 func (s *settings) sasl() (*kafka.SASL, error) {
 	if s.passwordFlag != "" {
 		return nil, fmt.Errorf("--sasl-password: a password is never accepted on the command line; set %s or %s", passwordEnv, s.names("sasl-password-file"))
 	}
-	envPass, hasEnvPass := os.LookupEnv(passwordEnv)
+	_, hasEnvPass := os.LookupEnv(passwordEnv)
 	if s.saslMechanism == "" {
 		switch {
 		case s.saslUsername != "":
@@ -270,18 +343,9 @@ func (s *settings) sasl() (*kafka.SASL, error) {
 	if s.saslUsername == "" {
 		return nil, fmt.Errorf("%s: required with %s", s.names("sasl-username"), s.setting("sasl-mechanism"))
 	}
-	var pass string
-	switch {
-	case s.saslPasswordFile != "" && hasEnvPass:
-		return nil, fmt.Errorf("%s and %s are both set: use one", s.names("sasl-password-file"), passwordEnv)
-	case s.saslPasswordFile != "":
-		b, err := os.ReadFile(s.saslPasswordFile)
-		if err != nil {
-			return nil, s.bad("sasl-password-file", "%w", errors.Unwrap(err))
-		}
-		pass = strings.TrimRight(string(b), "\r\n")
-	case hasEnvPass:
-		pass = envPass
+	pass, _, err := s.password("sasl-password-file", s.saslPasswordFile, passwordEnv)
+	if err != nil {
+		return nil, err
 	}
 	if pass == "" {
 		return nil, fmt.Errorf("%s needs a password: set %s or %s", s.setting("sasl-mechanism"), passwordEnv, s.names("sasl-password-file"))
@@ -292,6 +356,69 @@ func (s *settings) sasl() (*kafka.SASL, error) {
 		return nil, s.bad("sasl-mechanism", "the username or the password holds characters the mechanism refuses")
 	}
 	return m, nil
+}
+
+// values are how orders travel as record values. With the Confluent
+// format, reg is the registry, for the check at start.
+func (s *settings) values(log *zap.Logger) (v schemas.Values, reg *registry.Values, err error) {
+	codec := schemas.Plain
+	if s.schemaFile != "" {
+		text, err := os.ReadFile(s.schemaFile)
+		if err != nil {
+			return nil, nil, s.bad("schema", "%w", errors.Unwrap(err))
+		}
+		if codec, err = schemas.NewCodec(string(text)); err != nil {
+			return nil, nil, s.bad("schema", "not an order schema: %w", err)
+		}
+	}
+	registryFlags := []struct{ name, value string }{
+		{"schema-registry-url", s.registryURL}, {"schema-registry-username", s.registryUsername},
+		{"schema-registry-password-file", s.registryPasswordFile}, {"schema-registry-ca-file", s.registryCAFile},
+		{"schema-registry-cert-file", s.registryCertFile}, {"schema-registry-key-file", s.registryKeyFile},
+	}
+	if s.registryPasswordFlag != "" {
+		return nil, nil, fmt.Errorf("--schema-registry-password: a password is never accepted on the command line; set %s or %s", registryPasswordEnv, s.names("schema-registry-password-file"))
+	}
+	if s.valueFormat != formatConfluent {
+		for _, f := range registryFlags {
+			if f.value != "" {
+				return nil, nil, s.bad(f.name, "set %s to confluent to use it", s.names("value-format"))
+			}
+		}
+		if _, ok := os.LookupEnv(registryPasswordEnv); ok {
+			return nil, nil, fmt.Errorf("%s is set: set %s to confluent to use it", registryPasswordEnv, s.names("value-format"))
+		}
+		return codec.Values(), nil, nil
+	}
+	if s.registryURL == "" {
+		return nil, nil, fmt.Errorf("%s: required with %s", s.names("schema-registry-url"), s.setting("value-format"))
+	}
+	cfg := registry.Config{URL: s.registryURL, Username: s.registryUsername}
+	pass, given, err := s.password("schema-registry-password-file", s.registryPasswordFile, registryPasswordEnv)
+	switch {
+	case err != nil:
+		return nil, nil, err
+	case given && cfg.Username == "":
+		return nil, nil, fmt.Errorf("%s: required with a registry password", s.names("schema-registry-username"))
+	}
+	cfg.Password = pass
+	https := strings.HasPrefix(strings.ToLower(s.registryURL), "https://")
+	if https {
+		if cfg.TLS, err = s.loadTLS(kafka.TLSFiles{CAFile: s.registryCAFile, CertFile: s.registryCertFile, KeyFile: s.registryKeyFile},
+			"schema-registry-ca-file", "schema-registry-cert-file", "schema-registry-key-file"); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		for _, f := range registryFlags[3:] {
+			if f.value != "" {
+				return nil, nil, s.bad(f.name, "the registry URL %s is not https://", s.registryURL)
+			}
+		}
+	}
+	if reg, err = registry.New(cfg, codec, log); err != nil {
+		return nil, nil, s.bad("schema-registry-url", "%w", err)
+	}
+	return reg, reg, nil
 }
 
 // principals names the principal of each stage: the prefix, then main,
@@ -390,6 +517,10 @@ type config struct {
 	log      *zap.Logger
 	// principalPrefix names each stage's principal in `orders acls`.
 	principalPrefix string
+	// values read and write orders; registry, if not nil, is the schema
+	// registry they use, checked at start.
+	values   schemas.Values
+	registry *registry.Values
 }
 
 // load checks the settings of a command that talks to Kafka and builds its
@@ -419,6 +550,9 @@ func (s *settings) load() (config, error) {
 		return c, err
 	}
 	if c.principalPrefix, err = s.principals(); err != nil {
+		return c, err
+	}
+	if c.values, c.registry, err = s.values(c.log); err != nil {
 		return c, err
 	}
 	if c.client.TLS != nil && c.client.TLS.InsecureSkipVerify {

@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/orderflow/orders/schemas"
 	"github.com/orderflow/orders/services/envelope"
 	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/services/stage"
@@ -21,6 +22,9 @@ type Aggregator struct {
 
 	// OnTotals, if set, is told the process's totals after every batch.
 	OnTotals func(Totals)
+	// Values reads the orders of the processed records. Optional, default
+	// plain Avro of order.avsc.
+	Values schemas.Values
 
 	mu     sync.Mutex
 	totals map[int]Totals // per owned partition, as of its last acknowledged batch
@@ -48,7 +52,7 @@ func (a *Aggregator) Open(ctx context.Context, as stage.Assignment) (stage.Parti
 	a.log.Info("partition state restored", zap.Int("partition", as.Partition), zap.Int64("count", rp.cur.Count),
 		zap.Int64("next_offset", rp.cur.Next), zap.Int("known_orders", len(rp.seen)))
 	return &partition{
-		top: a.top, log: a.log, index: as.Partition, gen: as.Generation, base: end,
+		top: a.top, log: a.log, values: a.Values, index: as.Partition, gen: as.Generation, base: end,
 		cur: rp.cur, seen: newOrderSet(rp.seen), totals: a.Totals,
 		update: func(d Snapshot) {
 			a.mu.Lock()

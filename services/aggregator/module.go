@@ -4,6 +4,7 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
+	"github.com/orderflow/orders/schemas"
 	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/services/lifecycle"
 	"github.com/orderflow/orders/services/metrics"
@@ -13,8 +14,9 @@ import (
 
 // Module runs the aggregator as one member of its consumer group.
 var Module = fx.Module(topology.StageAggregator,
-	fx.Provide(func(client kafka.Client, top topology.Topology, reg *metrics.Registry, log *zap.Logger) *Aggregator {
+	fx.Provide(func(client kafka.Client, top topology.Topology, values schemas.Values, reg *metrics.Registry, log *zap.Logger) *Aggregator {
 		a := New(client, top, log)
+		a.Values = values
 		a.OnTotals = func(t Totals) { reg.SetAverage(t.Count, t.Average) }
 		return a
 	}),

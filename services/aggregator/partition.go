@@ -17,7 +17,8 @@ import (
 type partition struct {
 	top      topology.Topology
 	log      *zap.Logger
-	totals   func() Totals // the running totals over every partition of this process
+	values   schemas.Values // nil: plain Avro
+	totals   func() Totals  // the running totals over every partition of this process
 	update   func(delta Snapshot)
 	gen      int32
 	base     int64
@@ -48,7 +49,10 @@ const maxStateIDBytes = 128 << 10
 // Handle counts each order not counted before and returns the state record
 // of the batch, or several if its orderIds are many and long; records that
 // are not orders go to the DLQ.
-func (p *partition) Handle(_ context.Context, batch []envelope.Record) ([]envelope.Output, error) {
+func (p *partition) Handle(ctx context.Context, batch []envelope.Record) ([]envelope.Output, error) {
+	if p.values == nil {
+		p.values = schemas.Plain.Values()
+	}
 	var outs []envelope.Output
 	p.ids, p.prices = p.ids[:0], p.prices[:0]
 	next := p.cur
@@ -65,8 +69,11 @@ func (p *partition) Handle(_ context.Context, batch []envelope.Record) ([]envelo
 	}
 	p.orders, p.keys = p.orders[:0], p.keys[:0]
 	for _, r := range batch {
-		o, err := schemas.Decode(r.Value)
-		reason := envelope.ReasonUndecodable
+		o, err := p.values.Decode(ctx, r.Value)
+		if err != nil && !schemas.IsValueError(err) {
+			return nil, err // the order cannot be read for now: nothing counted
+		}
+		reason := envelope.DecodeReason(err)
 		if err == nil {
 			err, reason = schemas.Validate(o), envelope.ReasonInvalid
 		}

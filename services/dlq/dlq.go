@@ -57,7 +57,11 @@ func (f Filter) match(e Entry, now time.Time) bool {
 }
 
 // List returns the DLQ records f selects, in partition and offset order.
-func List(ctx context.Context, client kafka.Client, top topology.Topology, f Filter, now time.Time) ([]Entry, error) {
+// The orders of their raw values are read with values (nil: plain Avro).
+func List(ctx context.Context, client kafka.Client, top topology.Topology, values schemas.Values, f Filter, now time.Time) ([]Entry, error) {
+	if values == nil {
+		values = schemas.Plain.Values()
+	}
 	var out []Entry
 	err := kafka.ReadNew(ctx, client, []string{top.DLQ}, map[string]map[int]int64{}, func(m envelope.Record) error {
 		d, err := envelope.ParseDeadLetter(m.Value)
@@ -66,7 +70,7 @@ func List(ctx context.Context, client kafka.Client, top topology.Topology, f Fil
 		}
 		e := Entry{Partition: m.Partition, Offset: m.Offset, Time: m.Time, Letter: d}
 		if raw, err := d.RawValue(); err == nil && !d.RawValueTruncated {
-			if o, err := schemas.Decode(raw); err == nil {
+			if o, err := values.Decode(ctx, raw); err == nil {
 				e.Order = &o
 			}
 		}
@@ -152,7 +156,7 @@ func Replay(ctx context.Context, client kafka.Client, top topology.Topology, cfg
 		}
 	}
 	start := time.Now()
-	entries, err := List(ctx, client, top, cfg.Filter, start)
+	entries, err := List(ctx, client, top, nil, cfg.Filter, start) // the raw values are sent, not read
 	if err != nil {
 		return nil, err
 	}

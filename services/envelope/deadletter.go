@@ -3,7 +3,10 @@ package envelope
 import (
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"time"
+
+	"github.com/orderflow/orders/schemas"
 )
 
 // Reasons an order is dead-lettered.
@@ -16,7 +19,24 @@ const (
 	// wrote for the order (a record larger than the topic takes, one it
 	// calls invalid); the error names the topic and the broker's error.
 	ReasonOutputRefused = "output_refused"
+	// ReasonIncompatibleSchema: the value's writer schema (by its schema
+	// id) does not resolve against the stages' order schema.
+	ReasonIncompatibleSchema = "incompatible_schema"
+	// ReasonUnknownSchema: the registry has no schema of the value's id.
+	ReasonUnknownSchema = "unknown_schema"
 )
+
+// DecodeReason is the reason to dead-letter a value whose decoding failed
+// with err, one of schemas.IsValueError's.
+func DecodeReason(err error) string {
+	switch {
+	case errors.Is(err, schemas.ErrIncompatible):
+		return ReasonIncompatibleSchema
+	case errors.Is(err, schemas.ErrUnknownSchema):
+		return ReasonUnknownSchema
+	}
+	return ReasonUndecodable
+}
 
 // MaxRawValue is the most bytes of an original value a DLQ record carries.
 const MaxRawValue = 64 << 10

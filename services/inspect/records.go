@@ -34,8 +34,9 @@ type Record struct {
 }
 
 // Decode turns a consumed message into a Record, decoding its value by
-// what its topic holds.
-func Decode(top topology.Topology, m envelope.Record) Record {
+// what its topic holds; an order with values (nil: plain Avro), giving up
+// after decodeTimeout if it waits for a schema registry.
+func Decode(ctx context.Context, top topology.Topology, values schemas.Values, m envelope.Record) Record {
 	r := Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Time: m.Time, Key: string(m.Key)}
 	if len(m.Headers) > 0 {
 		r.Headers = make(map[string]string, len(m.Headers))
@@ -51,7 +52,12 @@ func Decode(top topology.Topology, m envelope.Record) Record {
 		}
 		r.Error = "not JSON"
 	default:
-		o, err := schemas.Decode(m.Value)
+		if values == nil {
+			values = schemas.Plain.Values()
+		}
+		dctx, cancel := context.WithTimeout(ctx, decodeTimeout)
+		o, err := values.Decode(dctx, m.Value)
+		cancel()
 		if err == nil {
 			b, _ := json.Marshal(o)
 			r.Value = b
@@ -63,9 +69,14 @@ func Decode(top topology.Topology, m envelope.Record) Record {
 	return r
 }
 
+// decodeTimeout bounds how long Decode waits to read one order.
+const decodeTimeout = 10 * time.Second
+
 // Query selects records of one topic.
 type Query struct {
-	Topic string
+	// Values reads the orders. Optional, default plain Avro.
+	Values schemas.Values
+	Topic  string
 	// Tail keeps only the last N records (by timestamp); 0 keeps all.
 	Tail int
 	// Partition restricts to one partition; -1 reads all.
@@ -95,7 +106,7 @@ func Records(ctx context.Context, client kafka.Client, top topology.Topology, q 
 	var out []Record
 	err = kafka.ReadNew(ctx, client, []string{q.Topic}, next, func(m envelope.Record) error {
 		if q.Key == "" || string(m.Key) == q.Key {
-			out = append(out, Decode(top, m))
+			out = append(out, Decode(ctx, top, q.Values, m))
 		}
 		return nil
 	})
@@ -118,7 +129,7 @@ func Follow(ctx context.Context, client kafka.Client, top topology.Topology, q Q
 		}
 		err := kafka.ReadNew(ctx, client, []string{q.Topic}, next, func(m envelope.Record) error {
 			if (q.Partition < 0 || m.Partition == q.Partition) && (q.Key == "" || string(m.Key) == q.Key) {
-				return fn(Decode(top, m))
+				return fn(Decode(ctx, top, q.Values, m))
 			}
 			return nil
 		})

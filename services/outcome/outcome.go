@@ -32,7 +32,9 @@ type Dead struct {
 type Tally struct {
 	Processed map[string]*Processed // by orderId
 	Dead      map[string]*Dead      // by record key
-	next      map[string]map[int]int64
+	// Values reads the processed orders. Optional, default plain Avro.
+	Values schemas.Values
+	next   map[string]map[int]int64
 }
 
 // NewTally returns an empty tally.
@@ -66,7 +68,11 @@ func (t *Tally) Poll(ctx context.Context, client kafka.Client, top topology.Topo
 	return kafka.ReadNew(ctx, client, []string{top.Processed, top.DLQ}, t.next, func(m envelope.Record) error {
 		switch m.Topic {
 		case top.Processed:
-			o, err := schemas.Decode(m.Value)
+			values := t.Values
+			if values == nil {
+				values = schemas.Plain.Values()
+			}
+			o, err := values.Decode(ctx, m.Value)
 			if err != nil {
 				return fmt.Errorf("%s/%d@%d: %w", m.Topic, m.Partition, m.Offset, err)
 			}
@@ -122,9 +128,10 @@ func (t *Tally) Summary(totals aggregator.Totals) Summary {
 
 // Wait polls the final topics every interval until want distinct orders
 // have an outcome and the aggregator's state counts every processed order,
-// or ctx ends.
-func Wait(ctx context.Context, client kafka.Client, top topology.Topology, want int, every time.Duration) (*Tally, aggregator.Totals, error) {
+// or ctx ends. It reads the processed orders with values (nil: plain Avro).
+func Wait(ctx context.Context, client kafka.Client, top topology.Topology, values schemas.Values, want int, every time.Duration) (*Tally, aggregator.Totals, error) {
 	t := NewTally()
+	t.Values = values
 	for {
 		if err := t.Poll(ctx, client, top); err != nil && ctx.Err() == nil {
 			return t, aggregator.Totals{}, err

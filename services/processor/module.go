@@ -6,6 +6,7 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
+	"github.com/orderflow/orders/schemas"
 	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/services/lifecycle"
 	"github.com/orderflow/orders/services/metrics"
@@ -32,9 +33,9 @@ func RetryModule(top topology.Topology, k int) (fx.Option, error) {
 func stepModule(k int) fx.Option {
 	name := topology.Default().StageName(k)
 	return fx.Module(name,
-		fx.Provide(fx.Private, func(client kafka.Client, opts stage.Options, top topology.Topology, rule Rule, reg *metrics.Registry, log *zap.Logger) (*stage.Loop, error) {
+		fx.Provide(fx.Private, func(client kafka.Client, opts stage.Options, top topology.Topology, rule Rule, values schemas.Values, reg *metrics.Registry, log *zap.Logger) (*stage.Loop, error) {
 			name := top.StageName(k)
-			st := &Stage{Step: k, Topology: top, Rule: rule, Log: log.Named(name)}
+			st := &Stage{Step: k, Topology: top, Rule: rule, Values: values, Log: log.Named(name)}
 			return stage.NewLoop(stage.Config{
 				Client: client, Group: top.Group(name), Topic: top.InputTopic(k), Options: opts,
 				Observer: reg.Stage(name),

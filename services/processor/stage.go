@@ -22,6 +22,10 @@ type Stage struct {
 	Topology topology.Topology
 	Rule     Rule
 	Log      *zap.Logger
+	// Values reads the orders of the records. Optional, default plain Avro
+	// of order.avsc. The stage decides on the order's fields and forwards
+	// the record's bytes untouched, whatever other fields they hold.
+	Values schemas.Values
 	// Now is the clock. Optional, default time.Now.
 	Now func() time.Time
 
@@ -37,6 +41,9 @@ type Stage struct {
 // prepare computes once what every record of the stage shares.
 func (s *Stage) prepare() {
 	s.name = s.Topology.StageName(s.Step)
+	if s.Values == nil {
+		s.Values = schemas.Plain.Values()
+	}
 	s.next, s.retry = s.Topology.NextOnFailure(s.Step)
 	if s.retry {
 		s.delay = s.Topology.Delay(s.Step + 1)
@@ -60,23 +67,29 @@ func (s *Stage) Open(_ context.Context, a stage.Assignment) (stage.Partition, in
 	return &partition{Stage: s}, a.Committed, nil
 }
 
-// Handle returns one output per input record.
-func (s *Stage) Handle(_ context.Context, batch []envelope.Record) ([]envelope.Output, error) {
-	outs, _ := s.appendOutputs(make([]envelope.Output, 0, len(batch)), nil, batch, new(envelope.Buffer))
-	return outs, nil
+// Handle returns one output per input record. It fails only if a record's
+// order cannot be read for now (a schema registry unreachable until ctx
+// ends); a record whose bytes are not an order is dead-lettered.
+func (s *Stage) Handle(ctx context.Context, batch []envelope.Record) ([]envelope.Output, error) {
+	outs, _, err := s.appendOutputs(ctx, make([]envelope.Output, 0, len(batch)), nil, batch, new(envelope.Buffer))
+	return outs, err
 }
 
 // appendOutputs appends the outputs of batch to outs, with their history
 // headers in buf, and logs the batch's orders, gathering the lines of those
 // processed or retried in lines first.
-func (s *Stage) appendOutputs(outs []envelope.Output, lines []line, batch []envelope.Record, buf *envelope.Buffer) ([]envelope.Output, []line) {
+func (s *Stage) appendOutputs(ctx context.Context, outs []envelope.Output, lines []line, batch []envelope.Record, buf *envelope.Buffer) ([]envelope.Output, []line, error) {
 	now := s.now() // one clock reading per batch: the batch is handled at once
 	log := s.logAt(now)
 	for _, r := range batch {
-		outs = append(outs, s.decide(r, now, log, buf, &lines))
+		out, err := s.decide(ctx, r, now, log, buf, &lines)
+		if err != nil {
+			return outs, lines, err
+		}
+		outs = append(outs, out)
 	}
 	s.logLines(now, lines)
-	return outs, lines
+	return outs, lines, nil
 }
 
 // logAt is the stage's logger for a batch handled at now (see
@@ -129,12 +142,13 @@ type partition struct {
 
 // Handle is Stage.Handle into the arrays and the header buffer of the
 // previous batch, which the loop is done with.
-func (p *partition) Handle(_ context.Context, batch []envelope.Record) ([]envelope.Output, error) {
+func (p *partition) Handle(ctx context.Context, batch []envelope.Record) ([]envelope.Output, error) {
 	clear(p.outs) // nothing of the previous batch stays reachable from here
 	clear(p.lines)
 	p.buf.Reset()
-	p.outs, p.lines = p.appendOutputs(p.outs[:0], p.lines[:0], batch, &p.buf)
-	return p.outs, nil
+	var err error
+	p.outs, p.lines, err = p.appendOutputs(ctx, p.outs[:0], p.lines[:0], batch, &p.buf)
+	return p.outs, err
 }
 
 // Refused dead-letters the order whose output outs[i] the broker refused
@@ -183,15 +197,17 @@ func (s *Stage) now() time.Time {
 	return s.Now()
 }
 
-// Decide returns where record r goes from this stage.
+// Decide returns where record r goes from this stage. It waits as long as
+// Values does to read the order (for a schema registry, until it answers).
 func (s *Stage) Decide(r envelope.Record) envelope.Output {
-	outs, _ := s.appendOutputs(nil, nil, []envelope.Record{r}, new(envelope.Buffer))
+	outs, _, _ := s.appendOutputs(context.Background(), nil, nil, []envelope.Record{r}, new(envelope.Buffer))
 	return outs[0]
 }
 
 // decide returns where r goes. It appends the line to log for a processed
-// or retried order to lines, and logs a dead letter at once.
-func (s *Stage) decide(r envelope.Record, now time.Time, log *zap.Logger, buf *envelope.Buffer, lines *[]line) envelope.Output {
+// or retried order to lines, and logs a dead letter at once. It fails only
+// if Values cannot read the order for now.
+func (s *Stage) decide(ctx context.Context, r envelope.Record, now time.Time, log *zap.Logger, buf *envelope.Buffer, lines *[]line) (envelope.Output, error) {
 	s.once.Do(s.prepare)
 	name := s.name
 	var h envelope.History
@@ -201,26 +217,29 @@ func (s *Stage) decide(r envelope.Record, now time.Time, log *zap.Logger, buf *e
 		var err error
 		if h, err = buf.ParseHistory(r); err != nil {
 			h = envelope.Begin(r).Failed(name, now, err.Error())
-			return s.deadLetter(r, h, envelope.ReasonBadHeaders, log)
+			return s.deadLetter(r, h, envelope.ReasonBadHeaders, log), nil
 		}
 	}
-	o, err := schemas.Decode(r.Value)
+	o, err := s.Values.Decode(ctx, r.Value)
 	if err != nil {
-		return s.deadLetter(r, h.Failed(name, now, err.Error()), envelope.ReasonUndecodable, log)
+		if !schemas.IsValueError(err) {
+			return envelope.Output{}, err
+		}
+		return s.deadLetter(r, h.Failed(name, now, err.Error()), envelope.DecodeReason(err), log), nil
 	}
 	if err := schemas.Validate(o); err != nil {
-		return s.deadLetter(r, h.Failed(name, now, err.Error()), envelope.ReasonInvalid, log)
+		return s.deadLetter(r, h.Failed(name, now, err.Error()), envelope.ReasonInvalid, log), nil
 	}
 	attempt := h.Attempts + 1
 	if f, failed := s.process(o, attempt); failed {
 		h = buf.Failed(h, name, now, f.text)
 		h.ErrorClass = f.class
 		if !s.retry {
-			return s.deadLetter(r, h, envelope.ReasonRetriesExhausted, log)
+			return s.deadLetter(r, h, envelope.ReasonRetriesExhausted, log), nil
 		}
 		h.DueAt = now.Add(s.delay)
 		*lines = append(*lines, line{retried: true, attempt: int32(attempt), orderID: o.OrderID, err: f.err})
-		return envelope.Output{Topic: s.next, Partition: envelope.AnyPartition, Key: r.Key, Value: r.Value, Headers: h.AppendHeaders(buf)}
+		return envelope.Output{Topic: s.next, Partition: envelope.AnyPartition, Key: r.Key, Value: r.Value, Headers: h.AppendHeaders(buf)}, nil
 	}
 	key := r.Key
 	if string(key) != o.OrderID {
@@ -230,7 +249,7 @@ func (s *Stage) decide(r envelope.Record, now time.Time, log *zap.Logger, buf *e
 	return envelope.Output{
 		Topic: s.Topology.Processed, Partition: envelope.AnyPartition,
 		Key: key, Value: r.Value, Headers: s.processedHeaders(attempt, name),
-	}
+	}, nil
 }
 
 // failure is a processing failure with its text and class.

@@ -60,6 +60,9 @@ type Config struct {
 	Seed uint64
 	// BatchSize is the most orders written in one request. Optional, default 500.
 	BatchSize int
+	// Values writes the orders as record values. Optional, default plain
+	// Avro of order.avsc.
+	Values schemas.Values
 }
 
 func (c *Config) setDefaults() {
@@ -71,6 +74,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.BatchSize <= 0 {
 		c.BatchSize = 500
+	}
+	if c.Values == nil {
+		c.Values = schemas.Plain.Values()
 	}
 }
 
@@ -157,8 +163,11 @@ func (p *Producer) Run(ctx context.Context) (err error) {
 		batch, orders = batch[:0], orders[:0]
 		for range n {
 			o := gen.Next()
-			v, err := schemas.Encode(o)
+			v, err := p.cfg.Values.Encode(ctx, o)
 			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
 				return err
 			}
 			orders = append(orders, o)

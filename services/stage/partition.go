@@ -93,6 +93,11 @@ func (l *Loop) runPartition(ctx, wctx context.Context, gen *kafka.Generation, a 
 			continue
 		}
 		outs, err := r.p.Handle(ctx, r.batch)
+		if err != nil && ctx.Err() != nil {
+			// Handle was waiting when the partition was taken away or the
+			// process stopped: nothing was written, nothing is committed.
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("handle %s/%d@%d: %w", a.Topic, a.Partition, r.batch[0].Offset, err)
 		}

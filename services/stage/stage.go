@@ -40,7 +40,8 @@ type Partition interface {
 	// only then commits the batch; it is done with them when it calls
 	// Handle again, so a partition may reuse their array. An error stops
 	// the loop: business failures are outputs (a retry or DLQ record), not
-	// errors.
+	// errors. Handle may wait (for a schema registry) until ctx ends; an
+	// error once ctx has ended only ends the partition's turn.
 	Handle(ctx context.Context, batch []envelope.Record) ([]envelope.Output, error)
 }
 

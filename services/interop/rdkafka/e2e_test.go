@@ -106,7 +106,7 @@ func TestPipelineSurvivesABrokerOutageOnLibrdkafkasMock(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	final, _, err := outcome.Wait(ctx, c.client, c.top, n+1, 200*time.Millisecond)
+	final, _, err := outcome.Wait(ctx, c.client, c.top, nil, n+1, 200*time.Millisecond)
 	if err != nil {
 		t.Fatalf("waiting for %d outcomes: %v (have %d: %d processed, %d dead)",
 			n+1, err, final.Final(), len(final.Processed), len(final.Dead))
