@@ -17,16 +17,16 @@ import (
 	"github.com/orderflow/orders/services/admin"
 	"github.com/orderflow/orders/services/aggregator"
 	"github.com/orderflow/orders/services/broker"
-	"github.com/orderflow/orders/services/registry"
 	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/services/metrics"
 	"github.com/orderflow/orders/services/processor"
 	"github.com/orderflow/orders/services/producer"
+	"github.com/orderflow/orders/services/registry"
 )
 
 func brokerCmd(s *settings) *cobra.Command {
 	var (
-		cfg        broker.Config
+		cfg          broker.Config
 		usersFile    string
 		superusers   []string
 		registryAddr string
