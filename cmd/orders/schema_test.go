@@ -3,9 +3,14 @@ package main_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +20,7 @@ import (
 	"github.com/orderflow/orders/schemas"
 	"github.com/orderflow/orders/services/envelope"
 	"github.com/orderflow/orders/services/kafka"
+	"github.com/orderflow/orders/services/outcome"
 	"github.com/orderflow/orders/services/producer"
 	"github.com/orderflow/orders/services/registry"
 	"github.com/orderflow/orders/services/testkit"
@@ -208,4 +214,79 @@ func TestConfluentProducersOfTwoSchemaVersions(t *testing.T) {
 	delete(tally.Dead, "bad-2")
 	delete(tally.Dead, "bad-3")
 	c.checkOutcomes(orders, tally)
+}
+
+// TestARegistryOutageDeadLettersNoGoodOrder takes the registry away from
+// the stages (every request answered 503) before they have seen the
+// producer's schema id: they wait, with backoff, and once it is back every
+// order reaches the outcome its product calls for.
+func TestARegistryOutageDeadLettersNoGoodOrder(t *testing.T) {
+	c := newCluster(t, testDelays)
+	reg, err := registry.Serve("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(reg.Close)
+	target, _ := url.Parse(reg.URL())
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var down atomic.Bool
+	var refused atomic.Int64
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			refused.Add(1)
+			http.Error(w, `{"error_code":50003,"message":"unavailable"}`, http.StatusServiceUnavailable)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	stagesEnv := append(append([]string{}, c.env...), "VALUE_FORMAT=confluent", "SCHEMA_REGISTRY_URL="+front.URL)
+	values, err := registry.New(registry.Config{URL: reg.URL()}, schemas.Plain, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.values = values
+	c.env = stagesEnv
+	procs := c.startAll(1)
+	for name, ps := range procs {
+		testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+			return strings.Contains(ps[0].Output(), "assigned partitions"), name + " has not joined its group"
+		})
+	}
+	// The stages started (they check the registry at start); now it goes.
+	down.Store(true)
+
+	const n = 500
+	producerEnv := append(append([]string{}, c.env[:len(c.env)-1]...), "SCHEMA_REGISTRY_URL="+reg.URL())
+	if out, err := testkit.Run(t, c.bin, producerEnv, "produce", "--count", fmt.Sprint(n), "--seed", "31"); err != nil {
+		t.Fatalf("orders produce: %v\n%s", err, out)
+	}
+	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+		return refused.Load() >= 5, fmt.Sprintf("%d requests refused", refused.Load())
+	})
+	tally := outcome.NewTally()
+	tally.Values = values
+	if err := tally.Poll(context.Background(), c.client, c.top); err != nil {
+		t.Fatal(err)
+	}
+	if tally.Final() != 0 {
+		t.Fatalf("%d outcomes while the registry was down", tally.Final())
+	}
+	down.Store(false)
+	final, _ := c.wait(n, 2*time.Minute)
+	c.checkOutcomes(generated(n, 1001, 31), final)
+	t.Logf("%d registry requests refused during the outage", refused.Load())
+}
+
+// TestAStageFailsAtStartWithoutItsRegistry: a registry that cannot be
+// reached at start stops the process with a message naming it.
+func TestAStageFailsAtStartWithoutItsRegistry(t *testing.T) {
+	c := newCluster(t, testDelays)
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	env := append(append([]string{}, c.env...), "VALUE_FORMAT=confluent", "SCHEMA_REGISTRY_URL="+closed.URL)
+	out, err := testkit.Run(t, c.bin, env, "run", "main")
+	if err == nil || !strings.Contains(out, "schema registry "+closed.URL+" unreachable") {
+		t.Fatalf("orders run main with the registry down: %v\n%s", err, out)
+	}
 }
