@@ -61,7 +61,7 @@ func TestHelpShowsTypesDefaultsAndVariables(t *testing.T) {
 		}
 	}
 	s := newSettings()
-	for _, f := range settingFlags(s.logFlags, s.clientFlags, s.pipelineFlags) {
+	for _, f := range settingFlags(s.logFlags, s.clientFlags, s.pipelineFlags, s.valueFlags) {
 		env := envOf(f)
 		if env == "" {
 			t.Errorf("--%s has no environment variable", f.Name)
@@ -112,7 +112,7 @@ func parse(t *testing.T, args ...string) (*settings, error) {
 	t.Helper()
 	s := newSettings()
 	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
-	for _, set := range []*pflag.FlagSet{s.logFlags, s.clientFlags, s.pipelineFlags} {
+	for _, set := range []*pflag.FlagSet{s.logFlags, s.clientFlags, s.pipelineFlags, s.valueFlags} {
 		fs.AddFlagSet(set)
 	}
 	if err := fs.Parse(args); err != nil {
@@ -264,7 +264,7 @@ func TestSettingsMatchTheREADME(t *testing.T) {
 	for _, r := range rows {
 		env, name, def := r[1], r[2], strings.TrimSpace(r[3])
 		var f *pflag.Flag
-		for _, fs := range []*pflag.FlagSet{s.logFlags, s.clientFlags, s.pipelineFlags} {
+		for _, fs := range []*pflag.FlagSet{s.logFlags, s.clientFlags, s.pipelineFlags, s.valueFlags} {
 			if f == nil {
 				f = fs.Lookup(name)
 			}
@@ -295,9 +295,48 @@ func TestSettingsMatchTheREADME(t *testing.T) {
 			t.Errorf("--%s: README's default %s, the binary's %s", name, want, got)
 		}
 	}
-	for _, f := range settingFlags(s.logFlags, s.clientFlags, s.pipelineFlags) {
+	for _, f := range settingFlags(s.logFlags, s.clientFlags, s.pipelineFlags, s.valueFlags) {
 		if !seen[f.Name] {
 			t.Errorf("--%s (%s) is missing from the README's settings table", f.Name, envOf(f))
 		}
+	}
+}
+
+func TestValueSettingsFailAtStart(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "bad.avsc")
+	if err := os.WriteFile(bad, []byte(`{"type":"record","name":"Order","fields":[{"name":"orderId","type":"string"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--schema-registry-url", "http://127.0.0.1:8081"}, "--schema-registry-url=http://127.0.0.1:8081 (SCHEMA_REGISTRY_URL): set VALUE_FORMAT (--value-format) to confluent to use it"},
+		{[]string{"--value-format", "confluent"}, "SCHEMA_REGISTRY_URL (--schema-registry-url): required with --value-format=confluent (VALUE_FORMAT)"},
+		{[]string{"--value-format", "confluent", "--schema-registry-url", "127.0.0.1:8081"}, "must be an http:// or https:// URL"},
+		{[]string{"--value-format", "confluent", "--schema-registry-url", "http://r:8081", "--schema-registry-ca-file", "ca.pem"}, "is not https://"},
+		{[]string{"--value-format", "confluent", "--schema-registry-url", "http://r:8081", "--schema-registry-password", "hunter2"}, "never accepted on the command line"},
+		{[]string{"--schema", bad}, "(ORDER_SCHEMA): not an order schema"},
+		{[]string{"--schema", filepath.Join(t.TempDir(), "missing.avsc")}, "(ORDER_SCHEMA): no such file or directory"},
+	}
+	for _, c := range cases {
+		s, err := parse(t, c.args...)
+		if err != nil {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		_, err = s.load()
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%v: load() = %v, want an error with %q", c.args, err, c.want)
+		}
+	}
+	if err := newSettings().valueFlags.Set("value-format", "xml"); err == nil || !strings.Contains(err.Error(), "avro or confluent") {
+		t.Errorf("--value-format xml: %v", err)
+	}
+	s, err := parse(t, "--value-format", "confluent", "--schema-registry-url", "http://127.0.0.1:8081")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := s.load(); err != nil || c.registry == nil {
+		t.Errorf("a confluent setting: %v, registry %v", err, c.registry)
 	}
 }
