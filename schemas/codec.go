@@ -116,6 +116,7 @@ func decodeError(b []byte, err error) error {
 var hambaWords = strings.NewReplacer(
 	"OrderID: ", "orderId: ", "Product: ", "product: ", "Price: ", "price: ",
 	"avro: ", "", "ReadSTRING: ", "", "ReadBYTES: ", "", "ReadLONG: ", "", "ReadINT: ", "",
+	"invalid string length", "negative length", "invalid bytes length", "negative length",
 	"size is greater than `Config.MaxByteSliceSize`", fmt.Sprintf("length above %d bytes", MaxStringSize),
 	"size is greater than `Config.MaxSliceAllocSize`", fmt.Sprintf("more than %d items", MaxStringSize),
 )

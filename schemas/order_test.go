@@ -51,7 +51,7 @@ func TestDecodeRejectsBadBytes(t *testing.T) {
 		{"truncated", raw[:len(raw)-2], "truncated: 13 bytes end inside the order"},
 		{"trailing", append(append([]byte{}, raw...), 0x01), "trailing bytes after the order"},
 		{"huge length", []byte{0xfe, 0xff, 0xff, 0xff, 0x0f}, "orderId: length above 4096 bytes"},
-		{"negative length", []byte{0x01}, "orderId: invalid string length"},
+		{"negative length", []byte{0x01}, "orderId: negative length"},
 		{"only the id", raw[:5], "truncated: 5 bytes end inside the order"},
 		{"product too long", append([]byte{0x02, 'x', 0x82, 0x40}, make([]byte, 4097)...), "product: length above 4096 bytes"},
 	}

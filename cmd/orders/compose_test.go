@@ -14,7 +14,7 @@ import (
 
 // composeServices are the services docker-compose.yml must define.
 var composeServices = []string{
-	"kafka", "topics", "main", "retry-1", "retry-2", "retry-3", "aggregator", "producer", "kafka-ui",
+	"kafka", "schema-registry", "topics", "main", "retry-1", "retry-2", "retry-3", "aggregator", "producer", "kafka-ui",
 }
 
 // scalableServices must run with `docker compose up --scale NAME=N`: no fixed

@@ -36,7 +36,7 @@ With --value-format confluent it also starts an embedded schema registry
 			if embedded {
 				s.brokers = []string{"127.0.0.1:0"}
 			}
-			if s.valueFormat == formatConfluent && !s.given("schema-registry-url") {
+			if s.valueFormat == formatConfluent && s.registryURL == "" {
 				reg, err := registry.Serve("127.0.0.1:0")
 				if err != nil {
 					return fmt.Errorf("embedded schema registry: %w", err)

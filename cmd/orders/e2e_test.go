@@ -27,6 +27,8 @@ type cluster struct {
 	env    []string
 	client kafka.Client
 	top    topology.Topology
+	// values read the processed orders back. Optional, default plain Avro.
+	values schemas.Values
 }
 
 // newCluster is a broker and the topics, with every stage's session
@@ -101,7 +103,7 @@ func (c *cluster) wait(want int, timeout time.Duration) (*outcome.Tally, aggrega
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	tally, tot, err := outcome.Wait(ctx, c.client, c.top, nil, want, 200*time.Millisecond)
+	tally, tot, err := outcome.Wait(ctx, c.client, c.top, c.values, want, 200*time.Millisecond)
 	if err != nil {
 		c.t.Fatalf("waiting for %d outcomes: %v (have %d: %d processed, %d dead, aggregator count %d)",
 			want, err, tally.Final(), len(tally.Processed), len(tally.Dead), tot.Count)

@@ -56,7 +56,7 @@ func TestHostileInputIsDeadLetteredOnce(t *testing.T) {
 	cases := []hostile{
 		{key: "h-not-avro", value: []byte("hello, this is not avro"), reason: envelope.ReasonUndecodable, errPart: "decode order"},
 		{key: "h-truncated", value: seed[:len(seed)-3], reason: envelope.ReasonUndecodable, errPart: "truncated"},
-		{key: "h-huge-length", value: []byte{0xfe, 0xff, 0xff, 0xff, 0x0f, 'a'}, reason: envelope.ReasonUndecodable, errPart: "length 2147483647 above 4096"},
+		{key: "h-huge-length", value: []byte{0xfe, 0xff, 0xff, 0xff, 0x0f, 'a'}, reason: envelope.ReasonUndecodable, errPart: "orderId: length above 4096 bytes"},
 		{key: "h-empty", value: nil, reason: envelope.ReasonUndecodable, errPart: "empty value"},
 		{key: "h-trailing", value: append(append([]byte{}, seed...), 0), reason: envelope.ReasonUndecodable, errPart: "trailing bytes"},
 		{key: "h-big", value: big, reason: envelope.ReasonUndecodable, errPart: "decode order"},
