@@ -59,11 +59,11 @@ const ADDED_FIELDS = [
   { name: 'customerId', type: 'string', default: '' },
 ]
 
-// evolvedSchema is order.avsc (ORDER_SCHEMA, default the repository's
+// evolvedSchema is order.avsc (ORDER_BASE_SCHEMA, default the repository's
 // schemas/order.avsc), same record name and namespace, with ADDED_FIELDS
 // appended.
 function evolvedSchema() {
-  const file = env('ORDER_SCHEMA', path.join(__dirname, '..', '..', '..', 'schemas', 'order.avsc'))
+  const file = env('ORDER_BASE_SCHEMA', path.join(__dirname, '..', '..', '..', 'schemas', 'order.avsc'))
   const schema = JSON.parse(fs.readFileSync(file, 'utf8'))
   if (schema.type !== 'record' || !Array.isArray(schema.fields)) {
     throw new Error(`${file} is not an Avro record schema`)

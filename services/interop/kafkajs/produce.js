@@ -12,7 +12,7 @@
 // The file is a JSON array of {orderId, product, price, quantity,
 // customerId}; a missing quantity or customerId takes the schema's default.
 // Environment: KAFKA_BROKERS (comma separated), SCHEMA_REGISTRY_URL,
-// ORDERS_TOPIC (default orders), ORDER_SCHEMA (default the repository's
+// ORDERS_TOPIC (default orders), ORDER_BASE_SCHEMA (default the repository's
 // schemas/order.avsc), KAFKAJS_LOG_LEVEL (default WARN).
 //
 // On success it prints one JSON line, {"subject", "schemaId", "topic",
