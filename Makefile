@@ -12,7 +12,7 @@ BROKER_DATA ?= .broker-data
 # busy as the time runs out, a race in the toolchain and not a finding.
 FUZZTIME ?= 100000x
 
-.PHONY: help build demo test vet fuzz chaos chaos-cluster bench deps broker topics run-main run-retry run-aggregator produce stats clean secrets
+.PHONY: js-deps help build demo test vet fuzz chaos chaos-cluster bench deps broker topics run-main run-retry run-aggregator produce stats clean secrets
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -23,7 +23,7 @@ build: ## build bin/orders
 demo: build ## run the whole pipeline in one process on an embedded broker (COUNT orders)
 	./$(BIN) demo --count $(COUNT)
 
-test: deps vet ## go vet, then every test with the race detector (integration tests included)
+test: deps vet js-deps ## go vet, then every test with the race detector (integration tests included)
 	$(GO) test -race -count=1 -timeout 10m ./...
 # The end-to-end test on librdkafka's mock cluster: a module of its own, since it needs cgo.
 	cd services/interop/rdkafka && CGO_ENABLED=1 $(GO) vet ./... && CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 5m ./...
@@ -58,6 +58,12 @@ fuzz: ## run each fuzz test for FUZZTIME (default 100000x executions; a duration
 vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+
+# The kafkajs interop test (services/interop/kafkajs) runs Node.js with the
+# packages its package-lock.json pins.
+js-deps:
+	@command -v npm >/dev/null 2>&1 || { echo "npm is missing: install Node.js 20 or later (services/interop/kafkajs runs kafkajs)"; exit 1; }
+	cd services/interop/kafkajs && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 
 # The compose file is validated by Debian's docker-compose; install it when
 # it is missing and we may (root with apt-get).
