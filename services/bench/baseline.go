@@ -15,26 +15,40 @@ import (
 )
 
 // bare is the Kafka client alone doing what a stage's loop does, without the
-// stage: for each assigned partition it fetches what is there (up to
-// MaxBatch records), writes every record unchanged to Out in one synchronous
-// write with acks from all replicas, and commits after the acknowledgement.
-// With Out empty it only consumes and commits. It is the yardstick of the
-// stages: the same consumer group, per-partition reading, batch sizes and
-// writer batching as services/pipeline, and nothing else. With KafkaGo it
-// reads and writes with kafka-go's Reader and Writer, the client alone as
-// its users run it; without, with the stages' own Fetcher and Writer, so
-// that the ratio shows what a stage adds to the client path it runs on.
+// stage: it fetches what is there (up to MaxBatch records of a partition;
+// on franz-go, which bounds a poll and not a partition, up to MaxBatch for
+// each partition of Topic together), writes every record unchanged to Out
+// in one synchronous write with acks from all replicas, and commits after
+// the acknowledgement. With Out empty
+// it only consumes and commits. It is the yardstick of the stages, on one
+// of three client paths (On): franz-go's kgo.Client, the headline, as its
+// users run it (see runFranzGo); kafka-go's Reader and Writer, the client
+// alone as its users run it; or the stages' own Fetcher and Writer, so that
+// the ratio shows what a stage adds to the client path it runs on. The
+// last two run each assigned partition apart, as services/pipeline does:
+// the same consumer group, per-partition reading, batch sizes and writer
+// batching, and nothing else.
 type bare struct {
 	Client   kafka.Client
 	Group    string
 	Topic    string
 	Out      string // optional: without it, consume and commit only
 	MaxBatch int
-	Writer   kafka.WriterConfig
-	// KafkaGo reads and writes with kafka-go's Reader and Writer instead of
-	// the stages' kafka.Fetcher and kafka.Writer.
-	KafkaGo bool
+	// Partitions of Topic: the franz-go loop polls up to MaxBatch records
+	// for each.
+	Partitions int
+	Writer     kafka.WriterConfig
+	On         clientPath
 }
+
+// clientPath is the client a bare loop reads and writes with.
+type clientPath int
+
+const (
+	ownClient clientPath = iota // the stages' kafka.Fetcher and kafka.Writer
+	kafkaGo                     // kafka-go's Reader and Writer
+	franzGo                     // franz-go's kgo.Client
+)
 
 // copyWriter is what a bare loop writes with.
 type copyWriter interface {
@@ -59,7 +73,7 @@ func (b bare) writer() copyWriter {
 	switch {
 	case b.Out == "":
 		return nil
-	case b.KafkaGo:
+	case b.On == kafkaGo:
 		// kafka-go's Writer set up as the stages' writer is: acks from
 		// all replicas, batches of the loop's size sent at once
 		// (BatchTimeout 1ns: every write is synchronous and whole) and
@@ -81,6 +95,9 @@ func (b bare) writer() copyWriter {
 
 // run consumes until ctx ends. ready is closed at the first assignment.
 func (b bare) run(ctx context.Context, ready chan<- struct{}) error {
+	if b.On == franzGo {
+		return b.runFranzGo(ctx, ready)
+	}
 	group, err := kafkago.NewConsumerGroup(kafkago.ConsumerGroupConfig{
 		ID: b.Group, Brokers: b.Client.Brokers, Dialer: b.Client.Dialer(), Topics: []string{b.Topic},
 		HeartbeatInterval: time.Second, SessionTimeout: 10 * time.Second, RebalanceTimeout: 10 * time.Second,
@@ -131,7 +148,7 @@ func (b bare) partition(ctx context.Context, gen *kafkago.Generation, commitMu *
 	queue := make(chan envelope.Record, b.MaxBatch)
 	fctx, stop := context.WithCancel(ctx)
 	var fetcher sync.WaitGroup
-	if b.KafkaGo {
+	if b.On == kafkaGo {
 		r := kafkago.NewReader(kafkago.ReaderConfig{
 			Brokers: b.Client.Brokers, Dialer: b.Client.Dialer(), Topic: b.Topic, Partition: part,
 			MinBytes: 1, MaxBytes: 4 << 20, MaxWait: 250 * time.Millisecond, QueueCapacity: b.MaxBatch,

@@ -1,8 +1,14 @@
 // Package bench measures every stage against the bare Kafka client on the
 // same broker and data, in the same run: main, retry and aggregator
 // throughput, delay accuracy, the cost of failures, Avro, memory and
-// scaling. Stages run as real `orders run ...` processes on an `orders
-// broker` process; the bare loops run in this process. cmd/bench runs it.
+// scaling. The yardstick of rows 1 to 3 is a bare loop on franz-go's
+// kgo.Client doing a stage's work: poll, produce every record unchanged
+// with acks from all replicas, wait for the acknowledgements, then commit
+// (consume and commit only, for the aggregator). The same loop on
+// kafka-go's Reader and Writer, and on the stages' own client path, is
+// measured beside it. Stages run as real `orders run ...` processes on an
+// `orders broker` process; the bare loops run in this process. cmd/bench
+// runs it.
 package bench
 
 import (
@@ -57,8 +63,8 @@ type Config struct {
 	Rounds int
 	// ProfileDir receives a CPU profile of each stage process of the first
 	// round of rows 1 to 3, and one of this process while it runs each
-	// bare loop (bare-STAGE.prof, bare-own-client-STAGE.prof). Optional:
-	// without it none are written.
+	// bare loop (bare-franz-go-STAGE.prof, bare-STAGE.prof for kafka-go,
+	// bare-own-client-STAGE.prof). Optional: without it none are written.
 	ProfileDir string
 	// Progress receives a line per step. Optional.
 	Progress io.Writer
@@ -131,13 +137,15 @@ func (t Throughput) String() string {
 // Report is everything one run measured.
 type Report struct {
 	Config Config
-	// One pair per round: the stage and its yardstick, the bare kafka-go
+	// One pair per round: the stage and its yardstick, the bare franz-go
 	// loop, measured one after the other on the same broker and data.
+	MainFranzGo, RetryFranzGo, AggregatorFranzGo []Pair
+	// The stages of the same rounds against the bare kafka-go loop, the
+	// yardstick before franz-go's.
 	Main, Retry, Aggregator []Pair
 	// The stages of the same rounds against the bare loop on the stages'
-	// own client path (kafka.Fetcher and kafka.Writer) instead of
-	// kafka-go's Reader and Writer: what a stage adds to the client path it
-	// runs on.
+	// own client path (kafka.Fetcher and kafka.Writer): what a stage adds
+	// to the client path it runs on.
 	MainOwnClient, RetryOwnClient, AggregatorOwnClient []Pair
 	// Failures pairs 50% failing orders (Stage) with none (Base).
 	Failures []Pair
@@ -303,7 +311,7 @@ func (r *runner) stageRun(ctx context.Context, client kafka.Client, env []string
 
 // bareRun runs the bare loop b until its group's lag is 0.
 func (r *runner) bareRun(ctx context.Context, b bare, profile string) (Throughput, error) {
-	b.MaxBatch = r.cfg.MaxBatch
+	b.MaxBatch, b.Partitions = r.cfg.MaxBatch, r.top.Partitions
 	if profile != "" && r.cfg.ProfileDir != "" {
 		stop, err := startProfile(filepath.Join(r.cfg.ProfileDir, profile+".prof"))
 		if err != nil {
@@ -397,7 +405,18 @@ func (r *runner) measure(ctx context.Context, client kafka.Client, group, topic 
 	}
 }
 
-// stages measures rows 1, 2, 3 and 7 on one broker: each bare loop, then
+// yardsticks are the bare loops each of rows 1 to 3 is measured against,
+// the headline first; prefix names their groups and profiles.
+var yardsticks = []struct {
+	on           clientPath
+	what, prefix string
+}{
+	{franzGo, "bare franz-go loop", "bare-franz-go-"},
+	{kafkaGo, "bare kafka-go loop", "bare-"},
+	{ownClient, "bare loop on the stages' client", "bare-own-client-"},
+}
+
+// stages measures rows 1, 2, 3 and 7 on one broker: each bare loop, and
 // its stage, on the same records.
 func (r *runner) stages(ctx context.Context, rep *Report, round int) error {
 	return r.withBroker(ctx, r.top, func(client kafka.Client) error {
@@ -414,47 +433,46 @@ func (r *runner) stages(ctx context.Context, rep *Report, round int) error {
 			what, name string
 			bare       bare
 			args       []string
-			pairs, own *[]Pair // own: against the bare loop on the stages' client path
+			pairs      []*[]Pair // one per yardstick, in their order
 			rss        *int64
 		}{
-			{"main stage", topology.StageMain, bare{Topic: r.top.Orders, Out: benchTopic}, []string{"run", "main"}, &rep.Main, &rep.MainOwnClient, &rep.MainRSS},
-			{"retry stage 1", topology.RetryStageName(1), bare{Topic: r.top.RetryTopic(1), Out: benchTopic}, []string{"run", "retry", "--stage", "1"}, &rep.Retry, &rep.RetryOwnClient, &rep.RetryRSS},
-			{"aggregator", topology.StageAggregator, bare{Topic: r.top.Processed}, []string{"run", "aggregator"}, &rep.Aggregator, &rep.AggregatorOwnClient, &rep.AggRSS},
+			{"main stage", topology.StageMain, bare{Topic: r.top.Orders, Out: benchTopic}, []string{"run", "main"},
+				[]*[]Pair{&rep.MainFranzGo, &rep.Main, &rep.MainOwnClient}, &rep.MainRSS},
+			{"retry stage 1", topology.RetryStageName(1), bare{Topic: r.top.RetryTopic(1), Out: benchTopic}, []string{"run", "retry", "--stage", "1"},
+				[]*[]Pair{&rep.RetryFranzGo, &rep.Retry, &rep.RetryOwnClient}, &rep.RetryRSS},
+			{"aggregator", topology.StageAggregator, bare{Topic: r.top.Processed}, []string{"run", "aggregator"},
+				[]*[]Pair{&rep.AggregatorFranzGo, &rep.Aggregator, &rep.AggregatorOwnClient}, &rep.AggRSS},
 		}
 		for _, run := range runs {
-			kg := run.bare
-			kg.Client, kg.Group, kg.KafkaGo = client, "bench-bare-"+run.name, true
-			ow := kg
-			ow.Group, ow.KafkaGo = "bench-bare-own-client-"+run.name, false
-			var p, own Pair
+			var stage Throughput
 			var rss int64
-			steps := []func() error{
-				func() (err error) { p.Base, err = r.bareRun(ctx, kg, firstRound(round, "bare-"+run.name)); return err },
-				func() (err error) {
-					p.Stage, rss, err = r.stageRun(ctx, client, env, 1, firstRound(round, run.name), r.top.Group(run.name), kg.Topic, run.args...)
+			bases := make([]Throughput, len(yardsticks))
+			steps := []func() error{func() (err error) {
+				stage, rss, err = r.stageRun(ctx, client, env, 1, firstRound(round, run.name), r.top.Group(run.name), run.bare.Topic, run.args...)
+				return err
+			}}
+			for i, y := range yardsticks {
+				b := run.bare
+				b.Client, b.Group, b.On = client, "bench-"+y.prefix+run.name, y.on
+				steps = append(steps, func() (err error) {
+					bases[i], err = r.bareRun(ctx, b, firstRound(round, y.prefix+run.name))
 					return err
-				},
-				func() (err error) {
-					own.Base, err = r.bareRun(ctx, ow, firstRound(round, "bare-own-client-"+run.name))
-					return err
-				},
+				})
 			}
 			// The order turns from round to round, so that no side always
 			// runs on a broker that has just done more work.
 			if err := rotate(round, steps...); err != nil {
 				return err
 			}
-			*run.pairs = append(*run.pairs, p)
 			*run.rss = max(*run.rss, rss)
-			sc, sb := p.Stage.CPUPerRecord()
-			bc, bb := p.Base.CPUPerRecord()
-			r.logf("  %s on %s: %.0f/s, bare kafka-go loop %.0f/s, ratio %.2f, peak RSS %.1f MiB; CPU per record: stage %v + broker %v, bare %v + broker %v",
-				run.what, kg.Topic, p.Stage.Rate(), p.Base.Rate(), p.Ratio(), mib(rss), sc, sb, bc, bb)
-			own.Stage = p.Stage
-			*run.own = append(*run.own, own)
-			oc, ob := own.Base.CPUPerRecord()
-			r.logf("  %s against the bare loop on the stages' client: %.0f/s, ratio %.2f; CPU per record: bare %v + broker %v",
-				run.what, own.Base.Rate(), own.Ratio(), oc, ob)
+			sc, sb := stage.CPUPerRecord()
+			r.logf("  %s on %s: %.0f/s, peak RSS %.1f MiB; CPU per record %v + broker %v", run.what, run.bare.Topic, stage.Rate(), mib(rss), sc, sb)
+			for i, y := range yardsticks {
+				p := Pair{Stage: stage, Base: bases[i]}
+				*run.pairs[i] = append(*run.pairs[i], p)
+				bc, bb := p.Base.CPUPerRecord()
+				r.logf("    against the %s: %.0f/s, ratio %.2f; CPU per record %v + broker %v", y.what, p.Base.Rate(), p.Ratio(), bc, bb)
+			}
 		}
 		return nil
 	})

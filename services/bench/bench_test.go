@@ -29,12 +29,13 @@ func TestBenchSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	pairs := map[string][]bench.Pair{
+		"main, franz-go": rep.MainFranzGo, "retry, franz-go": rep.RetryFranzGo, "aggregator, franz-go": rep.AggregatorFranzGo,
 		"main": rep.Main, "main, own client": rep.MainOwnClient, "retry": rep.Retry, "retry, own client": rep.RetryOwnClient,
 		"aggregator": rep.Aggregator, "aggregator, own client": rep.AggregatorOwnClient, "failures": rep.Failures,
 	}
 	for name, ps := range pairs {
-		if len(ps) != 1 || ps[0].Stage.Rate() <= 0 || ps[0].Base.Rate() <= 0 {
-			t.Errorf("%s: %+v, want one round with positive rates", name, ps)
+		if len(ps) != 1 || ps[0].Stage.Rate() <= 0 || ps[0].Base.Rate() <= 0 || ps[0].Stage.CPU <= 0 || ps[0].Base.CPU <= 0 {
+			t.Errorf("%s: %+v, want one round with positive rates and CPU times", name, ps)
 		}
 	}
 	for _, curve := range [][][]bench.Throughput{rep.Scaling, rep.ScalingOneCore} {
@@ -53,13 +54,74 @@ func TestBenchSmoke(t *testing.T) {
 			t.Errorf("retry-%d: %d records, %d early; want 300, 0", l.Stage, l.N, l.Early)
 		}
 	}
-	if md := rep.Markdown(); strings.Count(md, "1. main stage") != 2 || strings.Count(md, "2. retry stage 1") != 2 || strings.Count(md, "3. aggregator") != 2 || strings.Count(md, "8. main stage scaling") != 2 {
+	if md := rep.Markdown(); strings.Count(md, "1. main stage") != 3 || strings.Count(md, "2. retry stage 1") != 3 || strings.Count(md, "3. aggregator") != 3 || strings.Count(md, "8. main stage scaling") != 2 {
 		t.Errorf("table:\n%s", md)
 	}
 	for _, f := range []string{"scaling.svg", "lateness.svg"} {
 		b, err := os.ReadFile(filepath.Join(dir, f))
 		if err != nil || !strings.Contains(string(b), "<svg") || !strings.HasSuffix(strings.TrimSpace(string(b)), "</svg>") {
 			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+// at is one round for each ratio: a stage at q times a yardstick's 1000/s.
+func at(qs ...float64) []bench.Pair {
+	var ps []bench.Pair
+	for _, q := range qs {
+		ps = append(ps, bench.Pair{
+			Stage: bench.Throughput{Records: int64(q * 1000), Elapsed: time.Second},
+			Base:  bench.Throughput{Records: 1000, Elapsed: time.Second},
+		})
+	}
+	return ps
+}
+
+// TestRowsTargets checks the lines of rows 1 to 3 and 5: the franz-go
+// yardstick heads each of rows 1 to 3 with a target of its own, the
+// kafka-go and own-client lines keep theirs, and row 5 is a measurement
+// that is never missed.
+func TestRowsTargets(t *testing.T) {
+	rep := bench.Report{
+		MainFranzGo: at(0.85, 0.89, 0.95), Main: at(0.85), MainOwnClient: at(0.79),
+		RetryFranzGo: at(0.9), Retry: at(0.5), RetryOwnClient: at(1.2),
+		Aggregator: at(2), AggregatorOwnClient: at(0.8), // no franz-go round
+		Failures: at(0.1),
+	}
+	want := []struct {
+		what, target, ratio string
+		met                 bool
+	}{
+		{"1. main stage vs bare franz-go copy loop", ">= 0.90", "**0.89** (0.85, 0.89, 0.95)", false},
+		{"1. main stage vs bare kafka-go copy loop", ">= 0.80", "**0.85** (0.85)", true},
+		{"1. main stage vs the copy loop on the stages' client", ">= 0.80", "**0.79** (0.79)", false},
+		{"2. retry stage 1 (due backlog) vs bare franz-go copy loop", ">= 0.90", "**0.90** (0.90)", true},
+		{"2. retry stage 1 (due backlog) vs bare kafka-go copy loop", ">= 0.80", "**0.50** (0.50)", false},
+		{"2. retry stage 1 vs the copy loop on the stages' client", ">= 0.80", "**1.20** (1.20)", true},
+		{"3. aggregator vs bare franz-go consume-and-commit loop", ">= 0.90", "**0.00** ()", false},
+		{"3. aggregator vs bare kafka-go consume-and-commit loop", ">= 0.80", "**2.00** (2.00)", true},
+		{"3. aggregator vs the consume-and-commit loop on the stages' client", ">= 0.80", "**0.80** (0.80)", true},
+		{"5. main stage, 50% failing vs 0% failing", "-", "**0.10** (0.10)", true},
+	}
+	rows := rep.Rows()
+	if len(rows) < len(want) {
+		t.Fatalf("%d rows, want at least %d", len(rows), len(want))
+	}
+	for i, w := range want {
+		r := rows[i]
+		if r.What != w.what || r.Target != w.target || r.Ratio != w.ratio || r.Met != w.met {
+			t.Errorf("row %d: %q target %q ratio %q met %v; want %q target %q ratio %q met %v",
+				i, r.What, r.Target, r.Ratio, r.Met, w.what, w.target, w.ratio, w.met)
+		}
+	}
+	md := rep.Markdown()
+	for _, line := range []string{
+		"| 1. main stage vs bare franz-go copy loop | 890/s | 1000/s | **0.89** (0.85, 0.89, 0.95) | >= 0.90 | **no** |",
+		"| 2. retry stage 1 (due backlog) vs bare franz-go copy loop | 900/s | 1000/s | **0.90** (0.90) | >= 0.90 | yes |",
+		"| 5. main stage, 50% failing vs 0% failing | 100/s | 1000/s | **0.10** (0.10) | - | - |",
+	} {
+		if !strings.Contains(md, line+"\n") {
+			t.Errorf("table lacks\n%s\n%s", line, md)
 		}
 	}
 }
