@@ -24,6 +24,15 @@ func (c *Codec) Values() Values { return plainValues{c} }
 
 type plainValues struct{ c *Codec }
 
+// OrPlain is v, or if v is nil plain Avro of order.avsc: the default of
+// every option that takes Values.
+func OrPlain(v Values) Values {
+	if v == nil {
+		return Plain.Values()
+	}
+	return v
+}
+
 func (p plainValues) Encode(_ context.Context, o Order) ([]byte, error) { return p.c.Encode(o) }
 func (p plainValues) Decode(_ context.Context, b []byte) (Order, error) { return p.c.Decode(b) }
 

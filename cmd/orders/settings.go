@@ -371,11 +371,14 @@ func (s *settings) values(log *zap.Logger) (v schemas.Values, reg *registry.Valu
 			return nil, nil, s.bad("schema", "not an order schema: %w", err)
 		}
 	}
-	registryFlags := []struct{ name, value string }{
-		{"schema-registry-url", s.registryURL}, {"schema-registry-username", s.registryUsername},
-		{"schema-registry-password-file", s.registryPasswordFile}, {"schema-registry-ca-file", s.registryCAFile},
-		{"schema-registry-cert-file", s.registryCertFile}, {"schema-registry-key-file", s.registryKeyFile},
+	tlsFlags := []struct{ name, value string }{
+		{"schema-registry-ca-file", s.registryCAFile}, {"schema-registry-cert-file", s.registryCertFile},
+		{"schema-registry-key-file", s.registryKeyFile},
 	}
+	registryFlags := append([]struct{ name, value string }{
+		{"schema-registry-url", s.registryURL}, {"schema-registry-username", s.registryUsername},
+		{"schema-registry-password-file", s.registryPasswordFile},
+	}, tlsFlags...)
 	if s.registryPasswordFlag != "" {
 		return nil, nil, fmt.Errorf("--schema-registry-password: a password is never accepted on the command line; set %s or %s", registryPasswordEnv, s.names("schema-registry-password-file"))
 	}
@@ -409,7 +412,7 @@ func (s *settings) values(log *zap.Logger) (v schemas.Values, reg *registry.Valu
 			return nil, nil, err
 		}
 	} else {
-		for _, f := range registryFlags[3:] {
+		for _, f := range tlsFlags {
 			if f.value != "" {
 				return nil, nil, s.bad(f.name, "the registry URL %s is not https://", s.registryURL)
 			}

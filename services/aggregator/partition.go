@@ -50,9 +50,7 @@ const maxStateIDBytes = 128 << 10
 // of the batch, or several if its orderIds are many and long; records that
 // are not orders go to the DLQ.
 func (p *partition) Handle(ctx context.Context, batch []envelope.Record) ([]envelope.Output, error) {
-	if p.values == nil {
-		p.values = schemas.Plain.Values()
-	}
+	p.values = schemas.OrPlain(p.values)
 	var outs []envelope.Output
 	p.ids, p.prices = p.ids[:0], p.prices[:0]
 	next := p.cur

@@ -15,6 +15,7 @@ import (
 
 	"github.com/orderflow/orders/services/admin"
 	"github.com/orderflow/orders/services/kafka"
+	"github.com/orderflow/orders/services/testkit"
 )
 
 const (
@@ -66,19 +67,10 @@ func startLoop(t *testing.T, b bare) {
 // waitLag waits until the group's lag on "in" is lag.
 func waitLag(t *testing.T, client kafka.Client, group string, lag int64) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	for {
-		n, _, err := admin.GroupLag(ctx, client, group, "in")
-		if err == nil && n == lag {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("group %s: lag %d (%v), want %d", group, n, err, lag)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	testkit.Eventually(t, 30*time.Second, func() (bool, string) {
+		n, _, err := admin.GroupLag(t.Context(), client, group, "in")
+		return err == nil && n == lag, fmt.Sprintf("group %s: lag %d (%v), want %d", group, n, err, lag)
+	})
 }
 
 // records are the key, value and headers of each record of topic, sorted.

@@ -59,9 +59,7 @@ func (f Filter) match(e Entry, now time.Time) bool {
 // List returns the DLQ records f selects, in partition and offset order.
 // The orders of their raw values are read with values (nil: plain Avro).
 func List(ctx context.Context, client kafka.Client, top topology.Topology, values schemas.Values, f Filter, now time.Time) ([]Entry, error) {
-	if values == nil {
-		values = schemas.Plain.Values()
-	}
+	values = schemas.OrPlain(values)
 	var out []Entry
 	err := kafka.ReadNew(ctx, client, []string{top.DLQ}, map[string]map[int]int64{}, func(m envelope.Record) error {
 		d, err := envelope.ParseDeadLetter(m.Value)

@@ -52,11 +52,8 @@ func Decode(ctx context.Context, top topology.Topology, values schemas.Values, m
 		}
 		r.Error = "not JSON"
 	default:
-		if values == nil {
-			values = schemas.Plain.Values()
-		}
 		dctx, cancel := context.WithTimeout(ctx, decodeTimeout)
-		o, err := values.Decode(dctx, m.Value)
+		o, err := schemas.OrPlain(values).Decode(dctx, m.Value)
 		cancel()
 		if err == nil {
 			b, _ := json.Marshal(o)

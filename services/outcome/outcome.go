@@ -68,11 +68,7 @@ func (t *Tally) Poll(ctx context.Context, client kafka.Client, top topology.Topo
 	return kafka.ReadNew(ctx, client, []string{top.Processed, top.DLQ}, t.next, func(m envelope.Record) error {
 		switch m.Topic {
 		case top.Processed:
-			values := t.Values
-			if values == nil {
-				values = schemas.Plain.Values()
-			}
-			o, err := values.Decode(ctx, m.Value)
+			o, err := schemas.OrPlain(t.Values).Decode(ctx, m.Value)
 			if err != nil {
 				return fmt.Errorf("%s/%d@%d: %w", m.Topic, m.Partition, m.Offset, err)
 			}

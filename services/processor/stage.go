@@ -41,9 +41,7 @@ type Stage struct {
 // prepare computes once what every record of the stage shares.
 func (s *Stage) prepare() {
 	s.name = s.Topology.StageName(s.Step)
-	if s.Values == nil {
-		s.Values = schemas.Plain.Values()
-	}
+	s.Values = schemas.OrPlain(s.Values)
 	s.next, s.retry = s.Topology.NextOnFailure(s.Step)
 	if s.retry {
 		s.delay = s.Topology.Delay(s.Step + 1)

@@ -75,9 +75,7 @@ func (c *Config) setDefaults() {
 	if c.BatchSize <= 0 {
 		c.BatchSize = 500
 	}
-	if c.Values == nil {
-		c.Values = schemas.Plain.Values()
-	}
+	c.Values = schemas.OrPlain(c.Values)
 }
 
 // Validate reports a setting a user must fix.
