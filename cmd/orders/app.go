@@ -18,7 +18,7 @@ const startStopTimeout = 15 * time.Second
 // provide supplies the parsed configuration to an fx app.
 func (c config) provide() fx.Option {
 	return fx.Options(
-		fx.Supply(c.client, c.topology, c.rule, c.options, c.log, c.metrics),
+		fx.Supply(c.client, c.topology, c.rule, c.options, c.log, c.metrics, c.agg),
 		fx.Provide(metrics.New),
 		fx.Provide(func() schemas.Values { return c.values }),
 		fx.Invoke(func(lc fx.Lifecycle) {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/orderflow/orders/schemas"
 	"github.com/orderflow/orders/services/admin"
+	"github.com/orderflow/orders/services/aggregator"
 	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/services/logs"
 	"github.com/orderflow/orders/services/metrics"
@@ -59,6 +60,7 @@ type settings struct {
 	maxBatch        int
 	metricsAddr     string
 	dlqMinRet       time.Duration
+	dedupHorizon    time.Duration
 	principalPrefix string
 
 	// Order values, on the same commands.
@@ -154,6 +156,7 @@ func (s *settings) pipelineSet() *pflag.FlagSet {
 	decimalVar(fs, &s.maxBatch, "max-batch", stage.DefaultMaxBatch, "most records a stage handles, writes and commits together")
 	fs.StringVar(&s.metricsAddr, "metrics-addr", "", "serve /metrics, /healthz and /readyz on this address (\":0\" picks a port; empty: off)")
 	fs.DurationVar(&s.dlqMinRet, "dlq-min-retention", 168*time.Hour, "least retention orders topics --check accepts for the DLQ")
+	fs.DurationVar(&s.dedupHorizon, "dedup-horizon", aggregator.DefaultHorizon, "how long the aggregator remembers an orderId, by the processed records' timestamps; a copy later than that is counted again")
 	fs.StringVar(&s.principalPrefix, "acl-principal-prefix", "User:orders-", "principal of each stage: this prefix and main, retry-K, aggregator, producer or admin")
 	bindEnv(fs, map[string]string{
 		"retry-delays":         "RETRY_DELAYS",
@@ -165,6 +168,7 @@ func (s *settings) pipelineSet() *pflag.FlagSet {
 		"max-batch":            "MAX_BATCH",
 		"metrics-addr":         "METRICS_ADDR",
 		"dlq-min-retention":    "DLQ_MIN_RETENTION",
+		"dedup-horizon":        "DEDUP_HORIZON",
 		"acl-principal-prefix": "ACL_PRINCIPAL_PREFIX",
 	})
 	trimLists(fs)
@@ -483,6 +487,13 @@ func (s *settings) checkConfig() (admin.CheckConfig, error) {
 	return admin.CheckConfig{DLQMinRetention: s.dlqMinRet}, nil
 }
 
+func (s *settings) aggregatorConfig() (aggregator.Config, error) {
+	if s.dedupHorizon < time.Second {
+		return aggregator.Config{}, s.bad("dedup-horizon", "must be at least 1s: it must cover the time between an order and its copies, minutes when a batch is redone")
+	}
+	return aggregator.Config{Horizon: s.dedupHorizon}, nil
+}
+
 func (s *settings) logger() (*zap.Logger, error) {
 	if s.logSample < 0 {
 		return nil, s.bad("log-sample", "must be 0 or more")
@@ -517,6 +528,7 @@ type config struct {
 	options  stage.Options
 	metrics  metrics.Config
 	check    admin.CheckConfig
+	agg      aggregator.Config
 	log      *zap.Logger
 	// principalPrefix names each stage's principal in `orders acls`.
 	principalPrefix string
@@ -550,6 +562,9 @@ func (s *settings) load() (config, error) {
 		return c, err
 	}
 	if c.check, err = s.checkConfig(); err != nil {
+		return c, err
+	}
+	if c.agg, err = s.aggregatorConfig(); err != nil {
 		return c, err
 	}
 	if c.principalPrefix, err = s.principals(); err != nil {

@@ -2,13 +2,13 @@ package aggregator
 
 import (
 	"context"
-	"fmt"
+	"strconv"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/orderflow/orders/schemas"
-	"github.com/orderflow/orders/services/envelope"
 	"github.com/orderflow/orders/services/kafka"
 	"github.com/orderflow/orders/services/stage"
 	"github.com/orderflow/orders/topology"
@@ -25,6 +25,16 @@ type Aggregator struct {
 	// Values reads the orders of the processed records. Optional, default
 	// plain Avro of order.avsc.
 	Values schemas.Values
+	// Horizon is how long an orderId is remembered, measured against the
+	// processed records' timestamps: a copy of an order that arrives
+	// later than that after it is counted again. Optional, default
+	// DefaultHorizon.
+	Horizon time.Duration
+	// now is the clock that caps watermarks. Optional, default time.Now.
+	now func() time.Time
+
+	limitOnce sync.Once
+	limit     int // the most bytes of a state record's value
 
 	mu     sync.Mutex
 	totals map[int]Totals // per owned partition, as of its last acknowledged batch
@@ -38,7 +48,9 @@ func New(client kafka.Client, top topology.Topology, log *zap.Logger) *Aggregato
 // Open restores the partition's state from the state topic and resumes
 // where that state ends, whatever the group committed.
 func (a *Aggregator) Open(ctx context.Context, as stage.Assignment) (stage.Partition, int64, error) {
-	rp, end, err := restore(ctx, a.client, a.top.State, as.Partition, true)
+	h := a.horizon()
+	began := time.Now()
+	rp, end, err := restore(ctx, a.client, a.top.State, as.Partition, h, true)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -49,11 +61,20 @@ func (a *Aggregator) Open(ctx context.Context, as stage.Assignment) (stage.Parti
 	a.mu.Lock()
 	a.totals[as.Partition] = Totals{}.add(rp.cur)
 	a.mu.Unlock()
-	a.log.Info("partition state restored", zap.Int("partition", as.Partition), zap.Int64("count", rp.cur.Count),
-		zap.Int64("next_offset", rp.cur.Next), zap.Int("known_orders", len(rp.seen)))
+	seen, keys, carries := rp.restored()
+	cur := rp.cur
+	cur.Watermark = rp.wm
+	carried := 0
+	for _, c := range carries {
+		carried += len(c.ids)
+	}
+	a.log.Info("partition state restored", zap.Int("partition", as.Partition), zap.Int64("count", cur.Count),
+		zap.Int64("next_offset", cur.Next), zap.Int("known_orders", seen.n), zap.Int("carried_over", carried),
+		zap.Int64("read_from", rp.from), zap.Int64("state_end", end), zap.Duration("took", time.Since(began)))
 	return &partition{
 		top: a.top, log: a.log, values: a.Values, index: as.Partition, gen: as.Generation, base: end,
-		cur: rp.cur, seen: newOrderSet(rp.seen), totals: a.Totals,
+		h: h, horizon: a.horizonOrDefault(), now: a.clock(), maxBytes: a.maxValueBytes(ctx),
+		cur: cur, seen: seen, stateKeys: keys, carries: carries, oldest: h.bucket(cur.Watermark) - buckets, totals: a.Totals,
 		update: func(d Snapshot) {
 			a.mu.Lock()
 			a.totals[as.Partition] = a.totals[as.Partition].add(d)
@@ -76,6 +97,54 @@ func (a *Aggregator) Totals() Totals {
 	return t
 }
 
+func (a *Aggregator) horizonOrDefault() time.Duration {
+	if a.Horizon > 0 {
+		return a.Horizon
+	}
+	return DefaultHorizon
+}
+
+func (a *Aggregator) horizon() horizon { return newHorizon(a.horizonOrDefault()) }
+
+func (a *Aggregator) clock() func() time.Time {
+	if a.now != nil {
+		return a.now
+	}
+	return time.Now
+}
+
+// maxValueBytes is the most bytes a state record's value may take: what
+// the state topic's max.message.bytes leaves of a record batch, and at most
+// what the broker's default leaves. A broker that does not say is taken to
+// have the default.
+func (a *Aggregator) maxValueBytes(ctx context.Context) int {
+	a.limitOnce.Do(func() {
+		limit := defaultMaxMessageBytes
+		cfg, err := a.client.TopicConfigs(ctx, a.top.State, "max.message.bytes")
+		if err == nil {
+			if n, perr := strconv.Atoi(cfg["max.message.bytes"]); perr == nil && n > 0 {
+				limit = min(n, limit)
+			}
+		} else {
+			a.log.Warn("the state topic's max.message.bytes is unknown; state records stay below the broker's default", zap.Error(err))
+		}
+		a.limit = max(limit-stateRecordOverhead, minStateValueBytes)
+	})
+	return a.limit
+}
+
+const (
+	// defaultMaxMessageBytes is Kafka's default max.message.bytes.
+	defaultMaxMessageBytes = 1048588
+	// stateRecordOverhead bounds what a record batch of one state record
+	// holds besides its value: the batch and record headers and the key.
+	stateRecordOverhead = 512
+	// minStateValueBytes is what a state record may always take: an
+	// orderId of schemas.MaxStringSize bytes, escaped six bytes for one,
+	// with the totals.
+	minStateValueBytes = 6*schemas.MaxStringSize + 512
+)
+
 // ReadTotals reads the aggregate of every partition from the state topic.
 func ReadTotals(ctx context.Context, client kafka.Client, top topology.Topology) (Totals, error) {
 	parts, err := client.Partitions(ctx, top.State)
@@ -84,37 +153,11 @@ func ReadTotals(ctx context.Context, client kafka.Client, top topology.Topology)
 	}
 	var t Totals
 	for p := 0; p < parts; p++ {
-		rp, _, err := restore(ctx, client, top.State, p, false)
+		rp, _, err := restore(ctx, client, top.State, p, horizon{}, false)
 		if err != nil {
 			return Totals{}, err
 		}
 		t = t.add(rp.cur)
 	}
 	return t, nil
-}
-
-// restore replays one state partition up to its end offset at the time of
-// the call, which it returns.
-func restore(ctx context.Context, client kafka.Client, topic string, part int, withIDs bool) (*replay, int64, error) {
-	rp := newReplay(withIDs)
-	b, err := client.PartitionBounds(ctx, topic, part)
-	if err != nil {
-		return nil, 0, err
-	}
-	first, end := b.First, b.End
-	if first >= end {
-		return rp, end, nil
-	}
-	err = kafka.ReadRange(ctx, client, topic, part, first, end, func(m envelope.Record) error {
-		s, err := parseSnapshot(m.Value)
-		if err != nil {
-			return fmt.Errorf("%s/%d@%d: %w", topic, part, m.Offset, err)
-		}
-		rp.apply(m.Offset, s)
-		return nil
-	})
-	if err != nil {
-		return nil, 0, err
-	}
-	return rp, end, nil
 }

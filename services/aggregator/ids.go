@@ -2,27 +2,51 @@ package aggregator
 
 import "hash/maphash"
 
-// orderKey stands for an orderId in the de-duplication set: two 64-bit
-// hashes of it under independent seeds. The set then holds no pointers, so
-// the garbage collector never scans it however many orders it holds, and
-// an order costs a 16-byte slot instead of a string and its header.
+// orderKey stands for an orderId in the de-duplication set: 112 bits of
+// two 64-bit hashes of it under independent seeds, and in the top 16 bits
+// the time bucket it was counted in (modulo 2^16), which says when the set
+// forgets it. The set then holds no pointers, so the garbage collector
+// never scans it however many orders it holds, and an order costs a 16-byte
+// slot instead of a string and its header.
 //
 // The seeds are drawn per process. That is enough: a process builds its
 // sets from the orderIds in the state topic when it restores a partition,
 // and the state topic keeps the orderIds themselves. Two distinct orders
-// share a key with probability about n²/2¹²⁹ among n orders (below 10⁻²⁰
-// for a billion), and the aggregator would then count them as one.
+// share a key with probability about n²/2¹¹³ among n orders remembered at
+// once (below 10⁻¹⁶ for a billion), and the aggregator would then count
+// them as one.
 type orderKey [2]uint64
+
+// hashBits are the bits of orderKey[1] that hash the orderId; the others
+// hold the bucket.
+const hashBits = 1<<48 - 1
 
 var orderKeySeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
 
+// keyOf is the key of orderID, in bucket 0.
 func keyOf(orderID string) orderKey {
-	k := orderKey{maphash.String(orderKeySeeds[0], orderID), maphash.String(orderKeySeeds[1], orderID)}
+	k := orderKey{maphash.String(orderKeySeeds[0], orderID), maphash.String(orderKeySeeds[1], orderID) & hashBits}
 	if k == (orderKey{}) {
 		k[1] = 1 // the zero key marks an empty slot of an orderSet
 	}
 	return k
 }
+
+// in is k in bucket b.
+func (k orderKey) in(b int64) orderKey {
+	k[1] = k[1]&hashBits | uint64(uint16(b))<<48
+	return k
+}
+
+// bucket is the bucket of k nearest to, and not after, last: the set only
+// holds keys of the buckets a horizon spans, far fewer than 2^16.
+func (k orderKey) bucket(last int64) int64 {
+	return last - int64(uint16(last)-uint16(k[1]>>48))
+}
+
+// sameOrder reports whether a and b stand for one orderId, whatever their
+// buckets.
+func sameOrder(a, b orderKey) bool { return a[0] == b[0] && (a[1]^b[1])&hashBits == 0 }
 
 // orderSet is the de-duplication set of one partition: open addressing with
 // linear probing over the keys themselves, which are already uniform hashes.
@@ -55,7 +79,8 @@ func (s *orderSet) prefetch(keys []orderKey) {
 	s.sink = x
 }
 
-// add adds k and reports whether it was new.
+// add adds k and reports whether it was new; an orderId already there
+// keeps its bucket.
 func (s *orderSet) add(k orderKey) bool {
 	if 4*(s.n+1) > 3*len(s.slots) {
 		s.grow()
@@ -72,11 +97,11 @@ func (s *orderSet) add(k orderKey) bool {
 func (s *orderSet) find(k orderKey) (slot uint64, found bool) {
 	mask := uint64(len(s.slots) - 1)
 	for i := k[0] & mask; ; i = (i + 1) & mask {
-		switch s.slots[i] {
-		case k:
-			return i, true
-		case orderKey{}:
+		switch sl := s.slots[i]; {
+		case sl == orderKey{}:
 			return i, false
+		case sameOrder(sl, k):
+			return i, true
 		}
 	}
 }
@@ -95,16 +120,39 @@ func (s *orderSet) resize(n int) {
 	}
 }
 
+// keep forgets every key keep refuses, and makes the set as small as
+// what is left needs, with room for as many more before it grows.
+func (s *orderSet) keep(keep func(orderKey) bool) {
+	old := s.slots
+	n := 0
+	for _, k := range old {
+		if k != (orderKey{}) && keep(k) {
+			n++
+		}
+	}
+	s.slots, s.n = make([]orderKey, slotsFor(n)), 0
+	for _, k := range old {
+		if k != (orderKey{}) && keep(k) {
+			s.add(k)
+		}
+	}
+}
+
+// slotsFor is the number of slots for n keys and as many more.
+func slotsFor(n int) int {
+	slots := 1024
+	for 3*slots < 4*2*n {
+		slots *= 2
+	}
+	return slots
+}
+
 // newOrderSet returns a set of keys, with room for as many more before it
 // grows.
-func newOrderSet(keys map[orderKey]int64) *orderSet {
+func newOrderSet(keys []orderKey) *orderSet {
 	s := &orderSet{}
-	n := 1024
-	for 3*n < 4*2*len(keys) {
-		n *= 2
-	}
-	s.resize(n)
-	for k := range keys {
+	s.resize(slotsFor(len(keys)))
+	for _, k := range keys {
 		s.add(k)
 	}
 	return s

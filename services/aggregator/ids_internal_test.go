@@ -61,9 +61,9 @@ func TestOrderSetIsASet(t *testing.T) {
 		if 4*s.n > 3*len(s.slots) {
 			t.Fatalf("%d keys fill more than three quarters of %d slots", s.n, len(s.slots))
 		}
-		restored := map[orderKey]int64{}
+		var restored []orderKey
 		for k := range want {
-			restored[k] = 7
+			restored = append(restored, k.in(7))
 		}
 		r := newOrderSet(restored)
 		for k := range want {
@@ -77,6 +77,45 @@ func TestOrderSetIsASet(t *testing.T) {
 	}
 	if keyOf("") == (orderKey{}) {
 		t.Fatal("keyOf returned the empty slot's key")
+	}
+}
+
+// TestOrderSetForgetsByBucket holds the buckets of keys: an orderId is one
+// key whatever its bucket, keeps the bucket it was first added in, and keep
+// forgets exactly the buckets it refuses, across the wrap of the 16 bits a
+// bucket takes.
+func TestOrderSetForgetsByBucket(t *testing.T) {
+	const last = 1<<16 + 5 // buckets 65531..65541 straddle the wrap
+	s := &orderSet{}
+	for i := range 11000 {
+		b := int64(last - 10 + i%11)
+		if !s.add(keyOf(strconv.Itoa(i)).in(b)) {
+			t.Fatalf("order %d taken as a copy", i)
+		}
+		if s.add(keyOf(strconv.Itoa(i)).in(last)) {
+			t.Fatalf("order %d in another bucket taken as new", i)
+		}
+	}
+	for _, k := range s.slots {
+		if k == (orderKey{}) {
+			continue
+		}
+		if b := k.bucket(last); b < last-10 || b > last {
+			t.Fatalf("bucket %d of a key added in buckets %d..%d", b, last-10, last)
+		}
+	}
+	s.keep(func(k orderKey) bool { return k.bucket(last) >= last-4 })
+	if s.n != 5000 {
+		t.Fatalf("%d keys kept, want the 5000 of the last 5 buckets", s.n)
+	}
+	for i := range 11000 {
+		kept := i%11 >= 6
+		if got := s.has(keyOf(strconv.Itoa(i))); got != kept {
+			t.Fatalf("order %d (bucket %d) kept = %v, want %v", i, last-10+i%11, got, kept)
+		}
+	}
+	if 8*s.n > 3*len(s.slots) || len(s.slots) > 4*slotsFor(s.n) {
+		t.Fatalf("%d keys in %d slots after keep", s.n, len(s.slots))
 	}
 }
 

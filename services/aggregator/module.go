@@ -1,6 +1,8 @@
 package aggregator
 
 import (
+	"time"
+
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
@@ -12,11 +14,20 @@ import (
 	"github.com/orderflow/orders/topology"
 )
 
-// Module runs the aggregator as one member of its consumer group.
+// Config tunes the aggregator.
+type Config struct {
+	// Horizon is how long an orderId is remembered. Optional, default
+	// DefaultHorizon.
+	Horizon time.Duration
+}
+
+// Module runs the aggregator as one member of its consumer group. It needs
+// a Config.
 var Module = fx.Module(topology.StageAggregator,
-	fx.Provide(func(client kafka.Client, top topology.Topology, values schemas.Values, reg *metrics.Registry, log *zap.Logger) *Aggregator {
+	fx.Provide(func(client kafka.Client, top topology.Topology, cfg Config, values schemas.Values, reg *metrics.Registry, log *zap.Logger) *Aggregator {
 		a := New(client, top, log)
 		a.Values = values
+		a.Horizon = cfg.Horizon
 		a.OnTotals = func(t Totals) { reg.SetAverage(t.Count, t.Average) }
 		return a
 	}),

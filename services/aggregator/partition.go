@@ -2,7 +2,7 @@ package aggregator
 
 import (
 	"context"
-	"strconv"
+	"encoding/json"
 	"time"
 
 	"go.uber.org/zap"
@@ -15,21 +15,28 @@ import (
 
 // partition aggregates one partition of the processed topic.
 type partition struct {
-	top      topology.Topology
-	log      *zap.Logger
-	values   schemas.Values // nil: plain Avro
-	totals   func() Totals  // the running totals over every partition of this process
-	update   func(delta Snapshot)
-	gen      int32
-	base     int64
-	index    int
-	cur      Snapshot
-	seen     *orderSet
-	inFlight Snapshot  // the state written last for the batch being acknowledged
-	ids      []string  // the orderIds the batch counted
-	prices   []float32 // their prices
-	orders   []decoded // the batch's orders
-	keys     []orderKey
+	top       topology.Topology
+	log       *zap.Logger
+	values    schemas.Values // nil: plain Avro
+	totals    func() Totals  // the running totals over every partition of this process
+	update    func(delta Snapshot)
+	gen       int32
+	base      int64
+	index     int
+	cur       Snapshot
+	seen      *orderSet
+	h         horizon
+	horizon   time.Duration
+	now       func() time.Time
+	maxBytes  int                // the most bytes of a state record's value
+	oldest    int64              // no orderId in seen is in an older bucket
+	stateKeys map[int64][]string // keys of the state records not yet tombstoned, by bucket
+	carries   []carry            // the older format's orderIds, to write in this one
+	inFlight  Snapshot           // the state written last for the batch being acknowledged
+	ids       []string           // the orderIds the batch counted
+	prices    []float32          // their prices
+	orders    []decoded          // the batch's orders
+	keys      []orderKey
 }
 
 // decoded is an order of the batch being handled, at its offset.
@@ -38,32 +45,32 @@ type decoded struct {
 	offset int64
 }
 
-// maxStateIDBytes bounds the orderIds of one state record. A broker refuses
-// a record larger than its max.message.bytes (1 MiB by default) for good,
-// and orderIds may be up to 4,096 bytes long, so a batch whose orderIds pass
-// this bound is recorded in several state records, each the whole state up
-// to where it ends. JSON escapes a byte in at most six, so a record stays
-// below 800 KB.
-const maxStateIDBytes = 128 << 10
-
 // Handle counts each order not counted before and returns the state record
-// of the batch, or several if its orderIds are many and long; records that
-// are not orders go to the DLQ.
+// of the batch, or several if its orderIds do not fit in one record the
+// broker takes; records that are not orders go to the DLQ. Before them
+// come tombstones for the state records the horizon has passed, and, in a
+// partition restored from the older format, the orderIds it carries over.
 func (p *partition) Handle(ctx context.Context, batch []envelope.Record) ([]envelope.Output, error) {
 	p.values = schemas.OrPlain(p.values)
-	var outs []envelope.Output
+	now := p.now().UnixMilli()
+	wm := p.cur.Watermark
+	for _, r := range batch {
+		if !r.Time.IsZero() {
+			wm = max(wm, min(r.Time.UnixMilli(), now))
+		}
+	}
+	outs := p.expire(nil, wm)
+	outs = p.carryOver(outs, wm)
 	p.ids, p.prices = p.ids[:0], p.prices[:0]
+	bucket := p.h.bucket(wm)
 	next := p.cur
-	next.IDs = nil
-	idBytes := 0
+	next.Version, next.Watermark, next.Horizon, next.IDs = stateVersion, wm, p.horizon.Milliseconds(), nil
+	size := 0
 	// state ends the current state record before offset end.
 	state := func(end int64) {
 		next.Next, next.Generation, next.Base = end, p.gen, p.base
-		outs = append(outs, envelope.Output{
-			Topic: p.top.State, Partition: p.index,
-			Key: []byte(strconv.Itoa(p.index)), Value: next.marshal(),
-		})
-		next.IDs, idBytes = nil, 0
+		outs = append(outs, p.stateRecord(next, -1))
+		next.IDs, size = nil, 0
 	}
 	p.orders, p.keys = p.orders[:0], p.keys[:0]
 	for _, r := range batch {
@@ -84,18 +91,23 @@ func (p *partition) Handle(ctx context.Context, batch []envelope.Record) ([]enve
 			})
 			continue
 		}
-		p.orders, p.keys = append(p.orders, decoded{o, r.Offset}), append(p.keys, keyOf(o.OrderID))
+		p.orders, p.keys = append(p.orders, decoded{o, r.Offset}), append(p.keys, keyOf(o.OrderID).in(bucket))
 	}
 	p.seen.prefetch(p.keys)
+	if len(p.orders) > 0 {
+		p.oldest = min(p.oldest, bucket)
+	}
+	room := p.maxBytes - len(next.marshal()) - len(`,"ids":[]`) - 40 // 40: the digits Next may gain
 	for i, o := range p.orders {
 		if !p.seen.add(p.keys[i]) {
 			p.log.Debug("duplicate order ignored", zap.String("orderId", o.OrderID), zap.Int64("offset", o.offset))
 			continue
 		}
-		if idBytes += len(o.OrderID) + len(`"",`); idBytes > maxStateIDBytes && len(next.IDs) > 0 {
+		n := idBytes(o.OrderID)
+		if size+n > room && len(next.IDs) > 0 {
 			state(o.offset)
-			idBytes = len(o.OrderID) + len(`"",`)
 		}
+		size += n
 		next.Count++
 		next.Sum += float64(o.Price)
 		next.IDs = append(next.IDs, o.OrderID)
@@ -105,6 +117,96 @@ func (p *partition) Handle(ctx context.Context, batch []envelope.Record) ([]enve
 	state(batch[len(batch)-1].Offset + 1)
 	p.inFlight = next
 	return outs, nil
+}
+
+// stateRecord is the state record of s, stamped with its watermark so that
+// a restore finds it by time; carried numbers the records that carry
+// orderIds over from the older format, -1 for others. Its key is
+// remembered, to write a tombstone for once the horizon has passed it.
+func (p *partition) stateRecord(s Snapshot, carried int) envelope.Output {
+	key := stateKey(p.index, s, carried)
+	b := p.h.bucket(s.Watermark)
+	p.stateKeys[b] = append(p.stateKeys[b], string(key))
+	return envelope.Output{
+		Topic: p.top.State, Partition: p.index, Key: key, Value: s.marshal(), Time: time.UnixMilli(s.Watermark),
+	}
+}
+
+// idBytes is what orderID takes in a state record's JSON list of ids.
+func idBytes(orderID string) int {
+	if plainJSON(orderID) {
+		return len(orderID) + len(`"",`)
+	}
+	q, _ := json.Marshal(orderID) // strings always marshal
+	return len(q) + 1
+}
+
+// expire forgets the orderIds of the buckets the watermark wm has left
+// behind, and appends to outs a tombstone for each state record of those
+// buckets, so that compaction removes it.
+func (p *partition) expire(outs []envelope.Output, wm int64) []envelope.Output {
+	if p.h.live(p.oldest, wm) {
+		return outs
+	}
+	last := p.h.bucket(wm)
+	oldest := last
+	p.seen.keep(func(k orderKey) bool {
+		b := k.bucket(last)
+		if p.h.live(b, wm) {
+			oldest = min(oldest, b)
+			return true
+		}
+		return false
+	})
+	p.oldest = oldest
+	at := time.UnixMilli(wm)
+	for b, keys := range p.stateKeys {
+		if p.h.live(b, wm) {
+			continue
+		}
+		for _, k := range keys {
+			outs = append(outs, envelope.Output{Topic: p.top.State, Partition: p.index, Key: []byte(k), Time: at})
+		}
+		delete(p.stateKeys, b)
+	}
+	return outs
+}
+
+// carryOver appends state records that write the orderIds the partition
+// restored from the older format in this one, in the buckets they were
+// recorded in, once: the older format's records share one key, so that
+// compaction keeps only the last of them.
+func (p *partition) carryOver(outs []envelope.Output, wm int64) []envelope.Output {
+	s := p.cur
+	s.Version, s.Horizon, s.Generation, s.Base = stateVersion, p.horizon.Milliseconds(), p.gen, p.base
+	n := 0
+	for _, c := range p.carries {
+		if !p.h.live(c.bucket, wm) {
+			continue
+		}
+		s.Watermark = min(c.bucket*p.h.width, wm)
+		room := p.maxBytes - len(s.marshal()) - len(`,"ids":[]`)
+		size := 0
+		s.IDs = nil
+		for _, id := range c.ids {
+			if b := idBytes(id); size+b > room && len(s.IDs) > 0 {
+				outs = append(outs, p.stateRecord(s, n))
+				n++
+				s.IDs, size = nil, 0
+			}
+			size += idBytes(id)
+			s.IDs = append(s.IDs, id)
+		}
+		if len(s.IDs) > 0 {
+			outs = append(outs, p.stateRecord(s, n))
+			n++
+		}
+	}
+	if n > 0 {
+		p.log.Info("orderIds of the older state format carried over", zap.Int("partition", p.index), zap.Int("records", n))
+	}
+	p.carries = nil
+	return outs
 }
 
 // ResumeTopic is the state topic: its records say where the partition

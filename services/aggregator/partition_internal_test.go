@@ -30,7 +30,8 @@ func newFixture(index int) *fixture {
 	f := &fixture{}
 	f.p = &partition{
 		top: topology.Default(), log: zap.NewNop(), index: index, gen: 7, base: 12,
-		seen:   &orderSet{},
+		seen: &orderSet{}, h: testHorizon, horizon: time.Hour, now: func() time.Time { return testNow },
+		maxBytes: defaultMaxMessageBytes - stateRecordOverhead, stateKeys: map[int64][]string{},
 		totals: func() Totals { return f.totals },
 		update: func(d Snapshot) {
 			f.deltas = append(f.deltas, d)
@@ -40,6 +41,13 @@ func newFixture(index int) *fixture {
 	return f
 }
 
+// testTime is when the processed records of these tests were written, and
+// testNow the clock of their aggregator.
+var (
+	testTime = time.Date(2024, 3, 5, 0, 0, 0, 0, time.UTC)
+	testNow  = testTime.Add(time.Minute)
+)
+
 // processed is the record of the processed topic at offset for an order.
 func processed(tb testing.TB, offset int64, id string, price float32) envelope.Record {
 	tb.Helper()
@@ -48,7 +56,7 @@ func processed(tb testing.TB, offset int64, id string, price float32) envelope.R
 		tb.Fatal(err)
 	}
 	return envelope.Record{Topic: "orders_processed", Partition: 4, Offset: offset, Key: []byte(id), Value: v,
-		Time: time.Date(2024, 3, 5, 0, 0, 0, 0, time.UTC)}
+		Time: testTime}
 }
 
 // stateValue is the JSON of a state record, read with its own field names.
@@ -148,8 +156,9 @@ func TestHandleCountsEachOrderOnce(t *testing.T) {
 
 func TestHandleSkipsOrdersSeenBeforeTheRestart(t *testing.T) {
 	f := newFixture(0)
-	f.p.cur = Snapshot{Generation: 6, Next: 50, Count: 5, Sum: 100}
-	f.p.seen.add(keyOf("1001")) // restored from the state topic
+	f.p.cur = Snapshot{Generation: 6, Next: 50, Count: 5, Sum: 100, Watermark: testTime.UnixMilli()}
+	f.p.oldest = testHorizon.bucket(testTime.UnixMilli())
+	f.p.seen.add(keyOf("1001").in(f.p.oldest)) // restored from the state topic
 	v, _ := f.handle(t, processed(t, 50, "1001", 10), processed(t, 51, "1010", 30))
 	want := stateValue{Gen: 7, Base: 12, Next: 52, Count: 6, Sum: 130, IDs: []string{"1010"}}
 	if !equalState(v, want) {
@@ -234,7 +243,8 @@ func TestAckedMakesTheBatchCurrent(t *testing.T) {
 		t.Fatalf("Handle alone changed the state: cur %+v, deltas %+v", f.p.cur, f.deltas)
 	}
 	f.p.Acked(nil)
-	want := Snapshot{Generation: 7, Base: 12, Next: 2, Count: 2, Sum: 100}
+	want := Snapshot{Version: stateVersion, Generation: 7, Base: 12, Next: 2, Count: 2, Sum: 100,
+		Watermark: testTime.UnixMilli(), Horizon: time.Hour.Milliseconds()}
 	if !reflect.DeepEqual(f.p.cur, want) {
 		t.Fatalf("cur %+v, want %+v", f.p.cur, want)
 	}
@@ -254,6 +264,7 @@ func equalState(a, b stateValue) bool {
 // and orderIds.
 func TestHandleSplitsTheStateOfLongOrderIDs(t *testing.T) {
 	f := newFixture(2)
+	f.p.maxBytes = 200_000 // the state topic's max.message.bytes, less the batch's overhead
 	var batch []envelope.Record
 	var ids []string
 	for i := range 500 {
@@ -266,13 +277,13 @@ func TestHandleSplitsTheStateOfLongOrderIDs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rp := newReplay(true)
+	rp := newReplay(testHorizon, true)
 	for i, o := range outs {
 		if o.Topic != "orders_aggregator_state" || o.Partition != 2 {
 			t.Fatalf("output %d to %s/%d, want a state record", i, o.Topic, o.Partition)
 		}
-		if len(o.Value) > 900_000 {
-			t.Fatalf("state record %d is %d bytes long, more than a broker takes", i, len(o.Value))
+		if len(o.Value) > f.p.maxBytes {
+			t.Fatalf("state record %d is %d bytes long, more than the %d the state topic takes", i, len(o.Value), f.p.maxBytes)
 		}
 		s, err := parseSnapshot(o.Value)
 		if err != nil {
@@ -281,16 +292,18 @@ func TestHandleSplitsTheStateOfLongOrderIDs(t *testing.T) {
 		if i > 0 && s.Next <= rp.cur.Next {
 			t.Fatalf("state record %d ends at %d, not after the one before (%d)", i, s.Next, rp.cur.Next)
 		}
-		rp.apply(int64(i), s)
+		rp.apply(int64(i), string(o.Key), s)
 	}
 	if len(outs) < 2 {
 		t.Fatalf("%d state record for %d orderIds of 4 KB", len(outs), len(ids))
 	}
-	if want := (Snapshot{Generation: 7, Base: 12, Next: 1501, Count: 500, Sum: 500}); !reflect.DeepEqual(rp.cur, want) {
+	if want := (Snapshot{Version: stateVersion, Generation: 7, Base: 12, Next: 1501, Count: 500, Sum: 500,
+		Watermark: testTime.UnixMilli(), Horizon: time.Hour.Milliseconds()}); !reflect.DeepEqual(rp.cur, want) {
 		t.Fatalf("replayed state %+v, want %+v", rp.cur, want)
 	}
+	seen, _, _ := rp.restored()
 	for _, id := range ids {
-		if _, ok := rp.seen[keyOf(id)]; !ok {
+		if !seen.has(keyOf(id)) {
 			t.Fatalf("orderId %.8q... is not in the replayed state", id)
 		}
 	}

@@ -1,19 +1,40 @@
 // Package aggregator keeps the running average price over distinct
-// processed orders. Its state lives in Kafka: for each partition of the
-// processed topic, one record per handled batch in the same partition of a
-// state topic, carrying the cumulative count and sum, the next input offset
-// and the orderIds the batch counted. Position and totals travel in one
-// record, so a restart resumes exactly where the state says, and a
-// redelivered order is recognised by its orderId.
+// processed orders. Its state lives in Kafka, in a compacted state topic:
+// for each partition of the processed topic, one record per handled batch
+// in the same partition of the state topic, carrying the cumulative count
+// and sum, the next input offset and the orderIds the batch counted.
+// Position and totals travel in one record, so a restart resumes exactly
+// where the state says, and a redelivered order is recognised by its
+// orderId.
+//
+// OrderIds are remembered for a de-duplication horizon only, measured
+// against the processed records' timestamps. Each state record has a key
+// of its own and is stamped with its batch's watermark; once the horizon
+// has passed it, the aggregator writes a tombstone for it, and compaction
+// removes both. A restore asks the broker for the first state record
+// stamped inside the horizon and reads from there, so what it reads, and
+// what it holds in memory, is bounded by the orders inside the horizon, not
+// by all history.
 package aggregator
 
 import (
 	"encoding/json"
 	"fmt"
+	"sort"
+	"strconv"
+
+	"github.com/orderflow/orders/services/envelope"
 )
+
+// stateVersion marks the records of this format. A record without it was
+// written by the format before horizons, with one key per partition; such
+// records are read as they are and their orderIds carried over.
+const stateVersion = 2
 
 // Snapshot is the value of one state record.
 type Snapshot struct {
+	// Version is stateVersion; 0 in a record of the older format.
+	Version int `json:"v,omitempty"`
 	// Generation is the consumer group generation of the writer.
 	Generation int32 `json:"gen"`
 	// Base is the state partition's end offset when the writer restored it:
@@ -24,8 +45,28 @@ type Snapshot struct {
 	// Count and Sum cover every distinct order up to Next.
 	Count int64   `json:"count"`
 	Sum   float64 `json:"sum"`
-	// IDs are the orderIds this batch counted for the first time.
+	// Watermark is the newest processed-record timestamp handled up to
+	// Next, in Unix milliseconds, never past the writer's clock.
+	Watermark int64 `json:"wm,omitempty"`
+	// Horizon is the writer's de-duplication horizon in milliseconds.
+	Horizon int64 `json:"horizon,omitempty"`
+	// IDs are the orderIds this record counted for the first time.
 	IDs []string `json:"ids,omitempty"`
+}
+
+// stateKey is the key of a state record of this format: the partition,
+// the writer and the record's next offset, which no other record of the
+// writer repeats. carried numbers the records that carry orderIds over
+// from the older format, -1 for others.
+func stateKey(part int, s Snapshot, carried int) []byte {
+	b := strconv.AppendInt(nil, int64(part), 10)
+	for _, n := range []int64{int64(s.Generation), s.Base, s.Next} {
+		b = strconv.AppendInt(append(b, '/'), n, 10)
+	}
+	if carried >= 0 {
+		b = strconv.AppendInt(append(b, "/c"...), int64(carried), 10)
+	}
+	return b
 }
 
 // marshal is json.Marshal(s), byte for byte. A state record carries a
@@ -98,46 +139,132 @@ func (t Totals) add(s Snapshot) Totals {
 }
 
 // replay rebuilds the state of one partition from its state records, in
-// offset order. A record from an older generation than one already seen was
+// offset order. A record from a writer older than one already seen was
 // written by a process that had lost the partition, and is ignored. When a
-// newer generation starts, orderIds recorded at or after its Base were
-// invisible to its writer, which therefore counted them again itself or has
-// yet to: they are forgotten so that they are not skipped as duplicates.
+// newer writer starts, orderIds recorded at or after its Base were
+// invisible to it, which therefore counted them again itself or has yet
+// to: they are forgotten so that they are not skipped as duplicates.
+//
+// OrderIds are kept as keys in the bucket of their record's watermark,
+// and only while the horizon remembers that bucket.
 type replay struct {
+	h       horizon
+	withIDs bool
+
 	gen  int32
-	cur  Snapshot
-	seen map[orderKey]int64 // orderId -> state offset that counted it; nil: totals only
 	any  bool
+	cur  Snapshot
+	wm   int64 // the newest watermark read, Unix milliseconds
+	from int64 // the offset it read from
+
+	recs    []recorded       // the records whose orderIds are kept, in offset order
+	keys    []orderKey       // their orderIds, each in its record's bucket
+	carried []string         // the orderIds of the older format's records, to write again
+	live    map[string]int64 // key of each state record read -> its bucket, until a tombstone
 }
 
-func newReplay(withIDs bool) *replay {
-	r := &replay{gen: -1}
+// recorded is where the orderIds of one state record start in keys and
+// carried.
+type recorded struct {
+	offset        int64
+	bucket        int64
+	keys, carried int
+}
+
+func newReplay(h horizon, withIDs bool) *replay {
+	r := &replay{h: h, withIDs: withIDs}
 	if withIDs {
-		r.seen = make(map[orderKey]int64)
+		r.live = map[string]int64{}
 	}
 	return r
 }
 
-func (r *replay) apply(offset int64, s Snapshot) {
-	if s.Generation < r.gen {
+// read applies one state record.
+func (r *replay) read(m envelope.Record) error {
+	if m.Value == nil { // a tombstone
+		r.wm = max(r.wm, m.Time.UnixMilli())
+		if r.withIDs {
+			delete(r.live, string(m.Key))
+		}
+		return nil
+	}
+	s, err := parseSnapshot(m.Value)
+	if err != nil {
+		return err
+	}
+	if s.Version < stateVersion {
+		s.Watermark = m.Time.UnixMilli() // the older format's records are stamped when written
+	}
+	r.apply(m.Offset, string(m.Key), s)
+	return nil
+}
+
+func (r *replay) apply(offset int64, key string, s Snapshot) {
+	r.wm = max(r.wm, s.Watermark)
+	var b int64
+	if r.withIDs {
+		b = r.h.bucket(s.Watermark)
+	}
+	if r.withIDs && key != "" {
+		// The older format's records share one key, which its last one keeps.
+		r.live[key] = max(r.live[key], b)
+	}
+	if r.any && s.Generation < r.gen {
 		return
 	}
-	if s.Generation > r.gen {
-		if r.any && r.seen != nil {
-			for id, at := range r.seen {
-				if at >= s.Base {
-					delete(r.seen, id)
-				}
-			}
+	if r.any && s.Generation > r.gen {
+		i := sort.Search(len(r.recs), func(i int) bool { return r.recs[i].offset >= s.Base })
+		if i < len(r.recs) {
+			r.keys, r.carried = r.keys[:r.recs[i].keys], r.carried[:r.recs[i].carried]
+			r.recs = r.recs[:i]
 		}
-		r.gen = s.Generation
 	}
-	if r.seen != nil {
+	r.gen = s.Generation
+	if r.withIDs && len(s.IDs) > 0 && r.h.live(b, r.wm) {
+		r.recs = append(r.recs, recorded{offset: offset, bucket: b, keys: len(r.keys), carried: len(r.carried)})
 		for _, id := range s.IDs {
-			r.seen[keyOf(id)] = offset
+			r.keys = append(r.keys, keyOf(id).in(b))
+		}
+		if s.Version < stateVersion {
+			r.carried = append(r.carried, s.IDs...)
 		}
 	}
 	s.IDs = nil
 	r.cur = s
 	r.any = true
+}
+
+// carry is orderIds of the older format to write again, in this format,
+// in the bucket they were recorded in.
+type carry struct {
+	bucket int64
+	ids    []string
+}
+
+// restored is what a replay leaves for the partition that resumes: the
+// orderIds the horizon still remembers, the keys of state records to
+// write tombstones for, now or once the horizon passes them, and the
+// older format's orderIds to carry over.
+func (r *replay) restored() (seen *orderSet, keys map[int64][]string, carries []carry) {
+	live := r.keys[:0]
+	for i, rec := range r.recs {
+		end, carriedEnd := len(r.keys), len(r.carried)
+		if i+1 < len(r.recs) {
+			end, carriedEnd = r.recs[i+1].keys, r.recs[i+1].carried
+		}
+		if !r.h.live(rec.bucket, r.wm) {
+			continue
+		}
+		live = append(live, r.keys[rec.keys:end]...) // never ahead of what it reads
+		if rec.carried < carriedEnd {
+			carries = append(carries, carry{bucket: rec.bucket, ids: r.carried[rec.carried:carriedEnd]})
+		}
+	}
+	seen = newOrderSet(live)
+	r.keys, r.recs = nil, nil
+	keys = map[int64][]string{}
+	for k, b := range r.live {
+		keys[b] = append(keys[b], k)
+	}
+	return seen, keys, carries
 }

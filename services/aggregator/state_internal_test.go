@@ -9,34 +9,47 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
+// testHorizon is a horizon of an hour: 16 buckets of 225,000 ms.
+var testHorizon = newHorizon(time.Hour)
+
+// wantSeen checks the orderIds the replay keeps, each with the offset of
+// the state record that counted it.
 func wantSeen(t *testing.T, rp *replay, want map[string]int64) {
 	t.Helper()
+	got := map[orderKey]int64{}
+	for i, rec := range rp.recs {
+		end := len(rp.keys)
+		if i+1 < len(rp.recs) {
+			end = rp.recs[i+1].keys
+		}
+		for _, k := range rp.keys[rec.keys:end] {
+			got[k.in(0)] = rec.offset
+		}
+	}
 	keyed := make(map[orderKey]int64, len(want))
 	for id, at := range want {
 		keyed[keyOf(id)] = at
 	}
-	if !maps.Equal(rp.seen, keyed) {
-		t.Fatalf("seen = %v, want the keys of %v", rp.seen, want)
+	if !maps.Equal(got, keyed) {
+		t.Fatalf("seen = %v, want the keys of %v", got, want)
 	}
 }
 
 func TestReplayEmpty(t *testing.T) {
-	rp := newReplay(true)
-	if rp.any || !reflect.DeepEqual(rp.cur, Snapshot{}) || len(rp.seen) != 0 || rp.seen == nil {
+	rp := newReplay(testHorizon, true)
+	if rp.any || !reflect.DeepEqual(rp.cur, Snapshot{}) || len(rp.keys) != 0 || rp.live == nil {
 		t.Fatalf("new replay = %+v", rp)
-	}
-	if rp := newReplay(false); rp.seen != nil {
-		t.Fatalf("a totals-only replay keeps ids: %v", rp.seen)
 	}
 }
 
 func TestReplayRecordsIDsAndTakesTheLastSnapshot(t *testing.T) {
-	rp := newReplay(true)
-	rp.apply(0, Snapshot{Generation: 1, Next: 3, Count: 2, Sum: 30, IDs: []string{"a", "b"}})
-	rp.apply(1, Snapshot{Generation: 1, Next: 5, Count: 3, Sum: 42.5, IDs: []string{"c"}})
-	rp.apply(2, Snapshot{Generation: 1, Next: 6, Count: 3, Sum: 42.5}) // a batch of duplicates
+	rp := newReplay(testHorizon, true)
+	rp.apply(0, "", Snapshot{Generation: 1, Next: 3, Count: 2, Sum: 30, IDs: []string{"a", "b"}})
+	rp.apply(1, "", Snapshot{Generation: 1, Next: 5, Count: 3, Sum: 42.5, IDs: []string{"c"}})
+	rp.apply(2, "", Snapshot{Generation: 1, Next: 6, Count: 3, Sum: 42.5}) // a batch of duplicates
 	if !rp.any {
 		t.Fatal("any is false after three records")
 	}
@@ -48,17 +61,17 @@ func TestReplayRecordsIDsAndTakesTheLastSnapshot(t *testing.T) {
 }
 
 func TestReplayIgnoresOlderGenerations(t *testing.T) {
-	rp := newReplay(true)
-	rp.apply(0, Snapshot{Generation: 2, Next: 10, Count: 3, Sum: 30, IDs: []string{"a", "b", "c"}})
+	rp := newReplay(testHorizon, true)
+	rp.apply(0, "", Snapshot{Generation: 2, Next: 10, Count: 3, Sum: 30, IDs: []string{"a", "b", "c"}})
 	// A process that lost the partition writes late: its state is stale.
-	rp.apply(1, Snapshot{Generation: 1, Base: 0, Next: 20, Count: 9, Sum: 99, IDs: []string{"x"}})
+	rp.apply(1, "", Snapshot{Generation: 1, Base: 0, Next: 20, Count: 9, Sum: 99, IDs: []string{"x"}})
 	want := Snapshot{Generation: 2, Next: 10, Count: 3, Sum: 30}
 	if !reflect.DeepEqual(rp.cur, want) {
 		t.Fatalf("cur = %+v, want %+v", rp.cur, want)
 	}
 	wantSeen(t, rp, map[string]int64{"a": 0, "b": 0, "c": 0})
 	// The current generation goes on.
-	rp.apply(2, Snapshot{Generation: 2, Next: 12, Count: 4, Sum: 40, IDs: []string{"d"}})
+	rp.apply(2, "", Snapshot{Generation: 2, Next: 12, Count: 4, Sum: 40, IDs: []string{"d"}})
 	if rp.cur.Count != 4 || rp.cur.Next != 12 {
 		t.Fatalf("cur = %+v after the current generation wrote again", rp.cur)
 	}
@@ -66,36 +79,36 @@ func TestReplayIgnoresOlderGenerations(t *testing.T) {
 }
 
 func TestReplayNewerGenerationForgetsWhatItCouldNotSee(t *testing.T) {
-	rp := newReplay(true)
-	rp.apply(0, Snapshot{Generation: 1, Next: 1, Count: 1, Sum: 10, IDs: []string{"a"}})
-	rp.apply(1, Snapshot{Generation: 1, Next: 2, Count: 2, Sum: 20, IDs: []string{"b"}})
+	rp := newReplay(testHorizon, true)
+	rp.apply(0, "", Snapshot{Generation: 1, Next: 1, Count: 1, Sum: 10, IDs: []string{"a"}})
+	rp.apply(1, "", Snapshot{Generation: 1, Next: 2, Count: 2, Sum: 20, IDs: []string{"b"}})
 	// Generation 2 restored the state up to offset 2; generation 1 then
 	// wrote offsets 2 and 3 before it noticed it had lost the partition.
-	rp.apply(2, Snapshot{Generation: 1, Next: 3, Count: 3, Sum: 30, IDs: []string{"c"}})
-	rp.apply(3, Snapshot{Generation: 1, Next: 4, Count: 4, Sum: 40, IDs: []string{"d"}})
-	rp.apply(4, Snapshot{Generation: 2, Base: 2, Next: 3, Count: 3, Sum: 31, IDs: []string{"c2"}})
+	rp.apply(2, "", Snapshot{Generation: 1, Next: 3, Count: 3, Sum: 30, IDs: []string{"c"}})
+	rp.apply(3, "", Snapshot{Generation: 1, Next: 4, Count: 4, Sum: 40, IDs: []string{"d"}})
+	rp.apply(4, "", Snapshot{Generation: 2, Base: 2, Next: 3, Count: 3, Sum: 31, IDs: []string{"c2"}})
 	wantSeen(t, rp, map[string]int64{"a": 0, "b": 1, "c2": 4})
 	want := Snapshot{Generation: 2, Base: 2, Next: 3, Count: 3, Sum: 31}
 	if !reflect.DeepEqual(rp.cur, want) {
 		t.Fatalf("cur = %+v, want the newer generation's %+v", rp.cur, want)
 	}
 	// More records of generation 2 forget nothing; late ones of 1 are ignored.
-	rp.apply(5, Snapshot{Generation: 1, Next: 5, Count: 5, Sum: 50, IDs: []string{"e"}})
-	rp.apply(6, Snapshot{Generation: 2, Base: 2, Next: 4, Count: 4, Sum: 41, IDs: []string{"d"}})
+	rp.apply(5, "", Snapshot{Generation: 1, Next: 5, Count: 5, Sum: 50, IDs: []string{"e"}})
+	rp.apply(6, "", Snapshot{Generation: 2, Base: 2, Next: 4, Count: 4, Sum: 41, IDs: []string{"d"}})
 	wantSeen(t, rp, map[string]int64{"a": 0, "b": 1, "c2": 4, "d": 6})
 	if rp.cur.Count != 4 || rp.cur.Sum != 41 || rp.cur.Generation != 2 {
 		t.Fatalf("cur = %+v", rp.cur)
 	}
 	// A third generation that saw everything up to offset 6 keeps what
 	// was recorded before it.
-	rp.apply(7, Snapshot{Generation: 5, Base: 7, Next: 9, Count: 5, Sum: 51, IDs: []string{"f"}})
+	rp.apply(7, "", Snapshot{Generation: 5, Base: 7, Next: 9, Count: 5, Sum: 51, IDs: []string{"f"}})
 	wantSeen(t, rp, map[string]int64{"a": 0, "b": 1, "c2": 4, "d": 6, "f": 7})
 }
 
 func TestReplayFirstRecordForgetsNothing(t *testing.T) {
-	rp := newReplay(true)
+	rp := newReplay(testHorizon, true)
 	// A retention cut may leave a log starting above the writer's base.
-	rp.apply(10, Snapshot{Generation: 3, Base: 50, Next: 7, Count: 1, Sum: 5, IDs: []string{"a"}})
+	rp.apply(10, "", Snapshot{Generation: 3, Base: 50, Next: 7, Count: 1, Sum: 5, IDs: []string{"a"}})
 	wantSeen(t, rp, map[string]int64{"a": 10})
 	if rp.cur.Count != 1 || !rp.any {
 		t.Fatalf("cur = %+v, any = %v", rp.cur, rp.any)
@@ -103,12 +116,12 @@ func TestReplayFirstRecordForgetsNothing(t *testing.T) {
 }
 
 func TestReplayWithoutIDsKeepsTotals(t *testing.T) {
-	rp := newReplay(false)
-	rp.apply(0, Snapshot{Generation: 1, Next: 2, Count: 2, Sum: 20, IDs: []string{"a", "b"}})
-	rp.apply(1, Snapshot{Generation: 0, Next: 9, Count: 9, Sum: 90, IDs: []string{"z"}})
-	rp.apply(2, Snapshot{Generation: 2, Base: 1, Next: 3, Count: 3, Sum: 33, IDs: []string{"c"}})
-	if rp.seen != nil {
-		t.Fatalf("seen = %v, want nil", rp.seen)
+	rp := newReplay(horizon{}, false)
+	rp.apply(0, "", Snapshot{Generation: 1, Next: 2, Count: 2, Sum: 20, IDs: []string{"a", "b"}})
+	rp.apply(1, "", Snapshot{Generation: 0, Next: 9, Count: 9, Sum: 90, IDs: []string{"z"}})
+	rp.apply(2, "", Snapshot{Generation: 2, Base: 1, Next: 3, Count: 3, Sum: 33, IDs: []string{"c"}})
+	if len(rp.keys) != 0 {
+		t.Fatalf("a totals-only replay keeps %d orderIds", len(rp.keys))
 	}
 	want := Snapshot{Generation: 2, Base: 1, Next: 3, Count: 3, Sum: 33}
 	if !reflect.DeepEqual(rp.cur, want) {
@@ -117,9 +130,9 @@ func TestReplayWithoutIDsKeepsTotals(t *testing.T) {
 }
 
 func TestReplayDoesNotKeepTheCallersIDs(t *testing.T) {
-	rp := newReplay(true)
+	rp := newReplay(testHorizon, true)
 	ids := []string{"a"}
-	rp.apply(0, Snapshot{Generation: 1, IDs: ids})
+	rp.apply(0, "", Snapshot{Generation: 1, IDs: ids})
 	if rp.cur.IDs != nil {
 		t.Fatalf("cur keeps ids %v", rp.cur.IDs)
 	}

@@ -64,6 +64,7 @@ type Acker interface {
 // aggregator's state records do. The loop writes those outputs one at a
 // time, in order, after the batch's other outputs are acknowledged, so that
 // resuming from them never skips a record whose outputs were not written.
+// Tombstones (a nil Value) to ResumeTopic go with the other outputs.
 // The group's committed offset then only reports progress, so the loop
 // commits it when the partition has caught up with what was fetched, and
 // otherwise at most every ResumerCommitInterval, instead of after every

@@ -38,12 +38,13 @@ func (w *outputWrite) reset(batch []envelope.Record, outs []envelope.Output) {
 
 // writeOutputs writes the batch's outputs, those to the Resumer's topic
 // (if any) last: one at a time, in order, once the others are
-// acknowledged.
+// acknowledged. Tombstones to the Resumer's topic say nothing of where to
+// resume, and go with the others.
 func (l *Loop) writeOutputs(ctx context.Context, w *outputWrite) bool {
 	w.idx = w.idx[:0]
 	var last []int
 	for i := range w.outs {
-		if w.resume != "" && w.outs[i].Topic == w.resume {
+		if w.resume != "" && w.outs[i].Topic == w.resume && w.outs[i].Value != nil {
 			last = append(last, i)
 		} else {
 			w.idx = append(w.idx, i)
