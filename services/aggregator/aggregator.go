@@ -70,7 +70,7 @@ func (a *Aggregator) Open(ctx context.Context, as stage.Assignment) (stage.Parti
 	}
 	a.log.Info("partition state restored", zap.Int("partition", as.Partition), zap.Int64("count", cur.Count),
 		zap.Int64("next_offset", cur.Next), zap.Int("known_orders", seen.n), zap.Int("carried_over", carried),
-		zap.Int64("read_from", rp.from), zap.Int64("state_end", end), zap.Duration("took", time.Since(began)))
+		zap.Int64("read_from", rp.from), zap.Int("records_read", rp.records), zap.Int64("state_end", end), zap.Duration("took", time.Since(began)))
 	return &partition{
 		top: a.top, log: a.log, values: a.Values, index: as.Partition, gen: as.Generation, base: end,
 		h: h, horizon: a.horizonOrDefault(), now: a.clock(), maxBytes: a.maxValueBytes(ctx),

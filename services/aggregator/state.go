@@ -138,6 +138,19 @@ func (t Totals) add(s Snapshot) Totals {
 	return t
 }
 
+// writer is who wrote a state record. Writers succeed one another in the
+// order they restored the partition, which their Base gives; two that
+// restored the same state are ordered by their group generation. A group
+// removed once its offsets expired comes back at generation 1, so the
+// generation alone would put its writers before those of the group it
+// replaces.
+type writer struct {
+	base int64
+	gen  int32
+}
+
+func (w writer) before(o writer) bool { return w.base < o.base || w.base == o.base && w.gen < o.gen }
+
 // replay rebuilds the state of one partition from its state records, in
 // offset order. A record from a writer older than one already seen was
 // written by a process that had lost the partition, and is ignored. When a
@@ -151,11 +164,12 @@ type replay struct {
 	h       horizon
 	withIDs bool
 
-	gen  int32
-	any  bool
-	cur  Snapshot
-	wm   int64 // the newest watermark read, Unix milliseconds
-	from int64 // the offset it read from
+	w       writer
+	any     bool
+	cur     Snapshot
+	wm      int64 // the newest watermark read, Unix milliseconds
+	from    int64 // the offset it read from
+	records int   // how many records it read
 
 	recs    []recorded       // the records whose orderIds are kept, in offset order
 	keys    []orderKey       // their orderIds, each in its record's bucket
@@ -181,6 +195,7 @@ func newReplay(h horizon, withIDs bool) *replay {
 
 // read applies one state record.
 func (r *replay) read(m envelope.Record) error {
+	r.records++
 	if m.Value == nil { // a tombstone
 		r.wm = max(r.wm, m.Time.UnixMilli())
 		if r.withIDs {
@@ -209,17 +224,18 @@ func (r *replay) apply(offset int64, key string, s Snapshot) {
 		// The older format's records share one key, which its last one keeps.
 		r.live[key] = max(r.live[key], b)
 	}
-	if r.any && s.Generation < r.gen {
+	w := writer{s.Base, s.Generation}
+	if r.any && w.before(r.w) {
 		return
 	}
-	if r.any && s.Generation > r.gen {
+	if r.any && r.w.before(w) {
 		i := sort.Search(len(r.recs), func(i int) bool { return r.recs[i].offset >= s.Base })
 		if i < len(r.recs) {
 			r.keys, r.carried = r.keys[:r.recs[i].keys], r.carried[:r.recs[i].carried]
 			r.recs = r.recs[:i]
 		}
 	}
-	r.gen = s.Generation
+	r.w = w
 	if r.withIDs && len(s.IDs) > 0 && r.h.live(b, r.wm) {
 		r.recs = append(r.recs, recorded{offset: offset, bucket: b, keys: len(r.keys), carried: len(r.carried)})
 		for _, id := range s.IDs {

@@ -242,6 +242,12 @@ func (b *Broker) Addrs() []string { return append([]string(nil), b.addrs...) }
 // Nodes is the number of nodes; their IDs are 0 to Nodes()-1.
 func (b *Broker) Nodes() int { return len(b.addrs) }
 
+// Compact compacts every topic whose cleanup.policy says compact, at once:
+// of each key only its latest record stays, and tombstones go once older
+// than delete.retention.ms. The broker also does so by itself, every
+// log.cleaner.backoff.ms.
+func (b *Broker) Compact() { b.cluster.Compact() }
+
 // Close stops the broker, flushing its data dir if it has one.
 func (b *Broker) Close() {
 	b.stop()
