@@ -267,7 +267,7 @@ func TestTopicsCheckCatchesEveryDrift(t *testing.T) {
 	// A cluster that drifted every way: orders_retry_3 is missing,
 	// orders_retry_1 is narrower than orders, orders_retry_2 keeps records
 	// for less than its delay, the DLQ for less than the minimum, and the
-	// aggregator's state expires.
+	// aggregator's state is not compacted and expires.
 	topic := func(name string, parts int, retentionMS string) kafkago.TopicConfig {
 		tc := kafkago.TopicConfig{Topic: name, NumPartitions: parts, ReplicationFactor: 1}
 		if retentionMS != "" {
@@ -290,7 +290,9 @@ func TestTopicsCheckCatchesEveryDrift(t *testing.T) {
 		"drift    orders_retry_2               retention.ms is 1000, not longer than its retry delay 5s",
 		"drift    orders_retry_3               missing",
 		"drift    orders_dlq                   retention.ms is 3600000, shorter than the 168h0m0s DLQ_MIN_RETENTION asks",
-		"drift    orders_aggregator_state      retention.ms is 86400000: its records must never expire",
+		"drift    orders_aggregator_state      cleanup.policy is delete with retention.ms 86400000: the state topic must be compacted (set cleanup.policy=compact), or its records expire",
+		"topic    orders_aggregator_state      6 partitions, retention.ms 86400000\n",
+		"topic    orders_dlq_replays           6 partitions, retention.ms -1\n",
 		"5 drifts",
 	}
 	if err == nil {
@@ -308,7 +310,7 @@ func TestTopicsCheckCatchesEveryDrift(t *testing.T) {
 		"grown      orders_retry_1               has 3 partitions",
 		"cannot-fix orders_retry_2               retention.ms is 1000",
 		"cannot-fix orders_dlq",
-		"cannot-fix orders_aggregator_state",
+		"cannot-fix orders_aggregator_state      cleanup.policy is delete",
 	} {
 		if !strings.Contains(out, w) {
 			t.Errorf("topics output lacks %q:\n%s", w, out)
@@ -323,5 +325,24 @@ func TestTopicsCheckCatchesEveryDrift(t *testing.T) {
 	}
 	if out, err := testkit.Run(t, bin, append(env, "DLQ_MIN_RETENTION=1h"), "topics", "--check"); !strings.Contains(out, "2 drifts") || err == nil {
 		t.Errorf("with DLQ_MIN_RETENTION=1h: %v\n%s", err, out)
+	}
+	// The operator compacts the state topic: its drift goes, and its line
+	// shows the policy instead of a retention that no longer applies.
+	res, err := admin.IncrementalAlterConfigs(context.Background(), &kafkago.IncrementalAlterConfigsRequest{Resources: []kafkago.IncrementalAlterConfigsRequestResource{{
+		ResourceType: kafkago.ResourceTypeTopic, ResourceName: "orders_aggregator_state",
+		Configs: []kafkago.IncrementalAlterConfigsRequestConfig{{Name: "cleanup.policy", Value: "compact", ConfigOperation: kafkago.ConfigOperationSet}},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res.Resources {
+		if r.Error != nil {
+			t.Fatal(r.Error)
+		}
+	}
+	out, _ = testkit.Run(t, bin, env, "topics", "--check")
+	if !strings.Contains(out, "2 drifts") || strings.Contains(out, "drift    orders_aggregator_state") ||
+		!strings.Contains(out, "topic    orders_aggregator_state      6 partitions, cleanup.policy compact\n") {
+		t.Errorf("after cleanup.policy=compact on the state topic:\n%s", out)
 	}
 }

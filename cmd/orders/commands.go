@@ -120,14 +120,16 @@ func topicsCmd(s *settings) *cobra.Command {
 		Use:   "topics",
 		Short: "Create the pipeline topics, or check the cluster against the topology",
 		Long: `Create orders, the retry topics, the DLQ, orders_processed, the aggregator's
-state topic and the DLQ replay log with PARTITIONS partitions and REPLICATION
-replicas, and add partitions where a topic has fewer than it needs. Topics that
-fit are left alone. It says what it cannot fix (retention) and then exits 1.
+state topic (compacted) and the DLQ replay log with PARTITIONS partitions and
+REPLICATION replicas, and add partitions where a topic has fewer than it needs.
+Topics that fit are left alone. It says what it cannot fix (topic configs:
+retention, cleanup policy, timestamp type) and then exits 1.
 
 With --check it changes nothing and reports drift: missing topics, fewer
 partitions than configured or than orders, a retry topic whose retention is not
 longer than its delay, a DLQ kept for less than DLQ_MIN_RETENTION, a state
-topic whose records expire. It exits 1 on any drift.`,
+topic that is not compacted, whose records expire or carry LogAppendTime, a
+replay log whose records expire. It exits 1 on any drift.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := s.load()
@@ -144,7 +146,7 @@ topic whose records expire. It exits 1 on any drift.`,
 					if st.Partitions == 0 {
 						continue // reported as a drift below
 					}
-					fmt.Fprintf(out, "%-8s %-28s %d partitions, retention.ms %d\n", "topic", st.Topic, st.Partitions, st.RetentionMS)
+					fmt.Fprintf(out, "%-8s %-28s %s\n", "topic", st.Topic, topicSummary(st))
 				}
 				for _, d := range drifts {
 					fmt.Fprintf(out, "%-8s %-28s %s\n", "drift", d.Topic, d.Detail)
@@ -165,6 +167,19 @@ topic whose records expire. It exits 1 on any drift.`,
 	}
 	cmd.Flags().BoolVar(&check, "check", false, "only report drift from the configured topology; exit 1 if any")
 	return cmd
+}
+
+// topicSummary is a topic's line of orders topics --check: its partitions
+// and what bounds it, retention.ms only where the cleanup policy deletes.
+func topicSummary(st admin.TopicState) string {
+	s := fmt.Sprintf("%d partitions", st.Partitions)
+	if st.Compacted() {
+		s += ", cleanup.policy " + st.CleanupPolicy
+	}
+	if st.Deletes() {
+		s += fmt.Sprintf(", retention.ms %d", st.RetentionMS)
+	}
+	return s
 }
 
 func produceCmd(s *settings) *cobra.Command {

@@ -31,7 +31,8 @@ const (
 //     on its state topic.
 //   - producer: WRITE on the orders topic.
 //   - admin (`orders topics`): CREATE, DESCRIBE, ALTER (adding partitions)
-//     and DESCRIBE_CONFIGS (retention checks) on every pipeline topic.
+//     and DESCRIBE_CONFIGS (retention and cleanup policy checks) on every
+//     pipeline topic.
 //   - operator (`inspect`, `trace`, `dlq`): READ and DESCRIBE on every
 //     pipeline topic, DESCRIBE on every stage group, WRITE on the topics a
 //     replay may target (orders, the retry topics) and the replay log.
@@ -66,7 +67,7 @@ func ACLs(top topology.Topology, prefix string) []kafkago.ACLEntry {
 	add(PrincipalProducer, kafkago.ResourceTypeTopic, top.Orders, write)
 	for _, t := range top.Topics() {
 		// orders topics creates topics, adds partitions and reads their
-		// retention.
+		// configs (retention, cleanup policy).
 		add(PrincipalAdmin, kafkago.ResourceTypeTopic, t, kafkago.ACLOperationTypeCreate, kafkago.ACLOperationTypeDescribe,
 			kafkago.ACLOperationTypeAlter, kafkago.ACLOperationTypeDescribeConfigs)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -17,10 +18,17 @@ import (
 
 // Drift kinds.
 const (
-	DriftMissing        = "missing"
-	DriftPartitions     = "partitions"
-	DriftRetention      = "retention"
+	DriftMissing    = "missing"
+	DriftPartitions = "partitions"
+	DriftRetention  = "retention"
+	// DriftStateRetention: the DLQ replay log's records expire.
 	DriftStateRetention = "state-retention"
+	// DriftStateCompaction: the aggregator's state topic is not compacted,
+	// so it grows for ever, or its records expire.
+	DriftStateCompaction = "state-compaction"
+	// DriftStateTimestamp: the state topic's records carry the broker's
+	// append time, not the time the aggregator gave them.
+	DriftStateTimestamp = "state-timestamp"
 )
 
 // Drift is one way a live topic differs from the topology.
@@ -29,7 +37,8 @@ type Drift struct {
 	Kind   string
 	Detail string
 	// Fixable drifts are fixed by EnsureTopics: topics are created and
-	// partitions added. Retention is the operator's to change.
+	// partitions added. Topic configs (retention, cleanup policy, timestamp
+	// type) are the operator's to change.
 	Fixable bool
 	// want is the partition count a partitions drift needs.
 	want int
@@ -50,15 +59,31 @@ var ErrDrift = errors.New("topics do not match the configured topology")
 // TopicState is a live topic as Check found it.
 type TopicState struct {
 	Topic       string
-	Partitions  int // 0: missing
-	RetentionMS int64
+	Partitions  int   // 0: missing
+	RetentionMS int64 // -1: forever
+	// CleanupPolicy is the topic's cleanup.policy: "delete", "compact" or
+	// "compact,delete".
+	CleanupPolicy string
 }
 
-// topicConfig holds per-topic settings: the aggregator's state and the DLQ
-// replay log must never expire; every other topic keeps the broker's
-// retention.
+// Compacted reports whether the broker compacts the topic.
+func (s TopicState) Compacted() bool { return strings.Contains(s.CleanupPolicy, "compact") }
+
+// Deletes reports whether the broker drops the topic's old records by
+// retention: a compacted topic's retention applies only if its policy also
+// says delete.
+func (s TopicState) Deletes() bool { return strings.Contains(s.CleanupPolicy, "delete") }
+
+// topicConfig holds per-topic settings. The aggregator's state is
+// compacted: its records have unique keys and expired ones get tombstones,
+// so it stays bounded; the aggregator finds where to restore from by its
+// records' timestamps, so they must be the ones it wrote. The DLQ replay log
+// must never expire. Every other topic keeps the broker's retention.
 func topicConfig(top topology.Topology, topic string) []kafkago.ConfigEntry {
-	if topic == top.State || topic == top.Replays {
+	switch topic {
+	case top.State:
+		return []kafkago.ConfigEntry{{ConfigName: "cleanup.policy", ConfigValue: "compact"}, {ConfigName: "message.timestamp.type", ConfigValue: "CreateTime"}}
+	case top.Replays:
 		return []kafkago.ConfigEntry{{ConfigName: "retention.ms", ConfigValue: "-1"}, {ConfigName: "retention.bytes", ConfigValue: "-1"}}
 	}
 	return nil
@@ -78,7 +103,7 @@ func Check(ctx context.Context, client kafka.Client, top topology.Topology, cfg 
 	if err != nil {
 		return nil, nil, err
 	}
-	retention, err := retentions(ctx, admin, counts)
+	configs, err := topicConfigs(ctx, admin, counts)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -87,7 +112,8 @@ func Check(ctx context.Context, client kafka.Client, top topology.Topology, cfg 
 	ordersParts := max(counts[top.Orders], top.Partitions)
 	for _, t := range top.Topics() {
 		n, ok := counts[t]
-		states = append(states, TopicState{Topic: t, Partitions: n, RetentionMS: retention[t]})
+		live := configs[t]
+		states = append(states, TopicState{Topic: t, Partitions: n, RetentionMS: live.retentionMS, CleanupPolicy: live.cleanupPolicy})
 		if !ok {
 			drifts = append(drifts, Drift{Topic: t, Kind: DriftMissing, Detail: "missing", Fixable: true, want: top.Partitions})
 			continue
@@ -106,9 +132,11 @@ func Check(ctx context.Context, client kafka.Client, top topology.Topology, cfg 
 			}
 			drifts = append(drifts, Drift{Topic: t, Kind: DriftPartitions, Detail: detail, Fixable: true, want: want})
 		}
-		ms := retention[t]
+		ms := live.retentionMS
 		switch {
-		case t == top.State || t == top.Replays:
+		case t == top.State:
+			drifts = append(drifts, stateDrifts(t, live)...)
+		case t == top.Replays:
 			if ms >= 0 {
 				drifts = append(drifts, Drift{Topic: t, Kind: DriftStateRetention,
 					Detail: fmt.Sprintf("retention.ms is %d: its records must never expire (set -1)", ms)})
@@ -127,6 +155,43 @@ func Check(ctx context.Context, client kafka.Client, top topology.Topology, cfg 
 		}
 	}
 	return states, drifts, nil
+}
+
+// stateDrifts checks the aggregator's state topic: compacted, never
+// expiring, and stamped with the aggregator's own times.
+func stateDrifts(t string, live liveConfig) []Drift {
+	var out []Drift
+	policy := live.cleanupPolicy
+	expiry := ""
+	if strings.Contains(policy, "delete") {
+		switch {
+		case live.retentionMS >= 0:
+			expiry = fmt.Sprintf(" with retention.ms %d", live.retentionMS)
+		case live.retentionBytes >= 0:
+			expiry = fmt.Sprintf(" with retention.bytes %d", live.retentionBytes)
+		}
+	}
+	switch {
+	case !strings.Contains(policy, "compact"):
+		consequence := "it grows for ever"
+		if expiry != "" {
+			consequence = "its records expire"
+		}
+		// The older format keys every record of a partition alike, so
+		// compaction would keep only the last one and drop the orderIds of
+		// the others: an aggregator of this version carries them over first.
+		out = append(out, Drift{Topic: t, Kind: DriftStateCompaction, Detail: fmt.Sprintf(
+			"cleanup.policy is %s%s: the state topic must be compacted (set cleanup.policy=compact), or %s; "+
+				"set it once an aggregator of this version has run (it carries the older format's orderIds over)", policy, expiry, consequence)})
+	case expiry != "":
+		out = append(out, Drift{Topic: t, Kind: DriftStateCompaction, Detail: fmt.Sprintf(
+			"cleanup.policy is %s%s: its records expire (set cleanup.policy=compact)", policy, expiry)})
+	}
+	if strings.EqualFold(live.timestampType, "LogAppendTime") {
+		out = append(out, Drift{Topic: t, Kind: DriftStateTimestamp, Detail: "message.timestamp.type is LogAppendTime: " +
+			"the aggregator finds where to restore from by its records' timestamps; set message.timestamp.type=CreateTime"})
+	}
+	return out
 }
 
 // Fix is what EnsureTopics did or could not do.
@@ -223,15 +288,26 @@ func partitionCounts(ctx context.Context, admin *kafka.Admin, topics []string) (
 	return out, nil
 }
 
-// retentions returns retention.ms of each existing topic (-1: forever).
-func retentions(ctx context.Context, admin *kafka.Admin, counts map[string]int) (map[string]int64, error) {
+// liveConfig is what Check reads of a topic's configuration.
+type liveConfig struct {
+	retentionMS    int64 // -1: forever
+	retentionBytes int64 // -1: unbounded
+	cleanupPolicy  string
+	timestampType  string
+}
+
+// topicConfigs reads the configs Check needs of each existing topic, in one
+// DescribeConfigs request. A config the broker leaves out counts as Kafka's
+// default, except retention, which counts as forever.
+func topicConfigs(ctx context.Context, admin *kafka.Admin, counts map[string]int) (map[string]liveConfig, error) {
+	names := []string{"retention.ms", "retention.bytes", "cleanup.policy", "message.timestamp.type"}
 	req := &kafkago.DescribeConfigsRequest{}
 	for t := range counts {
 		req.Resources = append(req.Resources, kafkago.DescribeConfigRequestResource{
-			ResourceType: kafkago.ResourceTypeTopic, ResourceName: t, ConfigNames: []string{"retention.ms"},
+			ResourceType: kafkago.ResourceTypeTopic, ResourceName: t, ConfigNames: names,
 		})
 	}
-	out := map[string]int64{}
+	out := map[string]liveConfig{}
 	if len(req.Resources) == 0 {
 		return out, nil
 	}
@@ -243,14 +319,28 @@ func retentions(ctx context.Context, admin *kafka.Admin, counts map[string]int) 
 		if r.Error != nil {
 			return nil, fmt.Errorf("describe config of %s: %w", r.ResourceName, kafka.ExplainDenied(r.Error, "DESCRIBE_CONFIGS", "topic", r.ResourceName))
 		}
-		out[r.ResourceName] = -1
+		c := liveConfig{retentionMS: -1, retentionBytes: -1, cleanupPolicy: "delete", timestampType: "CreateTime"}
 		for _, e := range r.ConfigEntries {
-			if e.ConfigName == "retention.ms" {
+			switch e.ConfigName {
+			case "retention.ms":
 				if v, err := strconv.ParseInt(e.ConfigValue, 10, 64); err == nil {
-					out[r.ResourceName] = v
+					c.retentionMS = v
+				}
+			case "retention.bytes":
+				if v, err := strconv.ParseInt(e.ConfigValue, 10, 64); err == nil {
+					c.retentionBytes = v
+				}
+			case "cleanup.policy":
+				if e.ConfigValue != "" {
+					c.cleanupPolicy = strings.ReplaceAll(e.ConfigValue, " ", "")
+				}
+			case "message.timestamp.type":
+				if e.ConfigValue != "" {
+					c.timestampType = e.ConfigValue
 				}
 			}
 		}
+		out[r.ResourceName] = c
 	}
 	return out, nil
 }
