@@ -27,8 +27,10 @@ const (
 //   - main and retry stage K: READ on its input topic and group; WRITE on
 //     the next retry topic (none after the last), the processed topic and
 //     the DLQ.
-//   - aggregator: READ on the processed topic and its group; READ and WRITE
-//     on its state topic.
+//   - aggregator: READ on the processed topic and its group; READ, WRITE
+//     and DESCRIBE_CONFIGS (its max.message.bytes bounds a state record) on
+//     its state topic; WRITE on the DLQ, for processed records that are not
+//     orders.
 //   - producer: WRITE on the orders topic.
 //   - admin (`orders topics`): CREATE, DESCRIBE, ALTER (adding partitions)
 //     and DESCRIBE_CONFIGS (retention and cleanup policy checks) on every
@@ -63,7 +65,8 @@ func ACLs(top topology.Topology, prefix string) []kafkago.ACLEntry {
 	agg := topology.StageAggregator
 	add(agg, kafkago.ResourceTypeTopic, top.Processed, read)
 	add(agg, kafkago.ResourceTypeGroup, top.Group(agg), read)
-	add(agg, kafkago.ResourceTypeTopic, top.State, read, write)
+	add(agg, kafkago.ResourceTypeTopic, top.State, read, write, kafkago.ACLOperationTypeDescribeConfigs)
+	add(agg, kafkago.ResourceTypeTopic, top.DLQ, write)
 	add(PrincipalProducer, kafkago.ResourceTypeTopic, top.Orders, write)
 	for _, t := range top.Topics() {
 		// orders topics creates topics, adds partitions and reads their

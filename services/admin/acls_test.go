@@ -42,6 +42,7 @@ func TestACLsAreLeastPrivilege(t *testing.T) {
 		"User:p-aggregator": {
 			"ALLOW READ     topic orders_processed", "ALLOW READ     group orders-aggregator",
 			"ALLOW READ     topic orders_aggregator_state", "ALLOW WRITE    topic orders_aggregator_state",
+			"ALLOW DESCRIBE_CONFIGS topic orders_aggregator_state", "ALLOW WRITE    topic orders_dlq",
 		},
 		"User:p-producer": {"ALLOW WRITE    topic orders"},
 	}

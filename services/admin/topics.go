@@ -178,11 +178,12 @@ func stateDrifts(t string, live liveConfig) []Drift {
 			consequence = "its records expire"
 		}
 		// The older format keys every record of a partition alike, so
-		// compaction would keep only the last one and drop the orderIds of
-		// the others: an aggregator of this version carries them over first.
+		// compaction keeps only the last one: an aggregator of this version
+		// carries the orderIds of the others over in its first batch, and
+		// Kafka compacts only closed segments (segment.ms, 7 days by
+		// default), which hold orderIds older than the default horizon.
 		out = append(out, Drift{Topic: t, Kind: DriftStateCompaction, Detail: fmt.Sprintf(
-			"cleanup.policy is %s%s: the state topic must be compacted (set cleanup.policy=compact), or %s; "+
-				"set it once an aggregator of this version has run (it carries the older format's orderIds over)", policy, expiry, consequence)})
+			"cleanup.policy is %s%s: the state topic must be compacted (set cleanup.policy=compact), or %s", policy, expiry, consequence)})
 	case expiry != "":
 		out = append(out, Drift{Topic: t, Kind: DriftStateCompaction, Detail: fmt.Sprintf(
 			"cleanup.policy is %s%s: its records expire (set cleanup.policy=compact)", policy, expiry)})

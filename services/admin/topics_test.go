@@ -159,7 +159,7 @@ func TestCheckStateCompaction(t *testing.T) {
 		detail  string // "": no drift
 	}{
 		{"delete", []string{"cleanup.policy", "delete", "retention.ms", "-1", "retention.bytes", "-1"},
-			"cleanup.policy is delete: the state topic must be compacted (set cleanup.policy=compact), or it grows for ever; set it once an aggregator of this version has run"},
+			"cleanup.policy is delete: the state topic must be compacted (set cleanup.policy=compact), or it grows for ever"},
 		{"delete expiring", []string{"cleanup.policy", "delete", "retention.ms", "86400000"},
 			"cleanup.policy is delete with retention.ms 86400000: the state topic must be compacted (set cleanup.policy=compact), or its records expire"},
 		{"compact and delete expiring", []string{"cleanup.policy", "compact,delete", "retention.ms", "86400000"},

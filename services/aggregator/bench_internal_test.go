@@ -2,8 +2,10 @@ package aggregator
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/orderflow/orders/services/envelope"
 	"github.com/orderflow/orders/services/testkit"
@@ -33,4 +35,41 @@ func BenchmarkHandle(b *testing.B) {
 		f.p.Acked(batch)
 		f.deltas = f.deltas[:0]
 	}
+}
+
+// BenchmarkRestore is a restore's work per orderId inside the horizon,
+// once the broker has sent the records: parse the state records of 500
+// orderIds each (36-byte UUID-like ids), keep their keys, and build the
+// de-duplication set:
+// go test -run=NONE -bench=Restore ./services/aggregator/
+func BenchmarkRestore(b *testing.B) {
+	const ids, perRecord = 1_000_000, 500
+	wm := testTime.UnixMilli()
+	var recs []envelope.Record
+	for r := 0; r < ids/perRecord; r++ {
+		s := Snapshot{Version: stateVersion, Generation: 3, Base: 10, Next: int64((r + 1) * perRecord),
+			Count: int64((r + 1) * perRecord), Sum: float64(r), Watermark: wm, Horizon: time.Hour.Milliseconds()}
+		for i := range perRecord {
+			s.IDs = append(s.IDs, fmt.Sprintf("%08x-0000-4000-8000-%012x", r, i))
+		}
+		recs = append(recs, envelope.Record{Offset: int64(r), Key: stateKey(0, s, -1), Value: s.marshal(), Time: time.UnixMilli(wm)})
+	}
+	bytes := 0
+	for _, m := range recs {
+		bytes += len(m.Value)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		rp := newReplay(testHorizon, true)
+		for _, m := range recs {
+			if err := rp.read(m); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if seen, _, _ := rp.restored(); seen.n != ids {
+			b.Fatalf("%d orderIds restored, want %d", seen.n, ids)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/ids, "ns/order")
+	b.ReportMetric(float64(bytes)/ids, "state-bytes/order")
 }

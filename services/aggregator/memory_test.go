@@ -6,11 +6,8 @@ import (
 	"strconv"
 	"testing"
 
-	"go.uber.org/zap"
-
 	"github.com/orderflow/orders/schemas"
 	"github.com/orderflow/orders/services/envelope"
-	"github.com/orderflow/orders/topology"
 )
 
 // BenchmarkDedupMemory measures the heap the de-duplication set holds per
@@ -19,8 +16,7 @@ import (
 func BenchmarkDedupMemory(b *testing.B) {
 	const orders = 1_000_000
 	for b.Loop() {
-		p := &partition{top: topology.Default(), log: zap.NewNop(), seen: &orderSet{},
-			totals: func() Totals { return Totals{} }, update: func(Snapshot) {}}
+		p := newFixture(0).p
 		batch := make([]envelope.Record, 0, 500)
 		runtime.GC()
 		var before, after runtime.MemStats
