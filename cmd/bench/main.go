@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/orderflow/orders/services/bench"
@@ -26,6 +27,11 @@ func main() {
 	flag.StringVar(&cfg.ProfileDir, "profile", "", "write a CPU profile of each stage process of the first round here")
 	flag.StringVar(&cfg.ModuleDir, "module", ".", "module root for the Avro benchmarks; empty skips them")
 	flag.StringVar(&cfg.OutDir, "out", "services/bench/results", "directory for the plots and the table; empty writes none")
+	flag.IntVar(&cfg.RestoreHistory, "restore-history", 10_000_000, "processed orders the aggregator counts before row 9 restarts it")
+	flag.IntVar(&cfg.RestoreInside, "restore-inside", 1_000_000, "the newest of them, inside the de-duplication horizon of row 9's restart")
+	parts := strings.Join(bench.Parts, ", ")
+	flag.Func("only", "run only these parts, comma-separated: "+parts, list(&cfg.Only))
+	flag.Func("skip", "skip these parts, comma-separated: "+parts, list(&cfg.Skip))
 	flag.Parse()
 	cfg.Progress = os.Stderr
 	if cfg.Binary != "" {
@@ -53,5 +59,17 @@ func main() {
 				os.Exit(1)
 			}
 		}
+	}
+}
+
+// list sets *to to the comma-separated names of a flag's value.
+func list(to *[]string) func(string) error {
+	return func(v string) error {
+		for _, n := range strings.Split(v, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				*to = append(*to, n)
+			}
+		}
+		return nil
 	}
 }

@@ -1,7 +1,7 @@
 // Package bench measures every stage against the bare Kafka client on the
 // same broker and data, in the same run: main, retry and aggregator
-// throughput, delay accuracy, the cost of failures, Avro, memory and
-// scaling. The yardstick of rows 1 to 3 is a bare loop on franz-go's
+// throughput, delay accuracy, the cost of failures, Avro, memory, scaling
+// and how soon a restarted aggregator counts again. The yardstick of rows 1 to 3 is a bare loop on franz-go's
 // kgo.Client doing a stage's work: poll, produce every record unchanged
 // with acks from all replicas, wait for the acknowledgements, then commit
 // (consume and commit only, for the aggregator). The same loop on
@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -53,6 +54,15 @@ type Config struct {
 	Delays []time.Duration
 	// Procs are the process counts of the scaling curve. Optional, default 1,2,3.
 	Procs []int
+	// RestoreHistory is how many processed orders, each a distinct
+	// orderId, the aggregator of row 9 counts before it is restarted;
+	// the newest RestoreInside of them are inside the de-duplication
+	// horizon it is restarted with. Optional, default 10,000,000 and
+	// 1,000,000. RestoreInside may not be more than RestoreHistory.
+	RestoreHistory, RestoreInside int
+	// Only names the parts to run (see Parts); Skip those not to run.
+	// Optional: by default every part runs.
+	Only, Skip []string
 	// ModuleDir is the module root, where `go test -bench` runs for the
 	// Avro row. Optional: without it the row is skipped.
 	ModuleDir string
@@ -94,6 +104,12 @@ func (c *Config) setDefaults() {
 	if c.Procs == nil {
 		c.Procs = []int{1, 2, 3}
 	}
+	if c.RestoreHistory <= 0 {
+		c.RestoreHistory = 10_000_000
+	}
+	if c.RestoreInside <= 0 {
+		c.RestoreInside = 1_000_000
+	}
 	if c.Rounds <= 0 {
 		c.Rounds = 5
 	}
@@ -103,6 +119,38 @@ func (c *Config) setDefaults() {
 	if c.Timeout <= 0 {
 		c.Timeout = 10 * time.Minute
 	}
+}
+
+func (c Config) validate() error {
+	if c.RestoreInside > c.RestoreHistory {
+		return fmt.Errorf("%d orders inside the horizon of a history of %d: make the history at least as long", c.RestoreInside, c.RestoreHistory)
+	}
+	for _, names := range [][]string{c.Only, c.Skip} {
+		for _, n := range names {
+			if !slices.Contains(Parts, n) {
+				return fmt.Errorf("no part %q to run or skip; the parts are %s", n, strings.Join(Parts, ", "))
+			}
+		}
+	}
+	return nil
+}
+
+// The parts of a run, as Config.Only and Config.Skip name them.
+const (
+	PartStages   = "stages"   // rows 1, 2, 3 and 7
+	PartDelays   = "delays"   // row 4
+	PartFailures = "failures" // row 5
+	PartAvro     = "avro"     // row 6, if Config.ModuleDir is set
+	PartScaling  = "scaling"  // row 8
+	PartRestore  = "restore"  // row 9
+)
+
+// Parts are the parts of a run, in the order they run.
+var Parts = []string{PartStages, PartFailures, PartScaling, PartDelays, PartRestore, PartAvro}
+
+// runs reports whether the part runs.
+func (c Config) runs(part string) bool {
+	return (len(c.Only) == 0 || slices.Contains(c.Only, part)) && !slices.Contains(c.Skip, part)
 }
 
 // Throughput is records handled over a time.
@@ -157,8 +205,10 @@ type Report struct {
 	// Peak RSS of one process of each stage, the highest over the rounds.
 	MainRSS, RetryRSS, AggRSS int64
 	Avro                      []AvroResult
-	Machine                   string
-	Elapsed                   time.Duration
+	// Restore is row 9, once per run; nil if it did not run.
+	Restore *Restore
+	Machine string
+	Elapsed time.Duration
 }
 
 // Pair is a stage's throughput beside its yardstick's in the same round.
@@ -181,28 +231,46 @@ func (r *runner) logf(format string, args ...any) {
 func Run(ctx context.Context, cfg Config) (Report, error) {
 	cfg.setDefaults()
 	rep := Report{Config: cfg, Machine: Machine()}
+	if err := cfg.validate(); err != nil {
+		return rep, err
+	}
 	began := time.Now()
 	top, err := topology.New(topology.Topology{Partitions: cfg.Partitions, Delays: []time.Duration{time.Second, time.Second, time.Second}})
 	if err != nil {
 		return rep, err
 	}
 	r := &runner{cfg: cfg, top: top}
-	for round := range cfg.Rounds {
-		r.logf("round %d of %d", round+1, cfg.Rounds)
-		if err := r.stages(ctx, &rep, round); err != nil {
-			return rep, err
+	if cfg.runs(PartStages) || cfg.runs(PartFailures) || cfg.runs(PartScaling) {
+		for round := range cfg.Rounds {
+			r.logf("round %d of %d", round+1, cfg.Rounds)
+			if cfg.runs(PartStages) {
+				if err := r.stages(ctx, &rep, round); err != nil {
+					return rep, err
+				}
+			}
+			if cfg.runs(PartFailures) {
+				if err := r.failures(ctx, &rep, round); err != nil {
+					return rep, err
+				}
+			}
+			if cfg.runs(PartScaling) {
+				if err := r.scaling(ctx, &rep); err != nil {
+					return rep, err
+				}
+			}
 		}
-		if err := r.failures(ctx, &rep, round); err != nil {
-			return rep, err
-		}
-		if err := r.scaling(ctx, &rep); err != nil {
+	}
+	if cfg.runs(PartDelays) {
+		if err := r.delays(ctx, &rep); err != nil {
 			return rep, err
 		}
 	}
-	if err := r.delays(ctx, &rep); err != nil {
-		return rep, err
+	if cfg.runs(PartRestore) {
+		if err := r.restore(ctx, &rep); err != nil {
+			return rep, err
+		}
 	}
-	if cfg.ModuleDir != "" {
+	if cfg.ModuleDir != "" && cfg.runs(PartAvro) {
 		r.logf("avro: the schemas benchmarks, 6 runs")
 		if rep.Avro, err = RunAvro(ctx, cfg.ModuleDir, 6); err != nil {
 			return rep, err

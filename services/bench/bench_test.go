@@ -23,6 +23,7 @@ func TestBenchSmoke(t *testing.T) {
 	rep, err := bench.Run(t.Context(), bench.Config{
 		Binary: testkit.Binary(t), Orders: 20000, Rounds: 1, Procs: []int{1},
 		DelayOrders: 300, DelayRate: 500, Delays: []time.Duration{100 * time.Millisecond, 200 * time.Millisecond},
+		RestoreHistory: 20000, RestoreInside: 2000,
 		OutDir: dir, Timeout: 2 * time.Minute,
 	})
 	if err != nil {
@@ -54,7 +55,19 @@ func TestBenchSmoke(t *testing.T) {
 			t.Errorf("retry-%d: %d records, %d early; want 300, 0", l.Stage, l.N, l.Early)
 		}
 	}
-	if md := rep.Markdown(); strings.Count(md, "1. main stage") != 3 || strings.Count(md, "2. retry stage 1") != 3 || strings.Count(md, "3. aggregator") != 3 || strings.Count(md, "8. main stage scaling") != 2 {
+	if res := rep.Restore; res == nil || res.History != 20000 || res.Inside != 2000 {
+		t.Errorf("restore: %+v", res)
+	} else {
+		for _, c := range []bench.Catchup{res.First, res.Horizon, res.Everything} {
+			if c.Elapsed <= 0 || c.PeakRSS <= 0 || c.Orders < 20000 {
+				t.Errorf("restore: %+v, want a positive time and peak RSS", c)
+			}
+		}
+		if res.Everything.Orders != 22000 {
+			t.Errorf("restore: %d orders counted at the end, want 22000", res.Everything.Orders)
+		}
+	}
+	if md := rep.Markdown(); strings.Count(md, "1. main stage") != 3 || strings.Count(md, "2. retry stage 1") != 3 || strings.Count(md, "3. aggregator") != 3 || strings.Count(md, "8. main stage scaling") != 2 || strings.Count(md, "| 9. ") != 2 {
 		t.Errorf("table:\n%s", md)
 	}
 	for _, f := range []string{"scaling.svg", "lateness.svg"} {
@@ -122,6 +135,62 @@ func TestRowsTargets(t *testing.T) {
 	} {
 		if !strings.Contains(md, line+"\n") {
 			t.Errorf("table lacks\n%s\n%s", line, md)
+		}
+	}
+}
+
+// TestRestoreRow checks row 9: the restart with the horizon against the
+// one covering every order, met only within 2 s and 100 MiB, and the
+// first count as a measurement only.
+func TestRestoreRow(t *testing.T) {
+	catchup := func(s float64, mib int64) bench.Catchup {
+		return bench.Catchup{Elapsed: time.Duration(s * float64(time.Second)), PeakRSS: mib << 20}
+	}
+	for _, c := range []struct {
+		horizon bench.Catchup
+		met     bool
+	}{
+		{catchup(1.5, 90), true}, {catchup(2, 100), true}, {catchup(2.1, 90), false},
+		{catchup(1.5, 101), false}, {catchup(0, 90), false}, {catchup(1.5, 0), false},
+	} {
+		rep := bench.Report{Config: bench.Config{Only: []string{bench.PartRestore}}, Restore: &bench.Restore{
+			History: 10_000_000, Inside: 1_000_000, First: catchup(10, 800), Horizon: c.horizon, Everything: catchup(6, 1300),
+		}}
+		rows := rep.Rows()
+		if len(rows) != 2 {
+			t.Fatalf("%d rows, want the 2 of row 9:\n%s", len(rows), rep.Markdown())
+		}
+		if r := rows[0]; r.What != "9. restarted aggregator catch-up, 1M of 10M orders inside the horizon" ||
+			r.Baseline != "6.00 s, 1300.0 MiB peak RSS" || r.Target != "<= 2 s and <= 100 MiB" || r.Met != c.met {
+			t.Errorf("%+v: %+v, met %v", c.horizon, r, c.met)
+		}
+		if r := rows[1]; r.Target != "-" || r.Stage != "1000000/s (10.0 s), 800.0 MiB peak RSS" {
+			t.Errorf("first count: %+v", r)
+		}
+	}
+	rep := bench.Report{Config: bench.Config{Only: []string{bench.PartRestore}}, Restore: &bench.Restore{
+		History: 200_000, Inside: 20_000, First: catchup(0.2, 40), Horizon: catchup(0.5, 50), Everything: catchup(1, 60),
+	}}
+	line := "| 9. restarted aggregator catch-up, 20k of 200k orders inside the horizon | 0.50 s, 50.0 MiB peak RSS | 1.00 s, 60.0 MiB peak RSS | **0.50** | <= 2 s and <= 100 MiB | yes |\n"
+	if md := rep.Markdown(); !strings.Contains(md, line) {
+		t.Errorf("table lacks\n%s%s", line, md)
+	}
+	if rows := (bench.Report{Config: bench.Config{Skip: []string{bench.PartRestore}}}).Rows(); len(rows) == 0 || strings.HasPrefix(rows[len(rows)-1].What, "9.") {
+		t.Errorf("row 9 without its measurement: %+v", rows)
+	}
+}
+
+// TestRunRefusesBadParts checks that a run fails before it starts anything
+// when told of a part that does not exist or of more orders inside the
+// horizon than in the history.
+func TestRunRefusesBadParts(t *testing.T) {
+	for _, cfg := range []bench.Config{
+		{Binary: "/nonexistent", Only: []string{"restores"}},
+		{Binary: "/nonexistent", Skip: []string{"Stages"}},
+		{Binary: "/nonexistent", Only: []string{bench.PartRestore}, RestoreHistory: 10, RestoreInside: 11},
+	} {
+		if _, err := bench.Run(t.Context(), cfg); err == nil || strings.Contains(err.Error(), "nonexistent") {
+			t.Errorf("%+v: %v, want an error about the configuration", cfg, err)
 		}
 	}
 }

@@ -25,6 +25,9 @@ type proc struct {
 	mu         sync.Mutex
 	generation int32
 	partitions int
+	// assigned is when the process first logged its partitions, restored
+	// when it last logged one's state restored (the aggregator).
+	assigned, restored time.Time
 }
 
 // start runs bin with args and env added to the environment.
@@ -39,6 +42,12 @@ func start(bin string, env []string, args ...string) (*proc, error) {
 
 // scan follows the process's JSON log lines.
 func (p *proc) scan(line string) {
+	if strings.Contains(line, `"partition state restored"`) {
+		p.mu.Lock()
+		p.restored = time.Now()
+		p.mu.Unlock()
+		return
+	}
 	if !strings.Contains(line, `"assigned partitions"`) {
 		return
 	}
@@ -54,6 +63,9 @@ func (p *proc) scan(line string) {
 	if entry.Generation >= p.generation {
 		p.generation, p.partitions = entry.Generation, len(entry.Partitions)
 	}
+	if p.assigned.IsZero() {
+		p.assigned = time.Now()
+	}
 }
 
 // assignment is the process's latest generation and how many partitions it
@@ -62,6 +74,21 @@ func (p *proc) assignment() (int32, int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.generation, p.partitions
+}
+
+// assignedAt is when the process first logged its partitions; zero before.
+func (p *proc) assignedAt() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.assigned
+}
+
+// restoredAt is when the process last logged a partition's state restored;
+// zero before.
+func (p *proc) restoredAt() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.restored
 }
 
 // exitErr is an error if the process has exited, with its last lines.

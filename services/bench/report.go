@@ -109,10 +109,10 @@ func (r Report) scalingRow(what string, curve [][]Throughput) (Row, bool) {
 	}, true
 }
 
-// Rows is the results table. Each of rows 1 to 3 is headed by the stage
-// against the bare franz-go loop, its yardstick; the lines against the bare
-// kafka-go loop, the yardstick before it, and against the loop on the
-// stages' own client follow.
+// Rows is the results table, with the rows of the parts that ran. Each of
+// rows 1 to 3 is headed by the stage against the bare franz-go loop, its
+// yardstick; the lines against the bare kafka-go loop, the yardstick
+// before it, and against the loop on the stages' own client follow.
 func (r Report) Rows() []Row {
 	// tp is a throughput ratio row; target 0 makes it a measurement only.
 	tp := func(what string, pairs []Pair, target float64) Row {
@@ -129,16 +129,19 @@ func (r Report) Rows() []Row {
 		}
 		return row
 	}
-	rows := []Row{
-		tp("1. main stage vs bare franz-go copy loop", r.MainFranzGo, 0.9),
-		tp("1. main stage vs bare kafka-go copy loop", r.Main, 0.8),
-		tp("1. main stage vs the copy loop on the stages' client", r.MainOwnClient, 0.8),
-		tp("2. retry stage 1 (due backlog) vs bare franz-go copy loop", r.RetryFranzGo, 0.9),
-		tp("2. retry stage 1 (due backlog) vs bare kafka-go copy loop", r.Retry, 0.8),
-		tp("2. retry stage 1 vs the copy loop on the stages' client", r.RetryOwnClient, 0.8),
-		tp("3. aggregator vs bare franz-go consume-and-commit loop", r.AggregatorFranzGo, 0.9),
-		tp("3. aggregator vs bare kafka-go consume-and-commit loop", r.Aggregator, 0.8),
-		tp("3. aggregator vs the consume-and-commit loop on the stages' client", r.AggregatorOwnClient, 0.8),
+	var rows []Row
+	if r.Config.runs(PartStages) {
+		rows = append(rows,
+			tp("1. main stage vs bare franz-go copy loop", r.MainFranzGo, 0.9),
+			tp("1. main stage vs bare kafka-go copy loop", r.Main, 0.8),
+			tp("1. main stage vs the copy loop on the stages' client", r.MainOwnClient, 0.8),
+			tp("2. retry stage 1 (due backlog) vs bare franz-go copy loop", r.RetryFranzGo, 0.9),
+			tp("2. retry stage 1 (due backlog) vs bare kafka-go copy loop", r.Retry, 0.8),
+			tp("2. retry stage 1 vs the copy loop on the stages' client", r.RetryOwnClient, 0.8),
+			tp("3. aggregator vs bare franz-go consume-and-commit loop", r.AggregatorFranzGo, 0.9),
+			tp("3. aggregator vs bare kafka-go consume-and-commit loop", r.Aggregator, 0.8),
+			tp("3. aggregator vs the consume-and-commit loop on the stages' client", r.AggregatorOwnClient, 0.8),
+		)
 	}
 	for _, l := range r.Lateness {
 		rows = append(rows, Row{
@@ -150,7 +153,9 @@ func (r Report) Rows() []Row {
 			Met:      l.Early == 0 && l.P99 < 100*time.Millisecond && l.N > 0,
 		})
 	}
-	rows = append(rows, tp("5. main stage, 50% failing vs 0% failing", r.Failures, 0))
+	if r.Config.runs(PartFailures) {
+		rows = append(rows, tp("5. main stage, 50% failing vs 0% failing", r.Failures, 0))
+	}
 	for _, a := range r.Avro {
 		q := ratio(a.NsOp, a.DirectNsOp)
 		rows = append(rows, Row{
@@ -162,17 +167,19 @@ func (r Report) Rows() []Row {
 			Met:      q <= 1.2 && a.AllocsOp <= a.DirectAllocsOp,
 		})
 	}
-	rows = append(rows, Row{
-		What:  "7. peak RSS of the main stage under row 1",
-		Stage: fmt.Sprintf("%.1f MiB", mib(r.MainRSS)), Baseline: "-", Ratio: "-", Target: "< 64 MiB",
-		Met: r.MainRSS > 0 && r.MainRSS < 64<<20,
-	})
+	if r.Config.runs(PartStages) {
+		rows = append(rows, Row{
+			What:  "7. peak RSS of the main stage under row 1",
+			Stage: fmt.Sprintf("%.1f MiB", mib(r.MainRSS)), Baseline: "-", Ratio: "-", Target: "< 64 MiB",
+			Met: r.MainRSS > 0 && r.MainRSS < 64<<20,
+		})
+	}
 	for _, c := range r.scalingCurves() {
 		if row, ok := r.scalingRow(c.label(), *c.runs); ok {
 			rows = append(rows, row)
 		}
 	}
-	return rows
+	return append(rows, r.restoreRows()...)
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
@@ -199,8 +206,24 @@ func (r Report) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "bench: %d orders per throughput run (%d for scaling), %d partitions, batches of up to %d records, %d rounds (medians; ratios per round in brackets), %d orders at %.0f/s for the delays, in %v\n",
 		r.Config.Orders, scalingBacklog*r.Config.Orders, r.Config.Partitions, r.Config.MaxBatch, r.Config.Rounds, r.Config.DelayOrders, r.Config.DelayRate, r.Elapsed.Round(time.Second))
+	if len(r.Config.Only) > 0 || len(r.Config.Skip) > 0 {
+		var ran []string
+		for _, p := range Parts {
+			if r.Config.runs(p) {
+				ran = append(ran, p)
+			}
+		}
+		fmt.Fprintf(&b, "parts run: %s\n", strings.Join(ran, ", "))
+	}
 	fmt.Fprintf(&b, "machine: %s\n", r.Machine)
-	fmt.Fprintf(&b, "peak RSS: main %.1f MiB, retry-1 %.1f MiB, aggregator %.1f MiB\n\n", mib(r.MainRSS), mib(r.RetryRSS), mib(r.AggRSS))
+	if r.Config.runs(PartStages) {
+		fmt.Fprintf(&b, "peak RSS: main %.1f MiB, retry-1 %.1f MiB, aggregator %.1f MiB\n", mib(r.MainRSS), mib(r.RetryRSS), mib(r.AggRSS))
+	}
+	if res := r.Restore; res != nil {
+		fmt.Fprintf(&b, "restore: %d processed orders written in %.1fs, the newest %d within %v of then; restarts after %d new orders each:\n  %s\n  %s\n  %s\n",
+			res.History, res.Write.Seconds(), res.Inside, restoreHorizon, restoreNew, res.First, res.Horizon, res.Everything)
+	}
+	b.WriteString("\n")
 	b.WriteString(r.Markdown())
 	return b.String()
 }
