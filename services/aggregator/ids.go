@@ -1,6 +1,9 @@
 package aggregator
 
-import "hash/maphash"
+import (
+	"hash/maphash"
+	"math/bits"
+)
 
 // orderKey stands for an orderId in the de-duplication set: 112 bits of
 // two 64-bit hashes of it under independent seeds, and in the top 16 bits
@@ -32,6 +35,15 @@ func keyOf(orderID string) orderKey {
 	return k
 }
 
+// keyOfBytes is keyOf(string(orderID)), without the string.
+func keyOfBytes(orderID []byte) orderKey {
+	k := orderKey{maphash.Bytes(orderKeySeeds[0], orderID), maphash.Bytes(orderKeySeeds[1], orderID) & hashBits}
+	if k == (orderKey{}) {
+		k[1] = 1
+	}
+	return k
+}
+
 // in is k in bucket b.
 func (k orderKey) in(b int64) orderKey {
 	k[1] = k[1]&hashBits | uint64(uint16(b))<<48
@@ -53,11 +65,12 @@ func sameOrder(a, b orderKey) bool { return a[0] == b[0] && (a[1]^b[1])&hashBits
 // Asking for an order not seen before, the usual case, and adding it take
 // one probe, mostly within one cache line, where a map would search and
 // then insert. It keeps 16 bytes a slot and fills at most three quarters of
-// its slots, between 21 and 43 bytes per order (up to twice that when a
-// batch of duplicates made room it did not use: prefetch makes room for all
-// of a batch). The zero key marks an empty slot; keyOf never returns it.
+// its slots, between 21 and 43 bytes per order as it grows (up to twice
+// that when a batch of duplicates made room it did not use: prefetch makes
+// room for all of a batch); a set restored or swept is made 60% full, 27
+// bytes per order. The zero key marks an empty slot; keyOf never returns it.
 type orderSet struct {
-	slots []orderKey // a power of two of them, or none
+	slots []orderKey // any number of them, or none
 	n     int
 	sink  uint64 // what prefetch read, so that its loads are not left out
 }
@@ -71,10 +84,9 @@ func (s *orderSet) prefetch(keys []orderKey) {
 	for 4*(s.n+len(keys)) > 3*len(s.slots) {
 		s.grow()
 	}
-	mask := uint64(len(s.slots) - 1)
 	var x uint64
 	for _, k := range keys {
-		x += s.slots[k[0]&mask][1]
+		x += s.slots[s.home(k)][1]
 	}
 	s.sink = x
 }
@@ -93,10 +105,20 @@ func (s *orderSet) add(k orderKey) bool {
 	return !found
 }
 
+// home is the slot where the search for k begins: k[0] scaled to the
+// number of slots, which need not be a power of two.
+func (s *orderSet) home(k orderKey) uint64 {
+	hi, _ := bits.Mul64(k[0], uint64(len(s.slots)))
+	return hi
+}
+
 // find is the slot that holds k, or else the empty slot where k would go.
 func (s *orderSet) find(k orderKey) (slot uint64, found bool) {
-	mask := uint64(len(s.slots) - 1)
-	for i := k[0] & mask; ; i = (i + 1) & mask {
+	n := uint64(len(s.slots))
+	for i := s.home(k); ; i++ {
+		if i == n {
+			i = 0
+		}
 		switch sl := s.slots[i]; {
 		case sl == orderKey{}:
 			return i, false
@@ -109,7 +131,7 @@ func (s *orderSet) find(k orderKey) (slot uint64, found bool) {
 // grow doubles the slots and places every key again.
 func (s *orderSet) grow() { s.resize(max(2*len(s.slots), 1024)) }
 
-// resize places every key again in n slots, a power of two.
+// resize places every key again in n slots.
 func (s *orderSet) resize(n int) {
 	old := s.slots
 	s.slots, s.n = make([]orderKey, n), 0
@@ -121,7 +143,7 @@ func (s *orderSet) resize(n int) {
 }
 
 // keep forgets every key keep refuses, and makes the set as small as
-// what is left needs, with room for as many more before it grows.
+// what is left needs (slotsFor).
 func (s *orderSet) keep(keep func(orderKey) bool) {
 	old := s.slots
 	n := 0
@@ -138,17 +160,12 @@ func (s *orderSet) keep(keep func(orderKey) bool) {
 	}
 }
 
-// slotsFor is the number of slots for n keys and as many more.
-func slotsFor(n int) int {
-	slots := 1024
-	for 3*slots < 4*2*n {
-		slots *= 2
-	}
-	return slots
-}
+// slotsFor is the number of slots that n keys fill to 60%: a quarter more
+// keys fill them to three quarters, when the set grows. Under a horizon
+// the orders it forgets make room for the new ones.
+func slotsFor(n int) int { return max(1024, n*5/3+1) }
 
-// newOrderSet returns a set of keys, with room for as many more before it
-// grows.
+// newOrderSet returns a set of keys (slotsFor).
 func newOrderSet(keys []orderKey) *orderSet {
 	s := &orderSet{}
 	s.resize(slotsFor(len(keys)))

@@ -71,8 +71,8 @@ func TestOrderSetIsASet(t *testing.T) {
 				t.Fatalf("a restored set takes %x as new", k)
 			}
 		}
-		if r.n != len(want) || 8*r.n > 3*len(r.slots) {
-			t.Fatalf("restored: %d keys in %d slots, want %d keys in at least %d slots", r.n, len(r.slots), len(want), 8*len(want)/3)
+		if r.n != len(want) || 5*r.n > 3*len(r.slots) || len(r.slots) > 2*len(want) {
+			t.Fatalf("restored: %d keys in %d slots, want %d keys filling 60%% of them", r.n, len(r.slots), len(want))
 		}
 	}
 	if keyOf("") == (orderKey{}) {
@@ -114,7 +114,7 @@ func TestOrderSetForgetsByBucket(t *testing.T) {
 			t.Fatalf("order %d (bucket %d) kept = %v, want %v", i, last-10+i%11, got, kept)
 		}
 	}
-	if 8*s.n > 3*len(s.slots) || len(s.slots) > 4*slotsFor(s.n) {
+	if 5*s.n > 3*len(s.slots) || len(s.slots) > 2*s.n {
 		t.Fatalf("%d keys in %d slots after keep", s.n, len(s.slots))
 	}
 }

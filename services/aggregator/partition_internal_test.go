@@ -292,7 +292,7 @@ func TestHandleSplitsTheStateOfLongOrderIDs(t *testing.T) {
 		if i > 0 && s.Next <= rp.cur.Next {
 			t.Fatalf("state record %d ends at %d, not after the one before (%d)", i, s.Next, rp.cur.Next)
 		}
-		rp.apply(int64(i), string(o.Key), s)
+		rp.apply(int64(i), string(o.Key), s, nil)
 	}
 	if len(outs) < 2 {
 		t.Fatalf("%d state record for %d orderIds of 4 KB", len(outs), len(ids))

@@ -18,6 +18,7 @@
 package aggregator
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -122,6 +123,61 @@ func parseSnapshot(b []byte) (Snapshot, error) {
 	return s, nil
 }
 
+// parseSnapshotIDs is parseSnapshot, with the orderIds left as the JSON
+// strings of b, appended to ids: a restore reads a million of them, and
+// hashes most straight from the record's bytes instead of making a string
+// of each.
+func parseSnapshotIDs(b []byte, ids [][]byte) (Snapshot, [][]byte, error) {
+	v := struct {
+		Snapshot
+		IDs *idTokens `json:"ids"`
+	}{IDs: &idTokens{list: ids}}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return v.Snapshot, ids, fmt.Errorf("state record: %w", err)
+	}
+	return v.Snapshot, v.IDs.list, nil
+}
+
+// idTokens collects the JSON strings of an array of them, quotes
+// included, as slices of the array's bytes; encoding/json has checked the
+// array before it hands it over.
+type idTokens struct{ list [][]byte }
+
+func (t *idTokens) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	for i := 1; i < len(b); i++ { // b[0] is '['
+		if b[i] != '"' {
+			continue // a comma, a space or the closing bracket
+		}
+		j := i + 1
+		for ; b[j] != '"'; j++ {
+			if b[j] == '\\' {
+				j++ // the escaped byte
+			}
+		}
+		t.list = append(t.list, b[i:j+1])
+		i = j
+	}
+	return nil
+}
+
+// idKey is the key of the orderId whose JSON string is tok.
+func idKey(tok []byte) orderKey {
+	if raw := tok[1 : len(tok)-1]; bytes.IndexByte(raw, '\\') < 0 {
+		return keyOfBytes(raw)
+	}
+	return keyOf(idString(tok))
+}
+
+// idString is the orderId whose JSON string is tok.
+func idString(tok []byte) string {
+	var s string
+	_ = json.Unmarshal(tok, &s) // encoding/json checked it
+	return s
+}
+
 // Totals is the aggregate over some partitions.
 type Totals struct {
 	Count   int64   `json:"count"`
@@ -175,6 +231,7 @@ type replay struct {
 	keys    []orderKey       // their orderIds, each in its record's bucket
 	carried []string         // the orderIds of the older format's records, to write again
 	live    map[string]int64 // key of each state record read -> its bucket, until a tombstone
+	tokens  [][]byte         // the orderIds of the record being read, as JSON strings
 }
 
 // recorded is where the orderIds of one state record start in keys and
@@ -203,18 +260,28 @@ func (r *replay) read(m envelope.Record) error {
 		}
 		return nil
 	}
-	s, err := parseSnapshot(m.Value)
+	var (
+		s   Snapshot
+		err error
+	)
+	if r.withIDs {
+		s, r.tokens, err = parseSnapshotIDs(m.Value, r.tokens[:0])
+	} else {
+		s, err = parseSnapshot(m.Value)
+	}
 	if err != nil {
 		return err
 	}
 	if s.Version < stateVersion {
 		s.Watermark = m.Time.UnixMilli() // the older format's records are stamped when written
 	}
-	r.apply(m.Offset, string(m.Key), s)
+	r.apply(m.Offset, string(m.Key), s, r.tokens)
 	return nil
 }
 
-func (r *replay) apply(offset int64, key string, s Snapshot) {
+// apply applies the state record s at offset, under key; its orderIds are
+// s.IDs, or else the JSON strings tokens.
+func (r *replay) apply(offset int64, key string, s Snapshot, tokens [][]byte) {
 	r.wm = max(r.wm, s.Watermark)
 	var b int64
 	if r.withIDs {
@@ -236,13 +303,19 @@ func (r *replay) apply(offset int64, key string, s Snapshot) {
 		}
 	}
 	r.w = w
-	if r.withIDs && len(s.IDs) > 0 && r.h.live(b, r.wm) {
+	if r.withIDs && len(s.IDs)+len(tokens) > 0 && r.h.live(b, r.wm) {
 		r.recs = append(r.recs, recorded{offset: offset, bucket: b, keys: len(r.keys), carried: len(r.carried)})
 		for _, id := range s.IDs {
 			r.keys = append(r.keys, keyOf(id).in(b))
 		}
+		for _, tok := range tokens {
+			r.keys = append(r.keys, idKey(tok).in(b))
+		}
 		if s.Version < stateVersion {
 			r.carried = append(r.carried, s.IDs...)
+			for _, tok := range tokens {
+				r.carried = append(r.carried, idString(tok))
+			}
 		}
 	}
 	s.IDs = nil

@@ -47,9 +47,9 @@ func TestReplayEmpty(t *testing.T) {
 
 func TestReplayRecordsIDsAndTakesTheLastSnapshot(t *testing.T) {
 	rp := newReplay(testHorizon, true)
-	rp.apply(0, "", Snapshot{Generation: 1, Next: 3, Count: 2, Sum: 30, IDs: []string{"a", "b"}})
-	rp.apply(1, "", Snapshot{Generation: 1, Next: 5, Count: 3, Sum: 42.5, IDs: []string{"c"}})
-	rp.apply(2, "", Snapshot{Generation: 1, Next: 6, Count: 3, Sum: 42.5}) // a batch of duplicates
+	rp.apply(0, "", Snapshot{Generation: 1, Next: 3, Count: 2, Sum: 30, IDs: []string{"a", "b"}}, nil)
+	rp.apply(1, "", Snapshot{Generation: 1, Next: 5, Count: 3, Sum: 42.5, IDs: []string{"c"}}, nil)
+	rp.apply(2, "", Snapshot{Generation: 1, Next: 6, Count: 3, Sum: 42.5}, nil) // a batch of duplicates
 	if !rp.any {
 		t.Fatal("any is false after three records")
 	}
@@ -62,16 +62,16 @@ func TestReplayRecordsIDsAndTakesTheLastSnapshot(t *testing.T) {
 
 func TestReplayIgnoresOlderGenerations(t *testing.T) {
 	rp := newReplay(testHorizon, true)
-	rp.apply(0, "", Snapshot{Generation: 2, Next: 10, Count: 3, Sum: 30, IDs: []string{"a", "b", "c"}})
+	rp.apply(0, "", Snapshot{Generation: 2, Next: 10, Count: 3, Sum: 30, IDs: []string{"a", "b", "c"}}, nil)
 	// A process that lost the partition writes late: its state is stale.
-	rp.apply(1, "", Snapshot{Generation: 1, Base: 0, Next: 20, Count: 9, Sum: 99, IDs: []string{"x"}})
+	rp.apply(1, "", Snapshot{Generation: 1, Base: 0, Next: 20, Count: 9, Sum: 99, IDs: []string{"x"}}, nil)
 	want := Snapshot{Generation: 2, Next: 10, Count: 3, Sum: 30}
 	if !reflect.DeepEqual(rp.cur, want) {
 		t.Fatalf("cur = %+v, want %+v", rp.cur, want)
 	}
 	wantSeen(t, rp, map[string]int64{"a": 0, "b": 0, "c": 0})
 	// The current generation goes on.
-	rp.apply(2, "", Snapshot{Generation: 2, Next: 12, Count: 4, Sum: 40, IDs: []string{"d"}})
+	rp.apply(2, "", Snapshot{Generation: 2, Next: 12, Count: 4, Sum: 40, IDs: []string{"d"}}, nil)
 	if rp.cur.Count != 4 || rp.cur.Next != 12 {
 		t.Fatalf("cur = %+v after the current generation wrote again", rp.cur)
 	}
@@ -80,35 +80,35 @@ func TestReplayIgnoresOlderGenerations(t *testing.T) {
 
 func TestReplayNewerGenerationForgetsWhatItCouldNotSee(t *testing.T) {
 	rp := newReplay(testHorizon, true)
-	rp.apply(0, "", Snapshot{Generation: 1, Next: 1, Count: 1, Sum: 10, IDs: []string{"a"}})
-	rp.apply(1, "", Snapshot{Generation: 1, Next: 2, Count: 2, Sum: 20, IDs: []string{"b"}})
+	rp.apply(0, "", Snapshot{Generation: 1, Next: 1, Count: 1, Sum: 10, IDs: []string{"a"}}, nil)
+	rp.apply(1, "", Snapshot{Generation: 1, Next: 2, Count: 2, Sum: 20, IDs: []string{"b"}}, nil)
 	// Generation 2 restored the state up to offset 2; generation 1 then
 	// wrote offsets 2 and 3 before it noticed it had lost the partition.
-	rp.apply(2, "", Snapshot{Generation: 1, Next: 3, Count: 3, Sum: 30, IDs: []string{"c"}})
-	rp.apply(3, "", Snapshot{Generation: 1, Next: 4, Count: 4, Sum: 40, IDs: []string{"d"}})
-	rp.apply(4, "", Snapshot{Generation: 2, Base: 2, Next: 3, Count: 3, Sum: 31, IDs: []string{"c2"}})
+	rp.apply(2, "", Snapshot{Generation: 1, Next: 3, Count: 3, Sum: 30, IDs: []string{"c"}}, nil)
+	rp.apply(3, "", Snapshot{Generation: 1, Next: 4, Count: 4, Sum: 40, IDs: []string{"d"}}, nil)
+	rp.apply(4, "", Snapshot{Generation: 2, Base: 2, Next: 3, Count: 3, Sum: 31, IDs: []string{"c2"}}, nil)
 	wantSeen(t, rp, map[string]int64{"a": 0, "b": 1, "c2": 4})
 	want := Snapshot{Generation: 2, Base: 2, Next: 3, Count: 3, Sum: 31}
 	if !reflect.DeepEqual(rp.cur, want) {
 		t.Fatalf("cur = %+v, want the newer generation's %+v", rp.cur, want)
 	}
 	// More records of generation 2 forget nothing; late ones of 1 are ignored.
-	rp.apply(5, "", Snapshot{Generation: 1, Next: 5, Count: 5, Sum: 50, IDs: []string{"e"}})
-	rp.apply(6, "", Snapshot{Generation: 2, Base: 2, Next: 4, Count: 4, Sum: 41, IDs: []string{"d"}})
+	rp.apply(5, "", Snapshot{Generation: 1, Next: 5, Count: 5, Sum: 50, IDs: []string{"e"}}, nil)
+	rp.apply(6, "", Snapshot{Generation: 2, Base: 2, Next: 4, Count: 4, Sum: 41, IDs: []string{"d"}}, nil)
 	wantSeen(t, rp, map[string]int64{"a": 0, "b": 1, "c2": 4, "d": 6})
 	if rp.cur.Count != 4 || rp.cur.Sum != 41 || rp.cur.Generation != 2 {
 		t.Fatalf("cur = %+v", rp.cur)
 	}
 	// A third generation that saw everything up to offset 6 keeps what
 	// was recorded before it.
-	rp.apply(7, "", Snapshot{Generation: 5, Base: 7, Next: 9, Count: 5, Sum: 51, IDs: []string{"f"}})
+	rp.apply(7, "", Snapshot{Generation: 5, Base: 7, Next: 9, Count: 5, Sum: 51, IDs: []string{"f"}}, nil)
 	wantSeen(t, rp, map[string]int64{"a": 0, "b": 1, "c2": 4, "d": 6, "f": 7})
 }
 
 func TestReplayFirstRecordForgetsNothing(t *testing.T) {
 	rp := newReplay(testHorizon, true)
 	// A retention cut may leave a log starting above the writer's base.
-	rp.apply(10, "", Snapshot{Generation: 3, Base: 50, Next: 7, Count: 1, Sum: 5, IDs: []string{"a"}})
+	rp.apply(10, "", Snapshot{Generation: 3, Base: 50, Next: 7, Count: 1, Sum: 5, IDs: []string{"a"}}, nil)
 	wantSeen(t, rp, map[string]int64{"a": 10})
 	if rp.cur.Count != 1 || !rp.any {
 		t.Fatalf("cur = %+v, any = %v", rp.cur, rp.any)
@@ -117,9 +117,9 @@ func TestReplayFirstRecordForgetsNothing(t *testing.T) {
 
 func TestReplayWithoutIDsKeepsTotals(t *testing.T) {
 	rp := newReplay(horizon{}, false)
-	rp.apply(0, "", Snapshot{Generation: 1, Next: 2, Count: 2, Sum: 20, IDs: []string{"a", "b"}})
-	rp.apply(1, "", Snapshot{Generation: 0, Next: 9, Count: 9, Sum: 90, IDs: []string{"z"}})
-	rp.apply(2, "", Snapshot{Generation: 2, Base: 1, Next: 3, Count: 3, Sum: 33, IDs: []string{"c"}})
+	rp.apply(0, "", Snapshot{Generation: 1, Next: 2, Count: 2, Sum: 20, IDs: []string{"a", "b"}}, nil)
+	rp.apply(1, "", Snapshot{Generation: 0, Next: 9, Count: 9, Sum: 90, IDs: []string{"z"}}, nil)
+	rp.apply(2, "", Snapshot{Generation: 2, Base: 1, Next: 3, Count: 3, Sum: 33, IDs: []string{"c"}}, nil)
 	if len(rp.keys) != 0 {
 		t.Fatalf("a totals-only replay keeps %d orderIds", len(rp.keys))
 	}
@@ -132,7 +132,7 @@ func TestReplayWithoutIDsKeepsTotals(t *testing.T) {
 func TestReplayDoesNotKeepTheCallersIDs(t *testing.T) {
 	rp := newReplay(testHorizon, true)
 	ids := []string{"a"}
-	rp.apply(0, "", Snapshot{Generation: 1, IDs: ids})
+	rp.apply(0, "", Snapshot{Generation: 1, IDs: ids}, nil)
 	if rp.cur.IDs != nil {
 		t.Fatalf("cur keeps ids %v", rp.cur.IDs)
 	}

@@ -141,7 +141,12 @@ func (r *runner) delays(ctx context.Context, rep *Report) error {
 
 // waitFor polls cond every 100ms until it holds, fails or ctx ends.
 func waitFor(ctx context.Context, cond func() (bool, error)) error {
-	tick := time.NewTicker(100 * time.Millisecond)
+	return waitEvery(ctx, 100*time.Millisecond, cond)
+}
+
+// waitEvery is waitFor, asking cond every d.
+func waitEvery(ctx context.Context, d time.Duration, cond func() (bool, error)) error {
+	tick := time.NewTicker(d)
 	defer tick.Stop()
 	for {
 		ok, err := cond()

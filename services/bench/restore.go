@@ -143,7 +143,9 @@ func writeOrders(ctx context.Context, client kafka.Client, topic string, startID
 }
 
 // stateTail follows the end of the state topic: the count of the newest
-// state record of each partition, and when the newest of them was written.
+// state record of each partition, and when a poll first saw the newest of
+// them. (State records are stamped with the processed records' time, not
+// when they are written.)
 type stateTail struct {
 	client kafka.Client
 	topic  string
@@ -173,6 +175,9 @@ func (s *stateTail) poll(ctx context.Context) error {
 	// others are not parsed, for their orderIds are most of the bytes.
 	newest := map[int]envelope.Record{}
 	err := kafka.ReadNew(ctx, s.client, []string{s.topic}, s.next, func(m envelope.Record) error {
+		if m.Value == nil {
+			return nil // a tombstone
+		}
 		m.Value = append([]byte(nil), m.Value...) // the fetcher may reuse its buffers
 		newest[m.Partition] = m
 		return nil
@@ -180,6 +185,7 @@ func (s *stateTail) poll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	seen := time.Now()
 	for p, m := range newest {
 		var st struct {
 			Count int64 `json:"count"`
@@ -188,9 +194,7 @@ func (s *stateTail) poll(ctx context.Context) error {
 			return fmt.Errorf("%s/%d@%d: %w", s.topic, p, m.Offset, err)
 		}
 		s.counts[p] = st.Count
-		if m.Time.After(s.last) {
-			s.last = m.Time
-		}
+		s.last = seen
 	}
 	return nil
 }
@@ -260,7 +264,7 @@ func (r *runner) catchUp(ctx context.Context, client kafka.Client, tail *stateTa
 	defer p.stop()
 	wctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
-	err = waitFor(wctx, func() (bool, error) {
+	err = waitEvery(wctx, 10*time.Millisecond, func() (bool, error) {
 		if err := p.exitErr(); err != nil {
 			return false, err
 		}
