@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"strconv"
 	"strings"
@@ -237,14 +238,16 @@ func TestListenAddresses(t *testing.T) {
 	t.Fatal("found no two free ports in a row")
 }
 
-// twoFreePorts finds a port that is free and has a free port after it.
+// twoFreePorts finds a port that is free and has a free port after it. It
+// looks below Linux's ephemeral range (32768 up), where the connections of
+// tests running alongside take ports one after another.
 func twoFreePorts() (int, bool) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port := 20000 + rand.IntN(12000)
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
 		return 0, false
 	}
 	defer l.Close()
-	port := l.Addr().(*net.TCPAddr).Port
 	l2, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port+1)))
 	if err != nil {
 		return 0, false
