@@ -60,11 +60,12 @@ func (p *partition) Handle(ctx context.Context, batch []envelope.Record) ([]enve
 		}
 	}
 	outs := p.expire(nil, wm)
-	outs = p.carryOver(outs, wm)
+	from := p.restoreFrom(wm)
+	outs = p.carryOver(outs, wm, from)
 	p.ids, p.prices = p.ids[:0], p.prices[:0]
 	bucket := p.h.bucket(wm)
 	next := p.cur
-	next.Version, next.Watermark, next.Horizon, next.IDs = stateVersion, wm, p.horizon.Milliseconds(), nil
+	next.Version, next.Watermark, next.Horizon, next.From, next.IDs = stateVersion, wm, p.horizon.Milliseconds(), from, nil
 	size := 0
 	// state ends the current state record before offset end.
 	state := func(end int64) {
@@ -172,13 +173,29 @@ func (p *partition) expire(outs []envelope.Output, wm int64) []envelope.Output {
 	return outs
 }
 
+// restoreFrom is where a restore is to read from once the tombstones of
+// this batch are written: the start of the oldest bucket that still holds
+// a state record without one, the older format's included.
+func (p *partition) restoreFrom(wm int64) int64 {
+	oldest := p.h.bucket(wm)
+	for b := range p.stateKeys {
+		oldest = min(oldest, b)
+	}
+	for _, c := range p.carries {
+		if p.h.live(c.bucket, wm) {
+			oldest = min(oldest, c.bucket)
+		}
+	}
+	return oldest * p.h.width
+}
+
 // carryOver appends state records that write the orderIds the partition
 // restored from the older format in this one, in the buckets they were
 // recorded in, once: the older format's records share one key, so that
 // compaction keeps only the last of them.
-func (p *partition) carryOver(outs []envelope.Output, wm int64) []envelope.Output {
+func (p *partition) carryOver(outs []envelope.Output, wm, from int64) []envelope.Output {
 	s := p.cur
-	s.Version, s.Horizon, s.Generation, s.Base = stateVersion, p.horizon.Milliseconds(), p.gen, p.base
+	s.Version, s.Horizon, s.From, s.Generation, s.Base = stateVersion, p.horizon.Milliseconds(), from, p.gen, p.base
 	n := 0
 	for _, c := range p.carries {
 		if !p.h.live(c.bucket, wm) {

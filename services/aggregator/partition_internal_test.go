@@ -244,7 +244,7 @@ func TestAckedMakesTheBatchCurrent(t *testing.T) {
 	}
 	f.p.Acked(nil)
 	want := Snapshot{Version: stateVersion, Generation: 7, Base: 12, Next: 2, Count: 2, Sum: 100,
-		Watermark: testTime.UnixMilli(), Horizon: time.Hour.Milliseconds()}
+		Watermark: testTime.UnixMilli(), Horizon: time.Hour.Milliseconds(), From: testTime.UnixMilli()}
 	if !reflect.DeepEqual(f.p.cur, want) {
 		t.Fatalf("cur %+v, want %+v", f.p.cur, want)
 	}
@@ -298,7 +298,7 @@ func TestHandleSplitsTheStateOfLongOrderIDs(t *testing.T) {
 		t.Fatalf("%d state record for %d orderIds of 4 KB", len(outs), len(ids))
 	}
 	if want := (Snapshot{Version: stateVersion, Generation: 7, Base: 12, Next: 1501, Count: 500, Sum: 500,
-		Watermark: testTime.UnixMilli(), Horizon: time.Hour.Milliseconds()}); !reflect.DeepEqual(rp.cur, want) {
+		Watermark: testTime.UnixMilli(), Horizon: time.Hour.Milliseconds(), From: testTime.UnixMilli()}); !reflect.DeepEqual(rp.cur, want) {
 		t.Fatalf("replayed state %+v, want %+v", rp.cur, want)
 	}
 	seen, _, _ := rp.restored()
@@ -335,5 +335,48 @@ func TestAckedLogsTheAverageOrderByOrder(t *testing.T) {
 	}
 	if want := []string{"1001:1:10", "1002:2:15"}; !slices.Equal(got, want) {
 		t.Fatalf("lines %v, want %v", got, want)
+	}
+}
+
+// Once the horizon has passed a state record, the next batch writes a
+// tombstone for it, and its own state record says that a restore need not
+// read from before it any more; until then, the records say to read from
+// the oldest one without a tombstone.
+func TestTombstonesAndWhereARestoreReadsFrom(t *testing.T) {
+	f := newFixture(3)
+	f.p.now = func() time.Time { return testTime.Add(3 * time.Hour) }
+	first := processed(t, 0, "a", 1)
+	outs, err := f.p.Handle(context.Background(), []envelope.Record{first})
+	if err != nil || len(outs) != 1 {
+		t.Fatalf("outputs %+v, %v: want one state record", outs, err)
+	}
+	old := outs[0]
+	f.p.Acked(nil)
+	later := processed(t, 1, "b", 2)
+	later.Time = testTime.Add(30 * time.Minute) // inside the hour
+	outs, err = f.p.Handle(context.Background(), []envelope.Record{later})
+	if err != nil || len(outs) != 1 {
+		t.Fatalf("outputs %+v, %v: want one state record and no tombstone inside the horizon", outs, err)
+	}
+	s, _ := parseSnapshot(outs[0].Value)
+	if s.From != old.Time.UnixMilli() || !old.Time.Equal(testTime) {
+		t.Fatalf("a record inside the horizon says to read from %d, want the first record's %d (stamped %v)", s.From, old.Time.UnixMilli(), old.Time)
+	}
+	f.p.Acked(nil)
+	last := processed(t, 2, "c", 3)
+	last.Time = testTime.Add(70 * time.Minute) // the first record is now past the horizon, the second not
+	outs, err = f.p.Handle(context.Background(), []envelope.Record{last})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(outs) != 2 || outs[0].Value != nil || string(outs[0].Key) != string(old.Key) || outs[0].Partition != 3 {
+		t.Fatalf("outputs %+v, want a tombstone for %s, then the state record", outs, old.Key)
+	}
+	s, _ = parseSnapshot(outs[1].Value)
+	if s.From <= testTime.Add(30*time.Minute).UnixMilli()-testHorizon.width || s.From > last.Time.UnixMilli() {
+		t.Fatalf("after the tombstone a restore reads from %v, want the second record's bucket", time.UnixMilli(s.From).UTC())
+	}
+	if f.p.seen.has(keyOf("a")) || !f.p.seen.has(keyOf("b")) {
+		t.Fatal("the horizon forgot the wrong orderIds")
 	}
 }

@@ -10,18 +10,17 @@ import (
 )
 
 // tailRecords is how many of a state partition's last records a restore
-// reads first, for the watermark and the horizon its writer used: the
-// last is nearly always a batch's state record, since a batch's tombstones
-// are written before it.
+// reads first, for where to read from: the last is nearly always a batch's
+// state record, since a batch's tombstones are written before it.
 const tailRecords = 16
 
 // restore replays one state partition up to its end offset at the time of
 // the call, which it returns. It reads from the first state record stamped
-// inside the horizon h, asking the broker where that is: the records
-// before it hold only orderIds the horizon forgot and totals that later
-// records repeat. Reading totals only (withIDs false), it uses the horizon
-// of the partition's last writer. A partition whose last records are of
-// the older format and that is read for totals only is read whole.
+// at or after the From of the partition's last record, asking the broker
+// where that is: every record before it has a tombstone, so it holds only
+// orderIds the horizon forgot and totals that later records repeat. A
+// partition whose last records are of the older format is read from the
+// start of the horizon h, or whole if read for totals only (withIDs false).
 func restore(ctx context.Context, client kafka.Client, topic string, part int, h horizon, withIDs bool) (*replay, int64, error) {
 	b, err := client.PartitionBounds(ctx, topic, part)
 	if err != nil {
@@ -53,15 +52,16 @@ func restore(ctx context.Context, client kafka.Client, topic string, part int, h
 	if err != nil {
 		return nil, 0, err
 	}
+	var since int64
 	switch {
 	case last == nil: // only tombstones at the end: read it all
-	case !withIDs && last.Version < stateVersion:
-	default:
-		if !withIDs {
-			h = newHorizon(time.Duration(last.Horizon) * time.Millisecond)
-			rp.h = h
-		}
-		at, err := client.OffsetAt(ctx, topic, part, time.UnixMilli(h.since(wm)))
+	case last.Version >= stateVersion:
+		since = last.From
+	case withIDs:
+		since = h.since(wm)
+	}
+	if since != 0 {
+		at, err := client.OffsetAt(ctx, topic, part, time.UnixMilli(since))
 		if err != nil {
 			return nil, 0, err
 		}

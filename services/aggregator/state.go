@@ -51,6 +51,10 @@ type Snapshot struct {
 	Watermark int64 `json:"wm,omitempty"`
 	// Horizon is the writer's de-duplication horizon in milliseconds.
 	Horizon int64 `json:"horizon,omitempty"`
+	// From is where a restore reads from, in Unix milliseconds: every state
+	// record stamped before it has a tombstone, acknowledged before this
+	// record was written.
+	From int64 `json:"from,omitempty"`
 	// IDs are the orderIds this record counted for the first time.
 	IDs []string `json:"ids,omitempty"`
 }

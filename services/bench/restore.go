@@ -51,9 +51,10 @@ type Restore struct {
 	History, Inside int
 	// Write is how long writing the history took.
 	Write time.Duration
-	// First counted the history from an empty state; Horizon and
-	// Everything are the restarts that then each counted restoreNew more,
-	// with the horizon of restoreHorizon and with one covering every order.
+	// First counted the history from an empty state, with the horizon of
+	// restoreHorizon; Horizon is a restart of it that then counted
+	// restoreNew more. Everything is the same restart on a history counted
+	// with a horizon covering every order.
 	First, Horizon, Everything Catchup
 }
 
@@ -207,36 +208,45 @@ func (s *stateTail) count() (n int64) {
 	return n
 }
 
-// restore measures row 9 on a broker of its own.
+// restore measures row 9: for each horizon, on a broker of its own, a
+// history counted by an aggregator of that horizon, then the catch-up of
+// one restarted after more orders. Each history is its own, so that the
+// restart with the horizon covering everything finds every orderId still
+// in the state, as an aggregator that always had that horizon would.
 func (r *runner) restore(ctx context.Context, rep *Report) error {
-	return r.withBroker(ctx, r.top, func(client kafka.Client) error {
-		res := Restore{History: r.cfg.RestoreHistory, Inside: r.cfg.RestoreInside}
-		n := res.History
-		began := time.Now()
-		r.logf("restore: %d processed orders over the %v before now, the newest %d inside %v", n,
-			time.Duration(float64(restoreHorizon)*float64(n)/float64(res.Inside)).Round(time.Minute), res.Inside, restoreHorizon)
-		err := writeOrders(ctx, client, r.top.Processed, 1001, n, func(i int) time.Time {
-			return historyTime(began, i, n, res.Inside, restoreHorizon)
-		})
-		if err != nil {
-			return err
-		}
-		res.Write = time.Since(began)
-		r.logf("  written in %.1fs (%.0f/s)", res.Write.Seconds(), float64(n)/res.Write.Seconds())
-		tail := newStateTail(client, r.top.State)
-		if res.First, err = r.catchUp(ctx, client, tail, restoreHorizon, int64(n)); err != nil {
-			return err
-		}
-		r.logf("  from an empty state: %s", res.First)
-		next := uint64(1001 + n)
-		for _, c := range []struct {
-			horizon time.Duration
-			into    *Catchup
-		}{{restoreHorizon, &res.Horizon}, {restoreEverything, &res.Everything}} {
+	res := Restore{History: r.cfg.RestoreHistory, Inside: r.cfg.RestoreInside}
+	n := res.History
+	for _, c := range []struct {
+		horizon     time.Duration
+		first, into *Catchup
+	}{{restoreHorizon, &res.First, &res.Horizon}, {restoreEverything, nil, &res.Everything}} {
+		err := r.withBroker(ctx, r.top, func(client kafka.Client) error {
+			began := time.Now()
+			r.logf("restore, horizon %v: %d processed orders over the %v before now, the newest %d inside %v", c.horizon, n,
+				time.Duration(float64(restoreHorizon)*float64(n)/float64(res.Inside)).Round(time.Minute), res.Inside, restoreHorizon)
+			err := writeOrders(ctx, client, r.top.Processed, 1001, n, func(i int) time.Time {
+				return historyTime(began, i, n, res.Inside, restoreHorizon)
+			})
+			if err != nil {
+				return err
+			}
+			if c.first != nil {
+				res.Write = time.Since(began)
+				r.logf("  written in %.1fs (%.0f/s)", res.Write.Seconds(), float64(n)/res.Write.Seconds())
+			}
+			tail := newStateTail(client, r.top.State)
+			first, err := r.catchUp(ctx, client, tail, c.horizon, int64(n))
+			if err != nil {
+				return err
+			}
+			r.logf("  from an empty state: %s", first)
+			if c.first != nil {
+				*c.first = first
+			}
+			next := uint64(1001 + n)
 			if err := writeOrders(ctx, client, r.top.Processed, next, restoreNew, func(int) time.Time { return time.Now() }); err != nil {
 				return err
 			}
-			next += restoreNew
 			if err := tail.skip(ctx); err != nil {
 				return err
 			}
@@ -244,10 +254,14 @@ func (r *runner) restore(ctx context.Context, rep *Report) error {
 				return err
 			}
 			r.logf("  restarted: %s", *c.into)
+			return nil
+		})
+		if err != nil {
+			return err
 		}
-		rep.Restore = &res
-		return nil
-	})
+	}
+	rep.Restore = &res
+	return nil
 }
 
 // catchUp runs one aggregator process with the de-duplication horizon
