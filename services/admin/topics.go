@@ -180,8 +180,8 @@ func stateDrifts(t string, live liveConfig) []Drift {
 		// The older format keys every record of a partition alike, so
 		// compaction keeps only the last one: an aggregator of this version
 		// carries the orderIds of the others over in its first batch, and
-		// Kafka compacts only closed segments (segment.ms, 7 days by
-		// default), which hold orderIds older than the default horizon.
+		// docs/aggregator.md says to set min.compaction.lag.ms to the
+		// horizon meanwhile.
 		out = append(out, Drift{Topic: t, Kind: DriftStateCompaction, Detail: fmt.Sprintf(
 			"cleanup.policy is %s%s: the state topic must be compacted (set cleanup.policy=compact), or %s", policy, expiry, consequence)})
 	case expiry != "":

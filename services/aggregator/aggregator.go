@@ -74,7 +74,7 @@ func (a *Aggregator) Open(ctx context.Context, as stage.Assignment) (stage.Parti
 	return &partition{
 		top: a.top, log: a.log, values: a.Values, index: as.Partition, gen: as.Generation, base: end,
 		h: h, horizon: a.horizonOrDefault(), now: a.clock(), maxBytes: a.maxValueBytes(ctx),
-		cur: cur, seen: seen, stateKeys: keys, carries: carries, oldest: h.bucket(cur.Watermark) - buckets, totals: a.Totals,
+		cur: cur, seen: seen, stateKeys: keys, carries: carries, oldest: h.bucket(cur.Watermark) - buckets, newest: h.bucket(cur.Watermark), curKey: rp.curKey, totals: a.Totals,
 		update: func(d Snapshot) {
 			a.mu.Lock()
 			a.totals[as.Partition] = a.totals[as.Partition].add(d)

@@ -22,7 +22,7 @@ type horizon struct {
 }
 
 func newHorizon(d time.Duration) horizon {
-	return horizon{width: max(d.Milliseconds()/buckets, 1)}
+	return horizon{width: max((d.Milliseconds()+buckets-1)/buckets, 1)} // rounded up: never less than d
 }
 
 // bucket is the bucket of a time, in Unix milliseconds.

@@ -15,28 +15,31 @@ import (
 
 // partition aggregates one partition of the processed topic.
 type partition struct {
-	top       topology.Topology
-	log       *zap.Logger
-	values    schemas.Values // nil: plain Avro
-	totals    func() Totals  // the running totals over every partition of this process
-	update    func(delta Snapshot)
-	gen       int32
-	base      int64
-	index     int
-	cur       Snapshot
-	seen      *orderSet
-	h         horizon
-	horizon   time.Duration
-	now       func() time.Time
-	maxBytes  int                // the most bytes of a state record's value
-	oldest    int64              // no orderId in seen is in an older bucket
-	stateKeys map[int64][]string // keys of the state records not yet tombstoned, by bucket
-	carries   []carry            // the older format's orderIds, to write in this one
-	inFlight  Snapshot           // the state written last for the batch being acknowledged
-	ids       []string           // the orderIds the batch counted
-	prices    []float32          // their prices
-	orders    []decoded          // the batch's orders
-	keys      []orderKey
+	top         topology.Topology
+	log         *zap.Logger
+	values      schemas.Values // nil: plain Avro
+	totals      func() Totals  // the running totals over every partition of this process
+	update      func(delta Snapshot)
+	gen         int32
+	base        int64
+	index       int
+	cur         Snapshot
+	seen        *orderSet
+	h           horizon
+	horizon     time.Duration
+	now         func() time.Time
+	maxBytes    int                // the most bytes of a state record's value
+	oldest      int64              // no orderId in seen is in an older bucket
+	newest      int64              // nor in a newer one
+	curKey      string             // the key of the state record that holds cur
+	inFlightKey string             // and of the one that holds inFlight
+	stateKeys   map[int64][]string // keys of the state records not yet tombstoned, by bucket
+	carries     []carry            // the older format's orderIds, to write in this one
+	inFlight    Snapshot           // the state written last for the batch being acknowledged
+	ids         []string           // the orderIds the batch counted
+	prices      []float32          // their prices
+	orders      []decoded          // the batch's orders
+	keys        []orderKey
 }
 
 // decoded is an order of the batch being handled, at its offset.
@@ -96,7 +99,7 @@ func (p *partition) Handle(ctx context.Context, batch []envelope.Record) ([]enve
 	}
 	p.seen.prefetch(p.keys)
 	if len(p.orders) > 0 {
-		p.oldest = min(p.oldest, bucket)
+		p.oldest, p.newest = min(p.oldest, bucket), max(p.newest, bucket)
 	}
 	room := p.maxBytes - len(next.marshal()) - len(`,"ids":[]`) - 40 // 40: the digits Next may gain
 	for i, o := range p.orders {
@@ -116,7 +119,7 @@ func (p *partition) Handle(ctx context.Context, batch []envelope.Record) ([]enve
 	}
 	clear(p.orders) // the counted ones stay in p.ids until Acked
 	state(batch[len(batch)-1].Offset + 1)
-	p.inFlight = next
+	p.inFlight, p.inFlightKey = next, string(outs[len(outs)-1].Key)
 	return outs, nil
 }
 
@@ -146,29 +149,38 @@ func idBytes(orderID string) int {
 // behind, and appends to outs a tombstone for each state record of those
 // buckets, so that compaction removes it.
 func (p *partition) expire(outs []envelope.Output, wm int64) []envelope.Output {
-	if p.h.live(p.oldest, wm) {
-		return outs
+	if !p.h.live(p.oldest, wm) {
+		oldest := p.h.bucket(wm)
+		p.seen.keep(func(k orderKey) bool {
+			b := k.bucket(p.newest)
+			if p.h.live(b, wm) {
+				oldest = min(oldest, b)
+				return true
+			}
+			return false
+		})
+		p.oldest = oldest
 	}
-	last := p.h.bucket(wm)
-	oldest := last
-	p.seen.keep(func(k orderKey) bool {
-		b := k.bucket(last)
-		if p.h.live(b, wm) {
-			oldest = min(oldest, b)
-			return true
-		}
-		return false
-	})
-	p.oldest = oldest
 	at := time.UnixMilli(wm)
 	for b, keys := range p.stateKeys {
 		if p.h.live(b, wm) {
 			continue
 		}
+		var kept []string
 		for _, k := range keys {
+			if k == p.curKey {
+				// It holds the totals until this batch's state record is
+				// acknowledged: a tombstone now could leave none.
+				kept = append(kept, k)
+				continue
+			}
 			outs = append(outs, envelope.Output{Topic: p.top.State, Partition: p.index, Key: []byte(k), Time: at})
 		}
-		delete(p.stateKeys, b)
+		if kept != nil {
+			p.stateKeys[b] = kept
+		} else {
+			delete(p.stateKeys, b)
+		}
 	}
 	return outs
 }
@@ -237,7 +249,7 @@ func (p *partition) ResumeTopic() string { return p.top.State }
 func (p *partition) Acked([]envelope.Record) {
 	delta := Snapshot{Count: p.inFlight.Count - p.cur.Count, Sum: p.inFlight.Sum - p.cur.Sum}
 	ids := p.ids
-	p.cur = p.inFlight
+	p.cur, p.curKey = p.inFlight, p.inFlightKey
 	// The log shows the average growing order by order, over the
 	// partitions this process owns; orders stats gives the global one.
 	t := p.totals()

@@ -380,3 +380,31 @@ func TestTombstonesAndWhereARestoreReadsFrom(t *testing.T) {
 		t.Fatal("the horizon forgot the wrong orderIds")
 	}
 }
+
+// A partition idle for longer than the horizon keeps its last state
+// record, which holds its totals, until the next one is acknowledged: a
+// tombstone written with that one could otherwise leave no record at all.
+func TestTheRecordHoldingTheTotalsOutlivesTheHorizon(t *testing.T) {
+	f := newFixture(1)
+	f.p.now = func() time.Time { return testTime.Add(10 * time.Hour) }
+	outs, _ := f.p.Handle(context.Background(), []envelope.Record{processed(t, 0, "a", 1)})
+	holding := outs[0].Key
+	f.p.Acked(nil)
+	idle := processed(t, 1, "b", 2)
+	idle.Time = testTime.Add(5 * time.Hour)
+	outs, _ = f.p.Handle(context.Background(), []envelope.Record{idle})
+	if len(outs) != 1 || outs[0].Value == nil {
+		t.Fatalf("outputs %+v: want only the new state record while the old one holds the totals", outs)
+	}
+	s, _ := parseSnapshot(outs[0].Value)
+	if s.From > testTime.UnixMilli() {
+		t.Fatalf("a restore would read from %v, after the record that holds the totals", time.UnixMilli(s.From).UTC())
+	}
+	f.p.Acked(nil)
+	next := processed(t, 2, "c", 3)
+	next.Time = testTime.Add(5*time.Hour + time.Minute)
+	outs, _ = f.p.Handle(context.Background(), []envelope.Record{next})
+	if len(outs) != 2 || outs[0].Value != nil || string(outs[0].Key) != string(holding) {
+		t.Fatalf("outputs %+v: want a tombstone for %s, now that a newer record holds the totals", outs, holding)
+	}
+}

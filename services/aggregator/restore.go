@@ -11,7 +11,8 @@ import (
 
 // tailRecords is how many of a state partition's last records a restore
 // reads first, for where to read from: the last is nearly always a batch's
-// state record, since a batch's tombstones are written before it.
+// state record, since a batch's tombstones are written before it, and a
+// restore that finds none among them reads sixteen times as many.
 const tailRecords = 16
 
 // restore replays one state partition up to its end offset at the time of
@@ -32,25 +33,35 @@ func restore(ctx context.Context, client kafka.Client, topic string, part int, h
 	if first >= end {
 		return rp, end, nil
 	}
-	var (
-		wm   int64
-		last *Snapshot
-	)
-	err = kafka.ReadRange(ctx, client, topic, part, max(first, end-tailRecords), end, func(m envelope.Record) error {
-		wm = max(wm, m.Time.UnixMilli())
-		if m.Value == nil {
+	// The last records may all be tombstones, a batch's written before a
+	// crash kept its state record from following them: look further back.
+	var last *Snapshot
+	for window := int64(tailRecords); last == nil; window *= 16 {
+		from := max(first, end-window)
+		err = kafka.ReadRange(ctx, client, topic, part, from, end, func(m envelope.Record) error {
+			if m.Value == nil {
+				return nil
+			}
+			s, err := parseSnapshot(m.Value)
+			if err != nil {
+				return fmt.Errorf("%s/%d@%d: %w", topic, part, m.Offset, err)
+			}
+			if s.Version < stateVersion {
+				s.Watermark = m.Time.UnixMilli()
+			}
+			last = &s
 			return nil
-		}
-		s, err := parseSnapshot(m.Value)
+		})
 		if err != nil {
-			return fmt.Errorf("%s/%d@%d: %w", topic, part, m.Offset, err)
+			return nil, 0, err
 		}
-		wm = max(wm, s.Watermark)
-		last = &s
-		return nil
-	})
-	if err != nil {
-		return nil, 0, err
+		if from == first {
+			break
+		}
+	}
+	wm := int64(0)
+	if last != nil {
+		wm = last.Watermark
 	}
 	var since int64
 	switch {

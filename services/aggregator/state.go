@@ -20,6 +20,7 @@ package aggregator
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -132,39 +133,62 @@ func parseSnapshot(b []byte) (Snapshot, error) {
 // hashes most straight from the record's bytes instead of making a string
 // of each.
 func parseSnapshotIDs(b []byte, ids [][]byte) (Snapshot, [][]byte, error) {
+	t := &idTokens{list: ids}
 	v := struct {
 		Snapshot
 		IDs *idTokens `json:"ids"`
-	}{IDs: &idTokens{list: ids}}
+	}{IDs: t}
 	if err := json.Unmarshal(b, &v); err != nil {
 		return v.Snapshot, ids, fmt.Errorf("state record: %w", err)
 	}
-	return v.Snapshot, v.IDs.list, nil
+	return v.Snapshot, t.list, nil // v.IDs is nil after "ids":null
 }
 
 // idTokens collects the JSON strings of an array of them, quotes
-// included, as slices of the array's bytes; encoding/json has checked the
-// array before it hands it over.
+// included, as slices of the array's bytes; encoding/json has checked that
+// the array is JSON before it hands it over.
 type idTokens struct{ list [][]byte }
 
+var errIDs = errors.New("ids: not a list of strings")
+
 func (t *idTokens) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
+	i := 0
+	skip := func() {
+		for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+			i++
+		}
+	}
+	if skip(); i == len(b) || b[i] != '[' {
+		return errIDs
+	}
+	i++
+	if skip(); i < len(b) && b[i] == ']' {
 		return nil
 	}
-	for i := 1; i < len(b); i++ { // b[0] is '['
-		if b[i] != '"' {
-			continue // a comma, a space or the closing bracket
+	for {
+		if skip(); i == len(b) || b[i] != '"' {
+			return errIDs
 		}
 		j := i + 1
-		for ; b[j] != '"'; j++ {
+		for ; j < len(b) && b[j] != '"'; j++ {
 			if b[j] == '\\' {
 				j++ // the escaped byte
 			}
 		}
+		if j >= len(b) {
+			return errIDs
+		}
 		t.list = append(t.list, b[i:j+1])
-		i = j
+		i = j + 1
+		switch skip(); {
+		case i < len(b) && b[i] == ',':
+			i++
+		case i < len(b) && b[i] == ']':
+			return nil
+		default:
+			return errIDs
+		}
 	}
-	return nil
 }
 
 // idKey is the key of the orderId whose JSON string is tok.
@@ -236,6 +260,10 @@ type replay struct {
 	carried []string         // the orderIds of the older format's records, to write again
 	live    map[string]int64 // key of each state record read -> its bucket, until a tombstone
 	tokens  [][]byte         // the orderIds of the record being read, as JSON strings
+	curKey  string           // the key of the record cur comes from
+	// carriedOver is set once a record of this format follows those of the
+	// older one: their orderIds are written again already.
+	carriedOver bool
 }
 
 // recorded is where the orderIds of one state record start in keys and
@@ -286,7 +314,6 @@ func (r *replay) read(m envelope.Record) error {
 // apply applies the state record s at offset, under key; its orderIds are
 // s.IDs, or else the JSON strings tokens.
 func (r *replay) apply(offset int64, key string, s Snapshot, tokens [][]byte) {
-	r.wm = max(r.wm, s.Watermark)
 	var b int64
 	if r.withIDs {
 		b = r.h.bucket(s.Watermark)
@@ -298,6 +325,10 @@ func (r *replay) apply(offset int64, key string, s Snapshot, tokens [][]byte) {
 	w := writer{s.Base, s.Generation}
 	if r.any && w.before(r.w) {
 		return
+	}
+	r.wm = max(r.wm, s.Watermark)
+	if s.Version >= stateVersion {
+		r.carriedOver = true // its writer carried the older format's orderIds over before it
 	}
 	if r.any && r.w.before(w) {
 		i := sort.Search(len(r.recs), func(i int) bool { return r.recs[i].offset >= s.Base })
@@ -323,7 +354,7 @@ func (r *replay) apply(offset int64, key string, s Snapshot, tokens [][]byte) {
 		}
 	}
 	s.IDs = nil
-	r.cur = s
+	r.cur, r.curKey = s, key
 	r.any = true
 }
 
@@ -349,7 +380,7 @@ func (r *replay) restored() (seen *orderSet, keys map[int64][]string, carries []
 			continue
 		}
 		live = append(live, r.keys[rec.keys:end]...) // never ahead of what it reads
-		if rec.carried < carriedEnd {
+		if rec.carried < carriedEnd && !r.carriedOver {
 			carries = append(carries, carry{bucket: rec.bucket, ids: r.carried[rec.carried:carriedEnd]})
 		}
 	}

@@ -219,3 +219,29 @@ func FuzzSnapshotMarshal(f *testing.F) {
 		}
 	})
 }
+
+// A restore reads the orderIds of a state record as they are in its
+// bytes; a record whose ids are not a list of strings is an error, never a
+// panic or orderIds made up.
+func TestParseSnapshotIDs(t *testing.T) {
+	s := Snapshot{Version: stateVersion, Next: 3, Count: 2, IDs: []string{"1001", `q"uote`, "日本"}}
+	got, toks, err := parseSnapshotIDs(s.marshal(), nil)
+	if err != nil || got.Next != 3 || len(toks) != 3 {
+		t.Fatalf("parseSnapshotIDs = %+v, %q, %v", got, toks, err)
+	}
+	for i, tok := range toks {
+		if idString(tok) != s.IDs[i] || idKey(tok) != keyOf(s.IDs[i]) {
+			t.Fatalf("token %q: %q, want %q with its key", tok, idString(tok), s.IDs[i])
+		}
+	}
+	for _, b := range []string{`{"next":1,"ids":null}`, `{"next":1,"ids":[]}`, `{"next":1, "ids" : [ "a" , "b" ] }`} {
+		if _, _, err := parseSnapshotIDs([]byte(b), nil); err != nil {
+			t.Errorf("parseSnapshotIDs(%s): %v", b, err)
+		}
+	}
+	for _, b := range []string{`{"ids":"x"}`, `{"ids":{"a":1}}`, `{"ids":[["a"],"b"]}`, `{"ids":[1]}`, `{"ids":["a",2]}`} {
+		if _, _, err := parseSnapshotIDs([]byte(b), nil); err == nil {
+			t.Errorf("parseSnapshotIDs(%s) succeeded", b)
+		}
+	}
+}
