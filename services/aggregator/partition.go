@@ -218,12 +218,13 @@ func (p *partition) carryOver(outs []envelope.Output, wm, from int64) []envelope
 		size := 0
 		s.IDs = nil
 		for _, id := range c.ids {
-			if b := idBytes(id); size+b > room && len(s.IDs) > 0 {
+			b := idBytes(id)
+			if size+b > room && len(s.IDs) > 0 {
 				outs = append(outs, p.stateRecord(s, n))
 				n++
 				s.IDs, size = nil, 0
 			}
-			size += idBytes(id)
+			size += b
 			s.IDs = append(s.IDs, id)
 		}
 		if len(s.IDs) > 0 {

@@ -142,26 +142,34 @@ func (p *pipeline) waitTotals() {
 	}
 }
 
-// stateRecords counts the state topic's records and tombstones, and
-// returns the last value.
-func (p *pipeline) stateRecords() (values, tombstones int, last []byte) {
+// eachState calls fn for every record of the state topic.
+func (p *pipeline) eachState(fn func(envelope.Record)) {
 	p.t.Helper()
 	b, err := p.client.PartitionBounds(context.Background(), p.top.State, 0)
 	if err != nil {
 		p.t.Fatal(err)
 	}
 	err = kafka.ReadRange(context.Background(), p.client, p.top.State, 0, b.First, b.End, func(m envelope.Record) error {
+		fn(m)
+		return nil
+	})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// stateRecords counts the state topic's records and tombstones, and
+// returns the last value.
+func (p *pipeline) stateRecords() (values, tombstones int, last []byte) {
+	p.t.Helper()
+	p.eachState(func(m envelope.Record) {
 		if m.Value == nil {
 			tombstones++
 		} else {
 			values++
 			last = m.Value
 		}
-		return nil
 	})
-	if err != nil {
-		p.t.Fatal(err)
-	}
 	return values, tombstones, last
 }
 
@@ -310,19 +318,11 @@ func TestAStateTopicOfTheOlderFormatIsCarriedOver(t *testing.T) {
 // legacyRecords counts the state topic's records of the older format.
 func (p *pipeline) legacyRecords() int {
 	p.t.Helper()
-	b, err := p.client.PartitionBounds(context.Background(), p.top.State, 0)
-	if err != nil {
-		p.t.Fatal(err)
-	}
 	k := 0
-	err = kafka.ReadRange(context.Background(), p.client, p.top.State, 0, b.First, b.End, func(m envelope.Record) error {
+	p.eachState(func(m envelope.Record) {
 		if string(m.Key) == "0" && m.Value != nil {
 			k++
 		}
-		return nil
 	})
-	if err != nil {
-		p.t.Fatal(err)
-	}
 	return k
 }
